@@ -7,6 +7,7 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
+export HF_DATASETS_CACHE ?= $(CURDIR)/.cache/hf_datasets
 
 .PHONY: demo test install sysdeps lab bench clean
 
