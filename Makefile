@@ -36,6 +36,7 @@ lab: $(STAMP)
 ## Benchmarks (figures go to stdout and bench/results/).
 bench: $(STAMP)
 	$(BIN)/python bench/hook_overhead.py
+	$(BIN)/python bench/sim_speed.py
 
 clean:
 	rm -rf $(VENV) _docs _proc runs
