@@ -25,9 +25,10 @@ demo: $(STAMP)
 	$(BIN)/vlasteer_demo --out runs/demo
 
 ## Every notebook (nbdev_test) plus the pytest suite.
+# notebooks run two at a time, so each torch gets one thread (two threads per process on two cores thrash)
 test: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2 --timing
-	$(BIN)/python -m pytest -q tests
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 ## JupyterLab on localhost for the explorers.
 lab: $(STAMP)
@@ -37,6 +38,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/hook_overhead.py
 	$(BIN)/python bench/sim_speed.py
+	$(BIN)/python bench/cluster_scale.py
 
 clean:
 	rm -rf $(VENV) _docs _proc runs
