@@ -22,6 +22,7 @@ install: $(STAMP)
 
 ## The main job on the embedded default.
 demo: $(STAMP)
+	mkdir -p runs
 	$(BIN)/vlasteer_demo --out runs/demo
 
 ## Every notebook (nbdev_test) plus the pytest suite.
