@@ -27,20 +27,14 @@ import torch
 
 from vlasteer.data import POLICY_CAMERAS, convert_libero_to_lerobot, generate_demos, lerobot_obs_batch, load_lerobot_dataset
 from vlasteer.policy import GemmaSize, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, load_default_policy, tiny_policy
+from hook_overhead import build as hook_overhead_build  # bench/ is on sys.path when run as a script
 from vlasteer.residuals import CaptureConfig, capture_batch, capture_residuals, forward_only, frame_noise
 
 
 def build(size: str) -> Policy:
-    if size == "tiny": return tiny_policy("pi05")
+    "tiny / mid as in bench/hook_overhead.py (one definition), the shipped default, or real pi0.5 sizes."
+    if size in ("tiny", "mid"): return hook_overhead_build(size)
     if size == "default": return load_default_policy()
-    if size == "mid":  # tens of millions of parameters: matmuls dominate on a CPU
-        cfg = PolicyConfig(kind="pi05", paligemma_variant="custom", action_expert_variant="custom",
-                           vision=VisionSize(width=384, depth=6, mlp_dim=1536, num_heads=6, patch_size=14, image_size=112),
-                           vlm=GemmaSize(width=512, depth=8, mlp_dim=2048, num_heads=8, num_kv_heads=1, head_dim=64),
-                           expert=GemmaSize(width=256, depth=8, mlp_dim=1024, num_heads=8, num_kv_heads=1, head_dim=64),
-                           vocab_size=len(default_vocab()), action_dim=32, action_horizon=10, max_token_len=48,
-                           cameras=("base_0_rgb", "left_wrist_0_rgb"), output_action_dim=7)
-        return Policy(cfg, tokenizer=default_tokenizer()).eval()
     # real pi0.5 sizes (gemma_2b + gemma_300m, SigLIP So400m at 224 px), the small default vocabulary
     cfg = PolicyConfig(kind="pi05", action_horizon=10, max_token_len=48, output_action_dim=7, vocab_size=len(default_vocab()),
                        cameras=("base_0_rgb", "left_wrist_0_rgb"))

@@ -23,7 +23,7 @@ def run_probe(*args: str) -> subprocess.CompletedProcess:
 
 
 def no_leftovers(folder: Path):
-    assert not [p.name for p in folder.iterdir() if ".partial-" in p.name or p.name == "out.json"]
+    assert not [p.name for p in folder.iterdir() if ".tmp-" in p.name or ".partial-" in p.name or p.name == "out.json"]
 
 
 @pytest.fixture(scope="module")
