@@ -10,15 +10,12 @@ import pytest
 from vlasteer.ffn import Projections, probe_ffn, save_projections
 from vlasteer.policy import save_policy, tiny_policy
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import entry_command, entry_env, run_entry_point
 
 
-def run_cluster(*args: str) -> subprocess.CompletedProcess:
+def run_cluster(*args: str):
     "Run `vlasteer_cluster` (vlasteer.clusters:cluster_main) with `args` as argv."
-    code = "import sys; from vlasteer.clusters import cluster_main; sys.argv = ['vlasteer_cluster'] + sys.argv[1:]; cluster_main()"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_entry_point("vlasteer.clusters", "cluster_main", *args)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ import pytest
 
 from vlasteer.data import (load_obs_batch, read_libero_hdf5, rot180, synthetic_libero_demo, write_libero_hdf5)
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import entry_command, entry_env, run_entry_point
 
 
-def run_entry(entry: str, *args: str) -> subprocess.CompletedProcess:
+def run_entry(entry: str, *args: str):
     "Run `vlasteer.data.<entry>()` as a console script would, with `args` as argv."
-    code = f"import sys; from vlasteer.data import {entry}; sys.argv = ['{entry}'] + sys.argv[1:]; {entry}()"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_entry_point("vlasteer.data", entry, *args)
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,12 @@ import pytest
 from vlasteer.data import save_obs_batch
 from vlasteer.policy import save_policy, tiny_policy
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import entry_command, entry_env, run_entry_point
 
 
-def run_probe(*args: str) -> subprocess.CompletedProcess:
+def run_probe(*args: str):
     "Run `vlasteer_ffn_probe` (vlasteer.ffn:ffn_probe_main) with `args` as argv."
-    code = "import sys; from vlasteer.ffn import ffn_probe_main; sys.argv = ['vlasteer_ffn_probe'] + sys.argv[1:]; ffn_probe_main()"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+    return run_entry_point("vlasteer.ffn", "ffn_probe_main", *args)
 
 
 def no_leftovers(folder: Path):

@@ -15,19 +15,17 @@ from vlasteer.contrast import build_concept_map, contrast_from_lerobot, save_con
 from vlasteer.policy import GemmaSize, save_policy, tiny_policy
 from vlasteer.residuals import read_chunk, read_slice
 
-REPO = Path(__file__).resolve().parents[1]
-# one intra-op thread: the models are tiny, and on a few shared cores torch's default threads spin against each other
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+from conftest import entry_command, entry_env, run_entry_point
+ENV = entry_env()
 
 
 def _cmd(entry: str, *args: str) -> list:
-    code = f"import sys; from vlasteer.residuals import {entry}; sys.argv = ['{entry}'] + sys.argv[1:]; {entry}()"
-    return [sys.executable, "-c", code, *args]
+    return entry_command("vlasteer.residuals", entry, *args)
 
 
-def run_entry(entry: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_entry(entry: str, *args: str, env: dict | None = None):
     "Run `vlasteer.residuals.<entry>()` as a console script would, with `args` as argv."
-    return subprocess.run(_cmd(entry, *args), capture_output=True, text=True, env={**ENV, **(env or {})}, timeout=600)
+    return run_entry_point("vlasteer.residuals", entry, *args, env=env)
 
 
 def _demo(sign: int, T: int, seed: int):

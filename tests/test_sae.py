@@ -15,16 +15,13 @@ from safetensors.torch import load_file, save_file
 
 from vlasteer.sae import ConceptSlice, PairSpec, save_slice, slice_path, write_pairs_config
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import entry_command, entry_env, run_entry_point
 LAYER, WIDTH = 2, 16
 
 
-def run_entry(entry: str, *args: str) -> subprocess.CompletedProcess:
+def run_entry(entry: str, *args: str):
     "Run `vlasteer.sae.<entry>()` as a console script would, with `args` as argv."
-    code = f"import sys; from vlasteer.sae import {entry}; sys.argv = ['{entry}'] + sys.argv[1:]; {entry}()"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600)
+    return run_entry_point("vlasteer.sae", entry, *args)
 
 
 def sparse_rows(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -1,0 +1,20 @@
+"""Shared helpers for the command-line tests: run a console entry point in a subprocess, as an installed script would."""
+import os, subprocess, sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+def entry_env(**extra: str) -> dict:
+    "The environment for an entry-point subprocess: offline, one torch thread (tiny models; shared cores), this checkout first."
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **extra}
+
+def entry_command(module: str, entry: str, *args: str) -> list:
+    "argv that runs `module.entry()` with `args`, the way a console script calls it."
+    code = f"import sys; from {module} import {entry}; sys.argv = ['{entry}'] + sys.argv[1:]; {entry}()"
+    return [sys.executable, "-c", code, *args]
+
+def run_entry_point(module: str, entry: str, *args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    "Run `module.entry()` in a subprocess with `args` as argv; capture its output."
+    return subprocess.run(entry_command(module, entry, *args), capture_output=True, text=True,
+                          env={**entry_env(), **(env or {})}, timeout=timeout)
