@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_CACHE ?= $(CURDIR)/.cache/hf_datasets
 
-.PHONY: demo test install sysdeps lab bench clean
+.PHONY: demo test install sysdeps lab bench clean docs docs-check outputs
 
 $(STAMP): constraints.txt settings.ini setup.py scripts/install_sysdeps.sh
 	bash scripts/install_sysdeps.sh
@@ -33,7 +33,19 @@ test: $(STAMP)
 
 ## JupyterLab on localhost for the explorers.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 nbs
+	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root) nbs
+
+## The docs site offline (nbdev's processing, then plain HTML in _docs_html/; `nbdev_docs` where Quarto is installed).
+docs: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/docs_check.py --out _docs_html
+
+## The docs site and the explorers checked in headless chromium (screenshots in test-artifacts/).
+docs-check: docs
+	VLASTEER_DOCS_PREBUILT=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/test_docs.py tests/test_lab.py tests/test_notebook_outputs.py
+
+## Re-run notebooks in place so their committed outputs are fresh (NB=nbs/05_clusters.ipynb for one).
+outputs: $(STAMP)
+	$(BIN)/python scripts/fill_outputs.py $(NB)
 
 ## Benchmarks (figures go to stdout and bench/results/).
 bench: $(STAMP)
@@ -42,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/cluster_scale.py
 
 clean:
-	rm -rf $(VENV) _docs _proc runs
+	rm -rf $(VENV) _docs _proc _docs_html test-artifacts runs scripts/docs_assets/node_modules

@@ -15,8 +15,8 @@ def test_import_is_light():
     secs, torch_loaded = r.stdout.split()
     assert float(secs) < 2.0 and torch_loaded == "False", r.stdout
 
-def test_demo_cli_writes_summary(tmp_path):
-    exe = Path(PY).with_name("vlasteer_demo")
+def test_world_demo_cli_writes_summary(tmp_path):
+    exe = Path(PY).with_name("vlasteer_world_demo")
     r = run([str(exe), "--out", str(tmp_path / "demo"), "--num-demos", "1", "--eval-seeds", "1"])
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
@@ -27,8 +27,8 @@ def test_demo_cli_writes_summary(tmp_path):
     assert all(h["firings"] == 10 for h in summary["hooks"] if h["hook"].startswith("expert"))  # one per denoising step
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no temp folders left behind
 
-def test_demo_cli_bad_input_fails_cleanly(tmp_path):
-    exe = Path(PY).with_name("vlasteer_demo")
+def test_world_demo_cli_bad_input_fails_cleanly(tmp_path):
+    exe = Path(PY).with_name("vlasteer_world_demo")
     r = run([str(exe), "--out", str(tmp_path / "demo"), "--num-demos", "0"])
     assert r.returncode != 0 and "--num-demos" in r.stderr
     r = run([str(exe), "--out", str(tmp_path / "missing" / "demo")])
