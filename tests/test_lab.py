@@ -86,11 +86,10 @@ def lab(tmp_path_factory):
     log.close()
 
 
-SIGNATURE = """
-const gds = [...arguments[0].querySelectorAll('.js-plotly-plot')];
-return JSON.stringify(gds.map(g => [(g.layout && g.layout.title && g.layout.title.text) || '',
-  (g._fullData || []).map(t => [t.type, (t.x || []).length, JSON.stringify(t.y || t.z || t.cells || '').slice(0, 400)])]));
-"""
+SIGNATURE_FN = """(root => JSON.stringify([...root.querySelectorAll('.js-plotly-plot')].map(g => [
+  (g.layout && g.layout.title && g.layout.title.text) || '',
+  (g._fullData || []).map(t => [t.type, (t.x || []).length, JSON.stringify(t.y || t.z || t.cells || '').slice(0, 400)])])))"""
+SIGNATURE = f"return {SIGNATURE_FN}(arguments[0]);"  # what the figures in a cell show, as one string
 
 
 @pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -107,13 +106,16 @@ def test_explorer_interaction(lab, case):
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot = lambda tag: d.save_screenshot(str(SHOTS / f"{explorer}-{tag}.png"))
     with chromium(1400, 1000) as d:
-        d.get(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
-        wait_for(d, "window.jupyterapp && document.querySelector('.jp-Notebook .jp-Cell')", 90, "the notebook to open")
+        # a workspace of its own, so no notebook an earlier case opened is restored beside this one
+        d.get(f"{lab['url']}/lab/workspaces/{src.stem}/tree/{name}?token={lab['token']}")
+        nb_sel = ".jp-NotebookPanel:not(.lm-mod-hidden):not([aria-hidden=\"true\"]) .jp-Notebook"
+        wait_for(d, f"window.jupyterapp && document.querySelector('{nb_sel} .jp-Cell') && document.querySelectorAll('.jp-NotebookPanel').length === 1",
+                 90, "the notebook to open (alone)")
         wait_for(d, "[...document.querySelectorAll('.jp-Notebook-ExecutionIndicator')].some(e => e.dataset.status === 'idle')"
                     " || document.querySelector('.jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator')", 90, "the kernel")
         time.sleep(2)
         d.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        last = f".jp-Notebook .jp-Cell:nth-child({len(cells)})"
+        last = f"{nb_sel} .jp-Cell:nth-child({len(cells)})"
         try:
             wait_for(d, f"document.querySelector('{last} .jp-OutputArea .widget-dropdown select, {last} .jp-OutputArea .widget-slider')",
                      150, f"{explorer}'s controls (the notebook cells to run)")
@@ -137,6 +139,6 @@ def test_explorer_interaction(lab, case):
             handle = cell.find_element(By.CSS_SELECTOR, ".widget-slider .noUi-handle")
             handle.click(); handle.send_keys(Keys.ARROW_RIGHT)
         wait_for(d, f"(() => {{ const c = document.querySelector('{last}'); const g = c.querySelector('.js-plotly-plot .main-svg');"
-                    f" return g && ({SIGNATURE.replace('arguments[0]', 'c').replace('return ', '', 1).strip().rstrip(';')}) !== {json.dumps(before)}; }})()",
+                    f" return g && {SIGNATURE_FN}(c) !== {json.dumps(before)}; }})()",
                  60, f"{explorer}'s figure to change after moving its first control")
         shot("1-changed")

@@ -849,7 +849,7 @@ def plot_norms(stats: PairwiseStats): # -> plotly Figure
     fig.update_layout(height=340, barmode="group", title="direction magnitudes and self-agreement", showlegend=False)
     return fig
 
-# %% ../nbs/08_sae.ipynb #1cab9b2c
+# %% ../nbs/08_sae.ipynb #68fa6f31
 @dataclass
 class PairLatents:
     "What the explorer shows for one pair."
@@ -918,16 +918,17 @@ class LatentExplorer:
     def widget(self):
         "An ipywidgets view: pair and latent dropdowns over the figure."
         import ipywidgets as W
-        from IPython.display import display
         out = W.Output()
         pair = W.Dropdown(options=list(self.data), value=self.state["pair"], description="pair")
         def latent_options(name):
             p = self.data[name]
             return [(f"L{int(i)}  Δz={float(v):+.3f}", r) for r, (i, v) in enumerate(zip(p.latents, p.delta))]
         latent = W.Dropdown(options=latent_options(self.state["pair"]), value=self.state["rank"], description="latent")
-        def draw(*_):
-            with out:
-                out.clear_output(wait=True); display(self.figure())
+        def draw(*_):  # set the Output's message, not displayed: no kernel needed, nothing leaks into the cell
+            fig = self.figure()
+            out.outputs = ({"output_type": "display_data", "metadata": {},
+                            "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
+                                     "text/plain": f"Figure({fig.layout.title.text!r})"}},)
         def on_pair(ch):
             self.state.update(pair=ch["new"], rank=0); latent.options = latent_options(ch["new"]); latent.value = 0; draw()
         def on_latent(ch):
@@ -940,6 +941,7 @@ class LatentExplorer:
         fig = self.figure()
         static = fig._repr_mimebundle_() or {}
         static.setdefault("text/html", fig.to_html(include_plotlyjs="cdn", full_html=False))
+        static["text/plain"] = f"LatentExplorer({len(self.data)} pairs, showing {self.state['pair']} rank {self.state['rank']})"
         try: w = self.widget()
         except ImportError: return static
         return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}

@@ -10,7 +10,7 @@ __all__ = ['CONTROL_HZ', 'MAX_DELTA', 'DRAWER_RANGE', 'KNOB_MAX', 'KNOB_ON', 'KN
            'scripted_expert', 'run_expert', 'expert_success', 'Trajectory', 'rollout', 'expert_rollout',
            'rollout_batch', 'expert_eval_cli', 'sim_video_cli', 'LiberoEnv']
 
-# %% ../nbs/02_sim.ipynb #e2feffde
+# %% ../nbs/02_sim.ipynb #3f29d083
 import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set MUJOCO_GL=osmesa where EGL is missing
 import atexit, contextlib, importlib.resources, importlib.util, sys, tempfile
@@ -22,7 +22,7 @@ import mujoco
 from fastcore.basics import patch
 from fastcore.script import call_parse
 
-# %% ../nbs/02_sim.ipynb #63e397cc
+# %% ../nbs/02_sim.ipynb #0ce272fb
 def scene_path() -> Path:  # the toy kitchen's MJCF file
     "Path of the toy-kitchen MJCF shipped with vlasteer (`vlasteer/assets/toy_kitchen.xml`)."
     return Path(str(importlib.resources.files("vlasteer") / "assets" / "toy_kitchen.xml"))
@@ -43,7 +43,7 @@ GRASP_POINTS = {"drawer": ("grasp_drawer", "drawer_handle_site"),   # grasp name
                 "knob": ("grasp_knob", "knob_tip_site"),
                 "bowl": ("grasp_bowl", "bowl_grasp_site")}
 
-# %% ../nbs/02_sim.ipynb #4280fcf6
+# %% ../nbs/02_sim.ipynb #3e7dccba
 @dataclass(frozen=True)
 class Task:
     "One toy-kitchen task: a side of a concept pair, judged on one progress measure."
@@ -86,7 +86,7 @@ def get_task(task: Task | str) -> Task:  # the task
         if task in (t.instruction, t.name): return t
     raise KeyError(f"unknown toy-kitchen task {task!r}; use one of the instructions in TASKS: {list(TASKS)}")
 
-# %% ../nbs/02_sim.ipynb #2246f101
+# %% ../nbs/02_sim.ipynb #612aec10
 @dataclass(frozen=True)
 class InitialState:
     "The randomised part of a toy-kitchen initial state."
@@ -103,7 +103,7 @@ def initial_state(seed: int) -> InitialState:  # the same for every task
                         bowl_xy=tuple(float(v) for v in (rng.uniform(-0.06, 0.06), rng.uniform(-0.03, 0.03))),
                         eef=tuple(float(v) for v in np.array([0.0, -0.12, 0.22]) + rng.uniform(-0.03, 0.03, 3)))
 
-# %% ../nbs/02_sim.ipynb #9a304699
+# %% ../nbs/02_sim.ipynb #23af42e1
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 IMAGE_KEYS = ("agentview_image", "robot0_eye_in_hand_image")  # camera observation keys
 _RENDERERS = {}  # image size -> (render model, mujoco.Renderer), shared by every ToyKitchenEnv of that size
@@ -167,7 +167,7 @@ class ToyKitchenEnv:
         "Stop rendering (the shared renderer itself is freed at exit)."
         self.render = False
 
-# %% ../nbs/02_sim.ipynb #9e028cfc
+# %% ../nbs/02_sim.ipynb #d558dec6
 @patch
 def site_pos(self: ToyKitchenEnv, name: str) -> np.ndarray:  # [3] world position (m)
     "World position of the site `name` (e.g. `drawer_handle_site`)."
@@ -208,7 +208,7 @@ def check_success(self: ToyKitchenEnv) -> bool:  # whether the current task's go
     "Whether the current state meets the current task's goal (as LIBERO's `env.check_success()`)."
     return self.task.success(self.progress())
 
-# %% ../nbs/02_sim.ipynb #d1ac6754
+# %% ../nbs/02_sim.ipynb #30d70d66
 @patch
 def _paint(self: ToyKitchenEnv):
     "Colour the burner from the knob angle (the visual 'stove on' cue)."
@@ -307,7 +307,7 @@ def set_state(self: ToyKitchenEnv, state) -> dict:  # the observation in that st
     self.steps = int(round(self.data.time * CONTROL_HZ))
     return self._obs()
 
-# %% ../nbs/02_sim.ipynb #e4b57c52
+# %% ../nbs/02_sim.ipynb #67f4093b
 def quat_to_axis_angle(quat) -> np.ndarray:  # [3] rotation vector (axis * angle, rad)
     "Axis-angle vector of a quaternion in robosuite's (x, y, z, w) order."
     q = np.asarray(quat, dtype=np.float64)
@@ -336,7 +336,7 @@ def batch_policy_obs(obs: Sequence[dict]) -> dict:  # images [B H W 3], state [B
     return {"image": {k: np.stack([o["image"][k] for o in obs]) for k in obs[0]["image"]},
             "state": np.stack([o["state"] for o in obs]), "prompt": [o["prompt"] for o in obs]}
 
-# %% ../nbs/02_sim.ipynb #ce645040
+# %% ../nbs/02_sim.ipynb #6f451349
 def _approach(env, eef, point, offset):
     "Waypoint and gripper command to grasp `point`, approached from `point + offset` with an open gripper."
     if env.grasped is not None: return eef, False  # holding the wrong thing: let go
@@ -408,7 +408,7 @@ def scripted_expert(task: Task | str,   # the task it solves
     "A scripted expert for `task`, with `act(env_obs, env) -> action`."
     return ScriptedExpert(task, seed=seed, noise=noise)
 
-# %% ../nbs/02_sim.ipynb #1f2457aa
+# %% ../nbs/02_sim.ipynb #c086f174
 def run_expert(task: Task | str,   # the task
                seed: int,          # initial-state seed (also seeds the expert's noise)
                noise: float = 0.1, # expert noise
@@ -424,7 +424,7 @@ def run_expert(task: Task | str,   # the task
         if info["success"]: return True, t + 1
     return False, max_steps
 
-# %% ../nbs/02_sim.ipynb #54427c2c
+# %% ../nbs/02_sim.ipynb #dbf19718
 def expert_success(tasks: Sequence | None = None,  # tasks (instructions or names); default all of `TASKS`
                    episodes: int = 200,  # seeds 0..episodes-1 per task
                    noise: float = 0.1,   # expert noise
@@ -440,7 +440,7 @@ def expert_success(tasks: Sequence | None = None,  # tasks (instructions or name
                       "max_steps": int(max(n for _, n in res))}
     return out
 
-# %% ../nbs/02_sim.ipynb #8c052083
+# %% ../nbs/02_sim.ipynb #225d79dc
 @dataclass
 class Trajectory:
     "One episode: actions, observations' policy states, progress measures, frames, success."
@@ -517,7 +517,7 @@ def _episode(env, task, prompt):
 def _reset(env, seed, task):
     return env.reset(seed, task=task) if task is not None else env.reset(seed)
 
-# %% ../nbs/02_sim.ipynb #557c6de3
+# %% ../nbs/02_sim.ipynb #094e5a91
 def _run_episode(env, obs, act, rec, steps, stop_on_success) -> Trajectory:
     "The one episode loop of `rollout` and `expert_rollout`: `act(obs) -> action` until success or the budget."
     rec.observe(env, obs)
@@ -574,7 +574,7 @@ def expert_rollout(task: Task | str,        # the task
     finally:
         if own: env.close()
 
-# %% ../nbs/02_sim.ipynb #789756ad
+# %% ../nbs/02_sim.ipynb #58fcbcd1
 def rollout_batch(policy,                     # `infer(batched obs) -> {"actions": [B, horizon, 7+]}`
                   tasks: Sequence | Task | str,  # one task per episode, or one task for all
                   seeds: Sequence[int],       # initial-state seeds, one per episode
@@ -625,7 +625,7 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
             for e in envs: e.close()
     return [r.finish() for r in recs]
 
-# %% ../nbs/02_sim.ipynb #12d81837
+# %% ../nbs/02_sim.ipynb #f5f280df
 @contextlib.contextmanager
 def _cli_errors():
     "Turn bad-input errors into a one-line message and a non-zero exit."
@@ -674,7 +674,7 @@ def sim_video_cli(task: str = "open the top drawer of the cabinet",  # instructi
                                                            duration=1000 // CONTROL_HZ, loop=0))
         print(f"wrote {out}: {tr.steps} steps, success {tr.success}")
 
-# %% ../nbs/02_sim.ipynb #cb2c7ec0
+# %% ../nbs/02_sim.ipynb #74e4ae31
 def _import_libero(assets: str | Path | None = None):
     "Import `libero.libero` non-interactively (config in a temporary `LIBERO_CONFIG_PATH`); point it at `assets`."
     assets = None if assets is None else Path(assets).expanduser().resolve()
@@ -697,7 +697,7 @@ def _import_libero(assets: str | Path | None = None):
         ll._assets_path_cache = str(assets)
     return ll
 
-# %% ../nbs/02_sim.ipynb #6102fcb5
+# %% ../nbs/02_sim.ipynb #2d5efcf8
 class LiberoEnv:
     "A LIBERO task behind `ToyKitchenEnv`'s interface: upright images, `progress()`, flat states."
     def __init__(self,
