@@ -75,7 +75,7 @@ def test_one_page_per_notebook_in_order(site):
     from bs4 import BeautifulSoup
     import nbformat
     from nbdev.config import get_config
-    cfg = get_config(ROOT)
+    cfg = get_config(path=ROOT)
     pages = sorted(p.name for p in site.glob("*.html"))
     assert len(pages) == len(notebooks()), pages
     side = [a["href"] for a in BeautifulSoup((site / "index.html").read_text(), "html.parser").select(".vl-sidebar li a")]
