@@ -11,7 +11,11 @@ export HF_DATASETS_CACHE ?= $(CURDIR)/.cache/hf_datasets
 
 .PHONY: demo test install sysdeps lab bench clean docs docs-check outputs
 
+# the pinned stack (CUDA builds of torch and torchvision, see constraints.txt) takes about 9 GB in .venv
+NEED_GB ?= 12
 $(STAMP): constraints.txt settings.ini setup.py scripts/install_sysdeps.sh
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ "$$free" -lt "$(NEED_GB)" ] && [ ! -x $(BIN)/python ]; then \
+	  echo "install: only $$free GB free here; the environment needs about $(NEED_GB) GB (free some space, or NEED_GB=... to override)" >&2; exit 1; fi
 	bash scripts/install_sysdeps.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

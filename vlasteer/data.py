@@ -16,8 +16,8 @@ import numpy as np
 from fastcore.script import Param, call_parse
 
 # %% auto #0
-__all__ = ['LIBERO_CAMERAS', 'LIBERO_REQUIRED_OBS', 'LIBERO_OBS_DIMS', 'LIBERO_ACTION_DIM', 'POLICY_CAMERAS', 'rot180',
-           'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem', 'write_libero_hdf5',
+__all__ = ['LIBERO_CAMERAS', 'LIBERO_REQUIRED_OBS', 'LIBERO_OBS_DIMS', 'LIBERO_ACTION_DIM', 'MISS_SEED_OFFSET', 'POLICY_CAMERAS',
+           'rot180', 'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem', 'write_libero_hdf5',
            'LiberoFileInfo', 'instruction_from_filename', 'read_libero_info', 'iter_libero_demos', 'LiberoFile',
            'read_libero_hdf5', 'demo_from_trajectory', 'generate_task_demos', 'generate_demos', 'libero_features',
            'libero_frames', 'hf_offline', 'atomic_dir', 'resolve_lerobot_root', 'load_lerobot_dataset',
@@ -330,7 +330,7 @@ def read_libero_hdf5(path,  # a LIBERO .hdf5 demo file
     "Read a whole LIBERO demo file (frames as stored: upside down)."
     return LiberoFile(info=read_libero_info(path, instruction_from_filename), demos=[d for _, d in iter_libero_demos(path)])
 
-# %% ../nbs/03_data.ipynb #213d420c
+# %% ../nbs/03_data.ipynb #61c32304
 def demo_from_trajectory(traj  # a successful `vlasteer.sim.Trajectory` recorded with frames
                         ) -> LiberoDemo:  # LIBERO-schema demo: obs t paired with action t, frames upside down
     "Turn a toy-kitchen expert trajectory into a LIBERO demo as `create_dataset.py` would store it."
@@ -355,24 +355,32 @@ def _toy_task(name):
     raise ValueError(f"unknown toy-kitchen task {name!r}; use an instruction or name from vlasteer.sim.TASKS: {list(sim.TASKS)}")
 
 
+MISS_SEED_OFFSET = 100_000  # recovery demos (`recovery` > 0) use initial-state seeds from `seed + MISS_SEED_OFFSET`
+
 def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or `Task`
                         num_demos: int,  # successful demos to keep
                         seed: int = 0,  # attempt j uses initial state and noise seed `seed + j`
                         image_size: int = 64,  # H = W of both cameras
                         noise: float = 0.1,  # std of the expert's translation noise
                         max_attempts: int | None = None,  # give up after this many episodes (default 4 * num_demos + 10)
+                        recovery: float = 0.0,  # fraction of the demos that start from a missed grasp (`sim.miss_start`)
                        ) -> tuple[list, list]:  # (LiberoDemo per success, the seeds they came from)
     "Run the scripted expert of one task until `num_demos` episodes succeed."
     from vlasteer import sim
     task = _toy_task(task)
     if num_demos < 1: raise ValueError(f"--num-demos must be >= 1, got {num_demos}")
+    if not 0 <= recovery <= 1: raise ValueError(f"--recovery must be a fraction in [0, 1], got {recovery}")
+    n_miss = int(round(recovery * num_demos))
     limit = max_attempts or 4 * num_demos + 10
     demos, seeds = [], []
     with sim.ToyKitchenEnv(task, image_size=image_size) as env:
-        for j in range(limit):
-            traj = sim.expert_rollout(task, seed=seed + j, noise=noise, env=env, record_frames=True)
-            if traj.success: demos.append(demo_from_trajectory(traj)); seeds.append(seed + j)
-            if len(demos) == num_demos: return demos, seeds
+        for miss, want, base in ((False, num_demos - n_miss, seed), (True, n_miss, seed + MISS_SEED_OFFSET)):
+            kept = 0
+            for j in range(limit):
+                if kept == want: break
+                traj = sim.expert_rollout(task, seed=base + j, noise=noise, env=env, record_frames=True, miss=miss)
+                if traj.success: demos.append(demo_from_trajectory(traj)); seeds.append(base + j); kept += 1
+    if len(demos) == num_demos: return demos, seeds
     raise ValueError(f"only {len(demos)} of {num_demos} demos of {task.instruction!r} succeeded in {limit} attempts; lower --noise")
 
 
@@ -383,6 +391,7 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
                    image_size: int = 64,  # H = W of both cameras
                    noise: float = 0.1,  # std of the expert's translation noise
                    progress: bool = False,  # show a tqdm bar over tasks
+                   recovery: float = 0.0,  # fraction of demos starting from a missed grasp (see `generate_task_demos`)
                   ) -> list[Path]:  # one `<task words>_demo.hdf5` per task
     "Write `num_demos` scripted-expert demos per toy-kitchen task, one LIBERO `.hdf5` file per task."
     from vlasteer import sim
@@ -397,9 +406,10 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
     if clash: raise FileExistsError(f"{out} already holds {', '.join(clash)}; remove them or choose a new --output-dir")
     out.mkdir(exist_ok=True)
     for task, path in tqdm(list(zip(todo, paths)), unit="task", disable=not progress):
-        demos, seeds = generate_task_demos(task, num_demos, seed=seed, image_size=image_size, noise=noise)
+        demos, seeds = generate_task_demos(task, num_demos, seed=seed, image_size=image_size, noise=noise, recovery=recovery)
         env_args = {"env_kwargs": {"task": task.instruction, "image_size": image_size},
-                    "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "seeds": seeds}}
+                    "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "seeds": seeds,
+                               "miss_start_seeds": [s for s in seeds if s >= seed + MISS_SEED_OFFSET]}}
         write_libero_hdf5(path, demos, task.instruction, env_args=env_args)
     return paths
 
@@ -676,7 +686,7 @@ def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_i
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return [Path(output_dir) / nm for nm in names]
 
-# %% ../nbs/03_data.ipynb #a394f5c1
+# %% ../nbs/03_data.ipynb #b9a3522e
 def _require(**flags):
     missing = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v in (None, "")]
     if missing: raise ValueError(f"missing {', '.join(missing)}; see --help")
@@ -725,11 +735,13 @@ def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (cr
                        image_size: int = 64,  # height = width of both cameras
                        noise: float = 0.1,  # std of the scripted expert's translation noise
                        quiet: bool = False,  # no progress bar
+                       recovery: float = 0.0,  # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
                       ):
     "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task."
     with cli_errors():
         _require(output_dir=output_dir)
-        paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size, noise=noise, progress=not quiet)
+        paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size, noise=noise, progress=not quiet,
+                               recovery=recovery)
     print(f"wrote {len(paths)} files of {num_demos} demos each to {output_dir}")
 
 

@@ -77,10 +77,11 @@ class ChunkSampler:
                "state": self.f["state"][rows], "prompt": self.f["prompt"][rows].tolist()}
         return obs, self.f["actions"][self.chunk_rows[rows]]
 
-# %% ../nbs/03a_default_policy.ipynb #da01b37e
+# %% ../nbs/03a_default_policy.ipynb #59f54a77
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          num_demos: int = 60, # scripted demos per task
                          steps: int = 4000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                         recovery: float = 0.0, # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
                          work_dir=None, # where demos and the dataset go (default: a temp folder, removed after)
                          progress: bool = True) -> Path:
     "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training."
@@ -90,7 +91,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         demos = generate_demos(tmp / "demos", num_demos=num_demos, seed=seed, image_size=default_config().vision.image_size,
-                               progress=progress)
+                               progress=progress, recovery=recovery)
         times["demos_s"] = time.time() - t0
         root = convert_libero_to_lerobot(tmp / "demos", "vlasteer/toy_kitchen", tmp / "lerobot", progress=progress)
         frames = load_training_frames(root, "vlasteer/toy_kitchen")
@@ -104,7 +105,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
         times["train_s"] = time.time() - t1
         path = save_policy(policy, out)
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
-                      num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      num_demos=num_demos, recovery=recovery, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
                       loss_first_100=float(np.mean(losses[:100])), loss_last_100=float(np.mean(losses[-100:])),
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
@@ -156,19 +157,20 @@ def opposite_behaviour(policy, seeds: Sequence[int] = range(3000, 3008), replan_
         out[pair] = dict(measure=m, positive=fin[:len(seeds)].tolist(), negative=fin[len(seeds):].tolist())
     return out
 
-# %% ../nbs/03a_default_policy.ipynb #d9854d98
+# %% ../nbs/03a_default_policy.ipynb #c7736f76
 @call_parse
 def train_default_cli(out: str = None, # checkpoint folder to create (absent or empty)
                       num_demos: int = 60, # scripted demos per task
                       steps: int = 4000, # training steps
                       batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                      recovery: float = 0.0, # fraction of demos starting from a missed grasp
                       eval_seeds: int = 50, # unseen seeds per task for the final evaluation (0: skip)
                       work_dir: str = None): # keep demos and dataset here (default: temp, removed)
     "Train the embedded default policy from scratch and evaluate it."
     if not out: sys.exit("vlasteer_train_default: --out is required (a new checkpoint folder)")
     try:
         path = train_default_policy(out, num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                    work_dir=work_dir)
+                                    recovery=recovery, work_dir=work_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"vlasteer_train_default: {e}")
     rec = json.loads((path / "training.json").read_text())

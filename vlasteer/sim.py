@@ -7,7 +7,7 @@ __all__ = ['CONTROL_HZ', 'MAX_DELTA', 'DRAWER_RANGE', 'KNOB_MAX', 'KNOB_ON', 'KN
            'FINGER_OPEN', 'FINGER_HOLD', 'WORKSPACE', 'BURNER_RGBA', 'GRASP_POINTS', 'TASKS', 'CONCEPT_PAIRS',
            'IMAGE_KEYS', 'scene_path', 'Task', 'get_task', 'InitialState', 'initial_state', 'ToyKitchenEnv',
            'quat_to_axis_angle', 'policy_state', 'to_policy_obs', 'batch_policy_obs', 'ScriptedExpert',
-           'scripted_expert', 'run_expert', 'expert_success', 'Trajectory', 'rollout', 'expert_rollout',
+           'scripted_expert', 'run_expert', 'expert_success', 'miss_start', 'Trajectory', 'rollout', 'expert_rollout',
            'rollout_batch', 'expert_eval_cli', 'sim_video_cli', 'LiberoEnv']
 
 # %% ../nbs/02_sim.ipynb #3f29d083
@@ -440,6 +440,32 @@ def expert_success(tasks: Sequence | None = None,  # tasks (instructions or name
                       "max_steps": int(max(n for _, n in res))}
     return out
 
+# %% ../nbs/02_sim.ipynb #2a48de77
+_GRASP_OF_PAIR = {"drawer": "drawer", "stove": "knob", "bowl": "bowl"}
+
+def miss_start(env: ToyKitchenEnv,  # an environment just reset (its task decides the grasp point)
+               seed: int,           # seeds where the gripper goes
+               early: float = 0.25, # probability of closing where the gripper is (a grasp attempted too early)
+               ) -> dict:           # the observation in the new state
+    "Move the gripper, closed on nothing, to where a missed grasp of the task's grasp point leaves it."
+    rng = np.random.default_rng([int(seed), 7919])
+    m, d = env.model, env.data
+    point = env.site_pos(GRASP_POINTS[_GRASP_OF_PAIR[env.task.pair]][1])
+    u = d.joint("top_drawer_joint").xaxis.copy() if env.task.pair == "drawer" else np.array([0.0, 0.0, 1.0])
+    u /= np.linalg.norm(u)
+    if rng.uniform() < early: grip = d.site_xpos[env._grip].copy()
+    else:
+        side = np.linalg.svd(u[None])[2][1:]  # two unit vectors orthogonal to the approach
+        grip = point + u * rng.uniform(0.02, 0.07) + rng.uniform(-0.03, 0.03, 2) @ side
+    grip = np.clip(grip, WORKSPACE[0], WORKSPACE[1])
+    d.mocap_pos[env._mocap] = grip - env._grip_offset
+    d.qpos[env._qadr["finger_left_joint"]] = d.qpos[env._qadr["finger_right_joint"]] = 0.0
+    d.ctrl[:] = 0.0
+    d.eq_active[:] = 0
+    mujoco.mj_forward(m, d)  # the gripper is a mocap body without contacts: it is simply there
+    env._paint()
+    return env._obs()
+
 # %% ../nbs/02_sim.ipynb #225d79dc
 @dataclass
 class Trajectory:
@@ -517,7 +543,7 @@ def _episode(env, task, prompt):
 def _reset(env, seed, task):
     return env.reset(seed, task=task) if task is not None else env.reset(seed)
 
-# %% ../nbs/02_sim.ipynb #094e5a91
+# %% ../nbs/02_sim.ipynb #ea239282
 def _run_episode(env, obs, act, rec, steps, stop_on_success) -> Trajectory:
     "The one episode loop of `rollout` and `expert_rollout`: `act(obs) -> action` until success or the budget."
     rec.observe(env, obs)
@@ -563,12 +589,14 @@ def expert_rollout(task: Task | str,        # the task
                    steps: int | None = None,          # step budget (default: `env.max_steps`)
                    record_frames: bool = True,        # keep agent-view and wrist frames
                    stop_on_success: bool = True,      # end at the first success
+                   miss: bool = False,                # start from `miss_start` (gripper closed on nothing)
                    ) -> Trajectory:
     "One scripted-expert episode as a `Trajectory` (demonstrations for `vlasteer.data`)."
     task, own = get_task(task), env is None
     env = ToyKitchenEnv(task, render=record_frames) if own else env
     try:
         expert, obs = scripted_expert(task, seed=seed, noise=noise), env.reset(seed, task=task)
+        if miss: obs = miss_start(env, seed)
         return _run_episode(env, obs, lambda o: expert.act(o, env), _Recorder(task.instruction, seed, record_frames),
                             steps, stop_on_success)
     finally:
