@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from fastcore.script import call_parse
 
-from .cli import atomic_path, cli_errors, console, dump_json, one_line, write_json
+from .cli import atomic_path, cli_errors, console, one_line, write_json
 from .steering import png_data_uri  # the filmstrips' PNG data URIs, for every image of the report
 
 # %% auto #0
@@ -642,8 +642,8 @@ def step_directions(ctx: JobContext) -> StepResult:
                              norm_raw=s["norms"]["raw"]))
         write_pairwise_stats(stats, out)
         table = fidelity_table(saes[l], slices)
-        (out / "sae_fidelity.json").write_text(dump_json(dict(sae=dict(path=f"$RUN/sae/layer{l:02d}", d_in=saes[l].cfg.d_in, d_sae=saes[l].cfg.d_sae),
-                                                              min_variance_explained=0.9, rows=table.reset_index().to_dict("records"))))
+        write_json(dict(sae=dict(path=f"$RUN/sae/layer{l:02d}", d_in=saes[l].cfg.d_in, d_sae=saes[l].cfg.d_sae),
+                        min_variance_explained=0.9, rows=table.reset_index().to_dict("records")), out / "sae_fidelity.json")
         f = plot_cosines(stats); f.update_layout(title=f"layer {l}: cosine between pair directions")
         figs.append(f)
         summ[f"layer{l:02d}"] = dict(pairwise=stats.to_dict(), directions={d.name: d.summary() for d in dirs})

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, dashed_flags, dump_json, read_json, one_line as _one_line
+from .cli import atomic_path, cli_errors, dashed_flags, dump_json, read_json, write_json, one_line as _one_line
 
 import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -419,7 +419,7 @@ def save_sae(sae, path: str | Path, # a SAELens inference SAE (or a training one
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
     try:
         (sae.save_inference_model if hasattr(sae, "save_inference_model") else sae.save_model)(str(tmp))
-        if extra is not None: (tmp / "vlasteer.json").write_text(dump_json(extra))
+        if extra is not None: write_json(extra, tmp / "vlasteer.json")
         if path.exists(): path.rmdir()
         tmp.rename(path)
     except BaseException:
@@ -727,7 +727,7 @@ def write_pair_direction(d: PairDirection, folder: str | Path) -> Path:
     save_file({"direction": d.residual_direction.contiguous(), "raw_difference": d.raw_direction.contiguous()},
               str(folder / "residual_direction.safetensors"),
               metadata=_meta(norm=n["residual"], raw_norm=n["raw"], layer=d.layer, hook=d.hook, decoder_bias="excluded (latent_direction @ W_dec)", **counts))
-    (folder / "summary.json").write_text(dump_json(d.summary()))
+    write_json(d.summary(), folder / "summary.json")
     return folder
 
 def load_pair_direction(folder: str | Path) -> PairDirection:
@@ -789,7 +789,7 @@ def write_pairwise_stats(stats: PairwiseStats, folder: str | Path) -> Path:
     folder = Path(folder)
     save_file({k: getattr(stats, k).contiguous() for k in stats.TENSORS}, str(folder / "pairwise_stats.safetensors"),
               metadata={"names": json.dumps(stats.names)})
-    (folder / "pairwise_stats.json").write_text(dump_json(stats.to_dict()))
+    write_json(stats.to_dict(), folder / "pairwise_stats.json")
     return folder
 
 def load_pairwise_stats(folder: str | Path) -> PairwiseStats:
@@ -1061,8 +1061,8 @@ def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, posit
         try:
             for d in dirs: (tmp / d.name).mkdir(); write_pair_direction(d, tmp / d.name)
             write_pairwise_stats(stats, tmp)
-            (tmp / "sae_fidelity.json").write_text(dump_json(dict(sae=sae_src, min_variance_explained=min_variance_explained,
-                                                                   rows=table.reset_index().to_dict("records"))))
+            write_json(dict(sae=sae_src, min_variance_explained=min_variance_explained, rows=table.reset_index().to_dict("records")),
+                       tmp / "sae_fidelity.json")
             for d in dirs:  # replace each pair folder: rename the old one aside, the new one in, then drop the old
                 dst, old = out_dir / d.name, None
                 if dst.exists(): old = tmp / f".old.{d.name}"; dst.rename(old)

@@ -4,9 +4,9 @@
 
 # %% ../nbs/09_steering.ipynb #82ac01bc
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, console, one_line, read_json, write_json
+from .cli import atomic_path, cli_errors, console, dump_json, one_line, read_json, write_json
 
-import contextlib, hashlib, json, math, re, tempfile
+import contextlib, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -585,7 +585,6 @@ def _saved(p: Path) -> dict | None:
 def _relative(p: str | None, base: Path) -> str | None:
     "`p` relative to `base` (a `FILE:KEY` suffix kept), so a run folder can move."
     if p is None: return None
-    import os
     path, key = split_ref(p)
     r = os.path.relpath(Path(path).resolve(), Path(base).resolve())
     return r if key is None else f"{r}:{key}"
@@ -642,7 +641,7 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
     cells_dir.mkdir(parents=True, exist_ok=True)
     prev = _saved(out / "config.json")
-    if prev is not None and prev != json.loads(json.dumps(cfg.to_dict())):
+    if prev is not None and prev != json.loads(dump_json(cfg.to_dict())):  # as written
         raise ValueError(f"{out} holds a sweep with another config; use a new --out (or delete {out}) to change it")
     write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
     compiler = SpecCompiler(policy)
@@ -1011,7 +1010,7 @@ def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: S
             f = out / "cells" / f"{cid}.json"
             cell = _saved(f)
             sp = None if a == 0 else spec.scaled(a)
-            if cell is not None and cell.get("spec") != json.loads(json.dumps((sp or spec.scaled(0)).to_dict())):
+            if cell is not None and cell.get("spec") != json.loads(dump_json((sp or spec.scaled(0)).to_dict())):
                 raise ValueError(f"{out} holds results of another spec for {task!r} at α={a:g}; use a new --out (or delete {out}) to run this one")
             if cell is None:
                 trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds), replan_steps, max_steps, compiler=compiler)
