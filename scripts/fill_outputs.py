@@ -3,11 +3,14 @@
 Cells run as `nbdev_test` runs them (execnb's shell in the notebook's folder, cells flagged with a
 `tst_flags` flag skipped), with plotly figures stored as their JSON plus a div that loads plotly.js
 (never the library itself), tqdm silenced, and no widget state kept; `nbdev_clean` runs afterwards.
+The random ids plotly gives its divs and ipywidgets their models are replaced by ids derived from the
+notebook's name and the cell's position, so filling a notebook twice gives the same bytes.
 tests/test_notebook_outputs.py holds the result to the output rules.
 
 Usage: python scripts/fill_outputs.py nbs/05_clusters.ipynb [...]   (no argument: every notebook)
+       python scripts/fill_outputs.py --ids-only [...]   (only make the committed outputs' ids stable)
 """
-import os, sys
+import os, re, sys, uuid
 os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook_connected")
 os.environ["TQDM_DISABLE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -15,6 +18,28 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def stable_ids(cells, name: str) -> None:
+    "Replace the random ids in `cells`' outputs (plotly div ids in HTML, widget model ids) with name-derived ones."
+    for i, c in enumerate(cells):
+        for j, o in enumerate(c.get("outputs") or []):
+            data = o.get("data") or {}
+            seen = {}
+            def fixed(m):
+                if m.group(0) not in seen: seen[m.group(0)] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vlasteer:{name}:{i}:{j}:{len(seen)}"))
+                return seen[m.group(0)]
+            html = data.get("text/html")
+            if html is not None:
+                text = "".join(html) if isinstance(html, list) else html
+                new = UUID.sub(fixed, text)
+                data["text/html"] = new.splitlines(keepends=True) if isinstance(html, list) else new
+            if WIDGET_VIEW in data and "model_id" in data[WIDGET_VIEW]:
+                data[WIDGET_VIEW]["model_id"] = uuid.uuid5(uuid.NAMESPACE_URL, f"vlasteer:{name}:{i}:{j}:model").hex
 
 
 def fill(path: Path) -> None:
@@ -37,14 +62,24 @@ def fill(path: Path) -> None:
     raw = read_nb(path)
     for c, r in zip(nb.cells, raw.cells):  # keep the source exactly; take only the outputs
         if r.cell_type == "code": r.outputs = c.get("outputs", [])
+    stable_ids(raw.cells, path.name)
     raw.metadata.pop("widgets", None)
     write_nb(raw, path)
 
 
 if __name__ == "__main__":
-    paths = [Path(p).resolve() for p in sys.argv[1:]] or sorted((ROOT / "nbs").glob("*.ipynb"))
+    args = sys.argv[1:]
+    ids_only = "--ids-only" in args
+    paths = [Path(p).resolve() for p in args if p != "--ids-only"] or sorted((ROOT / "nbs").glob("*.ipynb"))
     for p in paths:
         if not p.exists(): sys.exit(f"fill_outputs: no notebook {p}")
+    if ids_only:
+        import json
+        for p in paths:
+            nb = json.loads(p.read_text())
+            stable_ids(nb["cells"], p.name)
+            p.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        sys.exit(0)
     for p in paths:
         print(f"fill_outputs: {p.relative_to(ROOT)}", flush=True)
         fill(p)

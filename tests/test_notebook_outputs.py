@@ -1,7 +1,8 @@
 """Committed notebook outputs stay small and clean (STYLE.md): what the docs site shows, nothing more.
 
 No copy of plotly.js in an output (figures load it from the page or the CDN), no widget state, no
-absolute paths of the machine that ran them, no tqdm progress bars, and a byte budget per notebook.
+absolute paths of the machine that ran them, no tqdm progress bars, no random (uuid4) plotly div or widget
+model ids (so a refill gives the same bytes), and a byte budget per notebook.
 `scripts/fill_outputs.py` runs notebooks in place with these rules; this test holds every notebook to them.
 """
 import json, re
@@ -14,6 +15,8 @@ BUDGET = 600_000           # bytes of outputs per notebook (figures are downsamp
 ONE_OUTPUT = 250_000       # bytes in any single output
 ABS_PATH = re.compile(r"(?<![\w.])(/work/|/tmp/|/home/|/root/|/Users/|/var/folders/|[A-Z]:\\\\Users)")
 TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\|")
+UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def outputs(nb: dict):
@@ -46,6 +49,10 @@ def problems(path: Path) -> list:
                 found.append(f"cell {i}: plotly.js embedded in a {mime} output; use a renderer that loads it (scripts/fill_outputs.py does)")
             m = ABS_PATH.search(t)
             if m: found.append(f"cell {i}: absolute path {t[m.start():m.start() + 40]!r} in a {mime} output")
+            if mime == "text/html" and UUID4.search(t):
+                found.append(f"cell {i}: a random id in an HTML output; fill with scripts/fill_outputs.py (it makes ids stable)")
+            if mime == WIDGET_VIEW and re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{19}", o["data"][mime].get("model_id", "")):
+                found.append(f"cell {i}: a random widget model id; fill with scripts/fill_outputs.py (it makes ids stable)")
             if mime == "stream" and ("\r" in t or TQDM_BAR.search(t)):
                 found.append(f"cell {i}: a progress bar in the output; silence tqdm (TQDM_DISABLE=1 or disable=True)")
     if total > BUDGET: found.append(f"outputs total {total:,} bytes (> budget {BUDGET:,})")
@@ -63,11 +70,14 @@ def test_rules_catch_bad_outputs(tmp_path):
         {"output_type": "stream", "name": "stderr", "text": "  5%|#         | 1/20\r 10%|##        | 2/20\r"},
         {"output_type": "display_data", "metadata": {}, "data": {"text/html": "<script>/**\n* plotly.js v4.1.1\n* Copyright 2012-2026, Plotly, Inc.</script>"}},
         {"output_type": "execute_result", "metadata": {}, "data": {"text/plain": "PosixPath('/work/main/runs/x')"}},
-        {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "x" * (ONE_OUTPUT + 1)}}]}],
+        {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "x" * (ONE_OUTPUT + 1)}},
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": '<div id="3d6fb069-7a1f-4060-825b-81ee571ec1d0"></div>'}},
+        {"output_type": "display_data", "metadata": {}, "data": {WIDGET_VIEW: {"model_id": "5e541e9dd3904e86a733abb161f3cff9"}}}]}],
         "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}}, "nbformat": 4, "nbformat_minor": 5}
     p = tmp_path / "bad.ipynb"; p.write_text(json.dumps(bad))
     got = " | ".join(problems(p))
-    for what in ("widget state", "progress bar", "plotly.js embedded", "absolute path", "one output of"):
+    for what in ("widget state", "progress bar", "plotly.js embedded", "absolute path", "one output of", "random id in an HTML",
+                 "random widget model id"):
         assert what in got, (what, got)
     ok = {**bad, "metadata": {}, "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
         {"output_type": "stream", "name": "stdout", "text": "done: 20 episodes in runs/demo\n"}]}]}

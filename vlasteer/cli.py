@@ -4,13 +4,14 @@
 
 # %% ../nbs/00a_cli.ipynb #163ee65f
 from __future__ import annotations
-import json, math, os, re, sys, uuid
+import dataclasses, json, math, os, re, sys, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'atomic_path', 'dump_json', 'write_json', 'read_json']
+__all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'from_fields', 'atomic_path', 'dump_json', 'write_json',
+           'read_json']
 
 # %% ../nbs/00a_cli.ipynb #fe84dd9c
 _DASHED = re.compile(r"^--([a-z][a-z0-9]*(?:-[a-z0-9]+)+)(?=$|=)")
@@ -41,6 +42,16 @@ def cli_errors():
     "Turn bad-input errors (ValueError, OSError, KeyError) into `SystemExit('error: <one line>')`, exit status 1."
     try: yield
     except (ValueError, OSError, KeyError) as e: raise SystemExit(f"error: {one_line(e)}") from None
+
+# %% ../nbs/00a_cli.ipynb #b5ac4531
+def from_fields(cls, d: dict, what: str | None = None): # `what` names the record in errors (default: the class name)
+    "Build the dataclass `cls` from `d` (a config read back from JSON); a key `cls` has no field for is a one-line error."
+    what = what or cls.__name__
+    if not isinstance(d, dict): raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(d) - set(names))
+    if unknown: raise ValueError(f"unknown {what} keys {unknown}; it has {names}")
+    return cls(**d)
 
 # %% ../nbs/00a_cli.ipynb #837e613d
 @contextmanager

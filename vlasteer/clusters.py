@@ -4,9 +4,9 @@
 
 # %% ../nbs/05_clusters.ipynb #f2f58090
 from __future__ import annotations
-from .cli import cli_errors, dashed_flags, read_json, one_line as _one_line
+from .cli import cli_errors, dashed_flags, from_fields, read_json, one_line as _one_line
 import json, re, sys, textwrap, warnings
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -56,9 +56,7 @@ class ClusterConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ClusterConfig:
         "Build from `to_dict`'s output; unknown keys are an error."
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown ClusterConfig keys {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 # %% ../nbs/05_clusters.ipynb #ffbab5cd
 def select_records(proj: Projections, layers: Sequence[int] | None = None) -> list[NeuronProjection]:

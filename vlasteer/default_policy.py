@@ -13,7 +13,7 @@ import torch
 from fastcore.script import call_parse
 from .cli import console
 
-from .policy import (ASSETS, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer,
+from .policy import (ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer,
                              default_vocab, fit, load_policy, save_policy)
 
 # %% auto #0
@@ -82,6 +82,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          num_demos: int = 60, # scripted demos per task
                          steps: int = 4000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                          recovery: float = 0.0, # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
+                         ema: float = 0.0, # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
                          work_dir=None, # where demos and the dataset go (default: a temp folder, removed after)
                          progress: bool = True) -> Path:
     "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training."
@@ -100,12 +101,15 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
         stats = {"state": NormStats.of(frames["state"]), "actions": NormStats.of(frames["actions"])}
         policy = Policy(default_config(), tokenizer=default_tokenizer(), norm_stats=stats)
         sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=seed)
+        average = EMA(policy, ema) if ema else None
         t1 = time.time()
-        losses = fit(policy, sampler, steps=steps, lr=lr, warmup=min(200, steps // 10), seed=seed, progress=progress)
+        losses = fit(policy, sampler, steps=steps, lr=lr, warmup=min(200, steps // 10), seed=seed, progress=progress,
+                     ema=average)
+        if average is not None: average.copy_to(policy)
         times["train_s"] = time.time() - t1
         path = save_policy(policy, out)
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
-                      num_demos=num_demos, recovery=recovery, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      num_demos=num_demos, recovery=recovery, ema=ema, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
                       loss_first_100=float(np.mean(losses[:100])), loss_last_100=float(np.mean(losses[-100:])),
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
@@ -164,13 +168,14 @@ def train_default_cli(out: str = None, # checkpoint folder to create (absent or 
                       steps: int = 4000, # training steps
                       batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                       recovery: float = 0.0, # fraction of demos starting from a missed grasp
+                      ema: float = 0.0, # EMA decay of the saved weights (e.g. 0.999; 0: the last step's weights)
                       eval_seeds: int = 50, # unseen seeds per task for the final evaluation (0: skip)
                       work_dir: str = None): # keep demos and dataset here (default: temp, removed)
     "Train the embedded default policy from scratch and evaluate it."
     if not out: sys.exit("vlasteer_train_default: --out is required (a new checkpoint folder)")
     try:
         path = train_default_policy(out, num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                    recovery=recovery, work_dir=work_dir)
+                                    recovery=recovery, ema=ema, work_dir=work_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"vlasteer_train_default: {e}")
     rec = json.loads((path / "training.json").read_text())

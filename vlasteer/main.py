@@ -5,7 +5,7 @@
 # %% ../nbs/09a_main.ipynb #ba0733a3
 from __future__ import annotations
 import base64, dataclasses, html, io, json, os, platform, re, shlex, shutil, sys, tempfile, time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from fastcore.script import call_parse
 
-from .cli import atomic_path, cli_errors, console, one_line, write_json
+from .cli import atomic_path, cli_errors, console, from_fields, one_line, write_json
 from .steering import png_data_uri  # the filmstrips' PNG data URIs, for every image of the report
 
 # %% auto #0
@@ -164,9 +164,7 @@ class MainJobConfig:
     @classmethod
     def from_dict(cls, d: dict) -> MainJobConfig:
         "Build from `to_dict`'s output; unknown keys are an error."
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown MainJobConfig keys {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
     @classmethod
     def quick_config(cls, **kw) -> MainJobConfig:
         "A much smaller run for tests (well under a minute)."

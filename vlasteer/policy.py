@@ -5,7 +5,7 @@
 # %% ../nbs/01_policy.ipynb #303cd714
 from __future__ import annotations
 import importlib.resources, json, math, os, re, shutil, tempfile, warnings
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastcore.basics import patch
+from .cli import from_fields
 from .hooks import HookContext, HookPoint, TOWER_PATHS
 
 # %% auto #0
@@ -22,7 +23,7 @@ __all__ = ['GEMMA_VARIANTS', 'PALIGEMMA_VOCAB_SIZE', 'LIBERO_CAMERAS', 'KINDS', 
            'GemmaSize', 'VisionSize', 'PolicyConfig', 'clean_text', 'discretize_state', 'SentencePieceTokenizer',
            'PromptTokenizer', 'default_vocab', 'build_default_tokenizer', 'default_tokenizer', 'NormStats',
            'load_norm_stats', 'AdaRMSNorm', 'apply_norm', 'gated_residual', 'posemb_sincos', 'make_att_2d_masks',
-           'image_to_model', 'PaliGemmaWithExpert', 'Policy', 'ModelInputs', 'tiny_config', 'tiny_policy', 'fit',
+           'image_to_model', 'PaliGemmaWithExpert', 'Policy', 'ModelInputs', 'tiny_config', 'tiny_policy', 'EMA', 'fit',
            'save_policy', 'config_from_checkpoint', 'check_keys', 'load_policy', 'load_default_policy', 'ffn_summary',
            'format_summary']
 
@@ -111,9 +112,7 @@ class PolicyConfig:
     @classmethod
     def from_dict(cls, d: dict) -> PolicyConfig:
         "Build from `to_dict`'s output; unknown keys are an error."
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown PolicyConfig keys {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 # %% ../nbs/01_policy.ipynb #a4a79a55
 def clean_text(text: str) -> str:
@@ -733,10 +732,30 @@ def example_observation(self: Policy, batch_size: int | None = None, # None: unb
     return obs
 
 # %% ../nbs/01_policy.ipynb #1824c58e
+class EMA:
+    "An exponential moving average of a model's floating-point parameters and buffers (decay warms up as (1+n)/(10+n))."
+    def __init__(self, model: torch.nn.Module, decay: float = 0.999):
+        if not 0.0 < decay < 1.0: raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module):
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if k in self.shadow: self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to(self, model: torch.nn.Module):
+        "Load the averaged values into `model` (its other entries stay as they are)."
+        model.load_state_dict(self.shadow, strict=False)
+
 def fit(policy: Policy, batches: Iterable, # yields (obs dict, actions [batch horizon dim])
         steps: int, lr: float = 1e-3, warmup: int = 50, weight_decay: float = 1e-4, clip: float = 1.0,
-        seed: int = 0, log_every: int = 0, progress: bool = False) -> list[float]: # loss per step
-    "Train `policy` in place with the flow-matching loss; returns the loss of every step."
+        seed: int = 0, log_every: int = 0, progress: bool = False,
+        ema: "EMA | None" = None) -> list[float]: # loss per step
+    "Train `policy` in place with the flow-matching loss; returns the loss of every step (`ema` is updated after each)."
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) *
@@ -753,6 +772,7 @@ def fit(policy: Policy, batches: Iterable, # yields (obs dict, actions [batch ho
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), clip)
         opt.step(); sched.step(); losses.append(loss.item())
+        if ema is not None: ema.update(policy)
         if bar is not None: bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if log_every and (s + 1) % log_every == 0: print(f"step {s + 1}: loss {np.mean(losses[-log_every:]):.4f}")
     if bar is not None: bar.close()

@@ -15,7 +15,7 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import atomic_path, cli_errors, console, read_json, write_json, one_line as _one_line
+from .cli import atomic_path, cli_errors, console, from_fields, read_json, write_json, one_line as _one_line
 from .data import POLICY_CAMERAS, atomic_dir, lerobot_obs_batch, load_lerobot_dataset
 from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
 
@@ -104,9 +104,7 @@ class CaptureConfig:
     def to_dict(self) -> dict: return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
     @classmethod
     def from_dict(cls, d: dict) -> CaptureConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown CaptureConfig keys {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return from_fields(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 # %% ../nbs/07_residuals.ipynb #ba9dc446
 class _StopForward(Exception):

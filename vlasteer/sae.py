@@ -4,10 +4,10 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, dashed_flags, dump_json, read_json, write_json, one_line as _one_line
+from .cli import atomic_path, cli_errors, dashed_flags, dump_json, from_fields, read_json, write_json, one_line as _one_line
 
 import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -315,9 +315,7 @@ class SAETrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> SAETrainConfig:
         "Build from `to_dict`'s output; unknown keys are an error."
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown: raise ValueError(f"unknown SAETrainConfig keys {sorted(unknown)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 # %% ../nbs/08_sae.ipynb #d5420e27
 def _matrix(x, what="residuals") -> torch.Tensor:
