@@ -20,6 +20,8 @@ DEFAULTS = {"ema": 0.0, "lr": 1e-3, "patch_size": 16}  # what records written be
 def entry(ckpt: Path, seeds: int) -> dict:
     "Evaluate one checkpoint; its recipe comes from its training.json."
     rec = read_json(ckpt / "training.json", "training record", fix="pass a folder written by vlasteer_train_default")
+    missing = [k for k in ("frames", "loss_last_100", "seconds", "threads") if k not in rec]
+    if missing: raise SystemExit(f"eval_policy: {ckpt}/training.json lacks {missing}; pass a folder written by vlasteer_train_default")
     t0 = time.perf_counter()
     res = evaluate(load_policy(ckpt), seeds=range(1000, 1000 + seeds))
     out = {k: rec.get(k, DEFAULTS.get(k)) for k in RECIPE}
@@ -40,7 +42,8 @@ def main():
         if not (c / "model.safetensors").is_file(): raise SystemExit(f"eval_policy: no model.safetensors in {c}; pass checkpoint folders")
     doc = read_json(a.out, "results file") if a.out.exists() else {"candidates": []}
     for c in a.checkpoints:
-        e = entry(c, a.seeds)
+        try: e = entry(c, a.seeds)
+        except (FileNotFoundError, ValueError) as err: raise SystemExit(f"eval_policy: {err}") from None
         print(json.dumps({k: e[k] for k in RECIPE}), {t: r["success"] for t, r in e["success"].items()}, flush=True)
         same = [i for i, old in enumerate(doc["candidates"]) if all(old.get(k, DEFAULTS.get(k)) == e[k] for k in RECIPE)]
         if same: doc["candidates"][same[0]] = e

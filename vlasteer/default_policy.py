@@ -87,6 +87,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          progress: bool = True) -> Path:
     "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
+    if not 0.0 <= ema < 1.0: raise ValueError(f"ema={ema}: give an EMA decay in (0, 1), or 0 for the last step's weights")
     t0 = time.time(); times = {}
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
     tmp.mkdir(parents=True, exist_ok=True)
