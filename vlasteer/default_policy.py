@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from fastcore.script import call_parse
-from .cli import console
+from .cli import console, write_json
 
 from .policy import (ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer,
                              default_vocab, fit, load_policy, save_policy)
@@ -83,16 +83,20 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          steps: int = 4000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                          recovery: float = 0.0, # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
                          ema: float = 0.0, # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
+                         config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
+                         last_step_out=None, # with `ema`: also save the last step's weights here, from the same run
                          work_dir=None, # where demos and the dataset go (default: a temp folder, removed after)
                          progress: bool = True) -> Path:
     "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
     if not 0.0 <= ema < 1.0: raise ValueError(f"ema={ema}: give an EMA decay in (0, 1), or 0 for the last step's weights")
+    if last_step_out is not None and not ema: raise ValueError("last_step_out needs ema: without it `out` already holds the last step's weights")
+    cfg = config or default_config()
     t0 = time.time(); times = {}
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        demos = generate_demos(tmp / "demos", num_demos=num_demos, seed=seed, image_size=default_config().vision.image_size,
+        demos = generate_demos(tmp / "demos", num_demos=num_demos, seed=seed, image_size=cfg.vision.image_size,
                                progress=progress, recovery=recovery)
         times["demos_s"] = time.time() - t0
         root = convert_libero_to_lerobot(tmp / "demos", "vlasteer/toy_kitchen", tmp / "lerobot", progress=progress)
@@ -100,23 +104,25 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
         times["dataset_s"] = time.time() - t0 - times["demos_s"]
         torch.manual_seed(seed)
         stats = {"state": NormStats.of(frames["state"]), "actions": NormStats.of(frames["actions"])}
-        policy = Policy(default_config(), tokenizer=default_tokenizer(), norm_stats=stats)
+        policy = Policy(cfg, tokenizer=default_tokenizer(), norm_stats=stats)
         sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=seed)
         average = EMA(policy, ema) if ema else None
         t1 = time.time()
         losses = fit(policy, sampler, steps=steps, lr=lr, warmup=min(200, steps // 10), seed=seed, progress=progress,
                      ema=average)
-        if average is not None: average.copy_to(policy)
         times["train_s"] = time.time() - t1
-        path = save_policy(policy, out)
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
-                      num_demos=num_demos, recovery=recovery, ema=ema, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      num_demos=num_demos, recovery=recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
                       loss_first_100=float(np.mean(losses[:100])), loss_last_100=float(np.mean(losses[-100:])),
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
                       seconds={k: round(v, 1) for k, v in times.items()}, threads=torch.get_num_threads(),
                       torch=torch.__version__, machine=platform.machine())
-        (path / "training.json").write_text(json.dumps(record, indent=1))
+        if last_step_out is not None:
+            write_json({**record, "ema": 0.0}, save_policy(policy, last_step_out) / "training.json")
+        if average is not None: average.copy_to(policy)
+        path = save_policy(policy, out)
+        write_json(record, path / "training.json")
         return path
     finally:
         if work_dir is None: shutil.rmtree(tmp, ignore_errors=True)
