@@ -17,8 +17,9 @@ from .policy import (ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, Vi
                              default_vocab, fit, load_policy, save_policy)
 
 # %% auto #0
-__all__ = ['PAIR_MEASURES', 'train_default_main', 'demo_main', 'default_config', 'load_training_frames', 'ChunkSampler',
-           'train_default_policy', 'wilson', 'evaluate', 'opposite_behaviour', 'train_default_cli', 'demo_cli']
+__all__ = ['TAKEOVER_SEEDS', 'PAIR_MEASURES', 'train_default_main', 'demo_main', 'default_config', 'load_training_frames',
+           'ChunkSampler', 'concat_frames', 'collect_takeovers', 'train_default_policy', 'wilson', 'evaluate',
+           'opposite_behaviour', 'train_default_cli', 'demo_cli']
 
 # %% ../nbs/03a_default_policy.ipynb #d8395350
 def default_config() -> PolicyConfig:
@@ -29,7 +30,8 @@ def default_config() -> PolicyConfig:
         vlm=GemmaSize(width=128, depth=4, mlp_dim=256, num_heads=4, num_kv_heads=1, head_dim=32),
         expert=GemmaSize(width=128, depth=4, mlp_dim=256, num_heads=4, num_kv_heads=1, head_dim=32),
         vocab_size=len(default_vocab()), action_dim=8, action_horizon=10, max_token_len=40,
-        cameras=("base_0_rgb", "left_wrist_0_rgb"), output_action_dim=7, num_steps=10, initializer_range=0.02)
+        cameras=("base_0_rgb", "left_wrist_0_rgb"), output_action_dim=7, num_steps=10, initializer_range=0.02,
+        noise_scale=0.0)
 
 # %% ../nbs/03a_default_policy.ipynb #79a2c139
 def load_training_frames(root, repo_id: str, batch: int = 512) -> dict:
@@ -77,20 +79,78 @@ class ChunkSampler:
                "state": self.f["state"][rows], "prompt": self.f["prompt"][rows].tolist()}
         return obs, self.f["actions"][self.chunk_rows[rows]]
 
+# %% ../nbs/03a_default_policy.ipynb #f72f21a1
+TAKEOVER_SEEDS = 200_000  # round r of `collect_takeovers` starts its rollouts from initial states TAKEOVER_SEEDS + 1000 r + j
+
+def concat_frames(*parts: dict) -> dict:
+    "Join `load_training_frames` arrays of several datasets; episode indices stay distinct."
+    out, off = [], 0
+    for f in parts:
+        out.append({**f, "episode_index": f["episode_index"] + off}); off += int(f["episode_index"].max()) + 1
+    return dict(image={c: np.concatenate([f["image"][c] for f in out]) for c in out[0]["image"]},
+                **{k: np.concatenate([f[k] for f in out]) for k in ("state", "actions", "prompt", "episode_index")})
+
+def collect_takeovers(policy, # anything `sim.rollout_batch` can run
+                      output_dir, # folder for one `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
+                      episodes: int = 100, # rollouts per task
+                      round: int = 1, # DAgger round: picks the rollout seeds (TAKEOVER_SEEDS + 1000 round + j)
+                      seed: int = 0, # seeds where the takeovers start
+                      per_success: int = 2, per_failure: int = 4, # takeovers from each successful / failed rollout
+                      noise: float = 0.1, # the expert's action noise
+                      replan_steps: int = 2, tasks: Sequence[str] | None = None,
+                      progress: bool = False) -> dict: # instruction -> {policy_success, rollouts, tried, kept}
+    "Roll `policy` out; from random steps of each episode the scripted expert takes over; its successes become LIBERO demos."
+    from vlasteer import sim
+    from vlasteer.data import demo_from_trajectory, write_libero_hdf5, libero_file_stem, atomic_dir
+    from tqdm.auto import tqdm
+    if episodes < 1: raise ValueError(f"episodes={episodes}: roll out at least one episode per task")
+    rng = np.random.default_rng([seed, round, 7])
+    seeds = [TAKEOVER_SEEDS + 1000 * round + j for j in range(episodes)]
+    size, stats = policy.config.vision.image_size, {}
+    with atomic_dir(output_dir) as tmp:
+        tmp.mkdir()
+        for task in tqdm(list(tasks or sim.TASKS), disable=not progress, desc=f"takeovers (round {round})"):
+            trajs = sim.rollout_batch(policy, task, seeds, record_frames=False, replan_steps=replan_steps, image_size=size)
+            demos, starts, tried = [], [], 0
+            with sim.ToyKitchenEnv(task, image_size=size) as env:
+                for tr in trajs:
+                    for t in sorted(rng.integers(0, tr.steps, size=per_success if tr.success else per_failure)):
+                        tried += 1
+                        got = sim.expert_rollout(task, seed=tr.seed, noise=noise, env=env, start_state=tr.sim_states[t])
+                        if got.success and got.steps: demos.append(demo_from_trajectory(got)); starts.append([tr.seed, int(t)])
+            stats[task] = dict(policy_success=float(np.mean([tr.success for tr in trajs])), rollouts=len(trajs), tried=tried, kept=len(demos))
+            if demos:
+                write_libero_hdf5(tmp / f"{libero_file_stem(task)}_demo.hdf5", demos, task, env_args={
+                    "env_kwargs": {"task": task, "image_size": size},
+                    "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "takeover_round": round,
+                               "takeover_starts": starts}})  # [rollout seed, step] where each demo starts
+    return stats
+
 # %% ../nbs/03a_default_policy.ipynb #59f54a77
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          num_demos: int = 60, # scripted demos per task
                          steps: int = 4000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                          recovery: float = 0.0, # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
                          ema: float = 0.0, # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
+                         takeover_rounds: int = 0, # DAgger rounds after training: expert takeovers from the policy's rollouts join the data, then fine-tuning
+                         takeover_episodes: int = 100, # rollouts per task and round (`collect_takeovers`)
+                         takeover_steps: int = 2000, # fine-tuning steps per round
+                         takeover_lr: float = 3e-4, # peak learning rate of the fine-tuning
+                         init=None, # start from this checkpoint (weights, normalisation, architecture) instead of a fresh policy
                          config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
                          last_step_out=None, # with `ema`: also save the last step's weights here, from the same run
                          work_dir=None, # where demos and the dataset go (default: a temp folder, removed after)
                          progress: bool = True) -> Path:
-    "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training."
+    "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training (-> takeover rounds)."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
     if not 0.0 <= ema < 1.0: raise ValueError(f"ema={ema}: give an EMA decay in (0, 1), or 0 for the last step's weights")
     if last_step_out is not None and not ema: raise ValueError("last_step_out needs ema: without it `out` already holds the last step's weights")
+    if takeover_rounds < 0 or (takeover_rounds and (takeover_episodes < 1 or takeover_steps < 1)):
+        raise ValueError(f"takeover_rounds={takeover_rounds}, takeover_episodes={takeover_episodes}, takeover_steps={takeover_steps}: rounds must be >= 0, episodes and steps >= 1")
+    if takeover_rounds and ema: raise ValueError("give ema or takeover_rounds, not both: the EMA covers the first training only")
+    if steps < 0 or (steps == 0 and init is None): raise ValueError(f"steps={steps}: train at least one step (0 only with --init)")
+    if init is not None and not (Path(init) / "model.safetensors").is_file():
+        raise FileNotFoundError(f"--init {init}: no model.safetensors there; pass a checkpoint folder (save_policy / vlasteer_train_default)")
     cfg = config or default_config()
     t0 = time.time(); times = {}
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
@@ -103,24 +163,47 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
         frames = load_training_frames(root, "vlasteer/toy_kitchen")
         times["dataset_s"] = time.time() - t0 - times["demos_s"]
         torch.manual_seed(seed)
-        stats = {"state": NormStats.of(frames["state"]), "actions": NormStats.of(frames["actions"])}
-        policy = Policy(cfg, tokenizer=default_tokenizer(), norm_stats=stats)
+        if init is None:
+            stats = {"state": NormStats.of(frames["state"]), "actions": NormStats.of(frames["actions"])}
+            policy = Policy(cfg, tokenizer=default_tokenizer(), norm_stats=stats)
+        else:
+            policy = load_policy(init)
+            policy.config.noise_scale = cfg.noise_scale  # how it samples is a setting of this recipe, not of the weights
         sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=seed)
         average = EMA(policy, ema) if ema else None
         t1 = time.time()
         losses = fit(policy, sampler, steps=steps, lr=lr, warmup=min(200, steps // 10), seed=seed, progress=progress,
-                     ema=average)
+                     ema=average) if steps else []
         times["train_s"] = time.time() - t1
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
                       num_demos=num_demos, recovery=recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      noise_scale=policy.config.noise_scale, init=None if init is None else str(init),
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
-                      loss_first_100=float(np.mean(losses[:100])), loss_last_100=float(np.mean(losses[-100:])),
+                      loss_first_100=float(np.mean(losses[:100])) if steps else None, loss_last_100=float(np.mean(losses[-100:])) if steps else None,
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
                       seconds={k: round(v, 1) for k, v in times.items()}, threads=torch.get_num_threads(),
                       torch=torch.__version__, machine=platform.machine())
         if last_step_out is not None:
             write_json({**record, "ema": 0.0}, save_policy(policy, last_step_out) / "training.json")
         if average is not None: average.copy_to(policy)
+        if takeover_rounds:
+            record.update(takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes, takeover_steps=takeover_steps,
+                          takeover_lr=takeover_lr, rounds=[])
+        for r in range(1, takeover_rounds + 1):
+            t2 = time.time()
+            got = collect_takeovers(policy, tmp / f"takeover{r}", episodes=takeover_episodes, round=r, seed=seed, progress=progress)
+            more = load_training_frames(convert_libero_to_lerobot(tmp / f"takeover{r}", f"vlasteer/takeover{r}", tmp / f"lerobot_takeover{r}",
+                                                                  progress=progress), f"vlasteer/takeover{r}")
+            frames = concat_frames(frames, more)
+            sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=[seed, r])
+            t3 = time.time()
+            rl = fit(policy, sampler, steps=takeover_steps, lr=takeover_lr, warmup=min(100, takeover_steps // 10),
+                     seed=seed * 1000 + r, progress=progress)
+            record["rounds"].append(dict(round=r, rollout_success={t: g["policy_success"] for t, g in got.items()},
+                                         takeovers=sum(g["kept"] for g in got.values()), frames=int(len(frames["state"])),
+                                         loss_last_100=float(np.mean(rl[-100:])),
+                                         seconds=dict(collect_s=round(t3 - t2, 1), train_s=round(time.time() - t3, 1))))
+        record["loss_final_100"] = record["rounds"][-1]["loss_last_100"] if takeover_rounds else record["loss_last_100"]
         path = save_policy(policy, out)
         write_json(record, path / "training.json")
         return path
@@ -176,17 +259,26 @@ def train_default_cli(out: str = None, # checkpoint folder to create (absent or 
                       batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                       recovery: float = 0.0, # fraction of demos starting from a missed grasp
                       ema: float = 0.0, # EMA decay of the saved weights (e.g. 0.999; 0: the last step's weights)
+                      takeover_rounds: int = 0, # DAgger rounds of expert takeovers after training
+                      takeover_episodes: int = 100, # rollouts per task and round
+                      takeover_steps: int = 2000, # fine-tuning steps per round
+                      takeover_lr: float = 3e-4, # peak learning rate of each round
+                      init: str = None, # start from this checkpoint folder (with --steps 0: only the takeover rounds)
                       eval_seeds: int = 50, # unseen seeds per task for the final evaluation (0: skip)
                       work_dir: str = None): # keep demos and dataset here (default: temp, removed)
     "Train the embedded default policy from scratch and evaluate it."
     if not out: sys.exit("vlasteer_train_default: --out is required (a new checkpoint folder)")
     try:
         path = train_default_policy(out, num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                    recovery=recovery, ema=ema, work_dir=work_dir)
+                                    recovery=recovery, ema=ema, takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes,
+                                    takeover_steps=takeover_steps, takeover_lr=takeover_lr, init=init, work_dir=work_dir)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         sys.exit(f"vlasteer_train_default: {e}")
     rec = json.loads((path / "training.json").read_text())
-    print(f"trained in {rec['seconds']}: loss {rec['loss_first_100']:.4f} -> {rec['loss_last_100']:.4f}")
+    print(f"trained in {rec['seconds']}: loss {rec['loss_first_100'] or float('nan'):.4f} -> {rec['loss_final_100'] or float('nan'):.4f}")
+    for r in rec.get("rounds", []):
+        print(f"takeover round {r['round']}: rollout success {np.mean(list(r['rollout_success'].values())):.2f}, "
+              f"{r['takeovers']} takeovers, loss {r['loss_last_100']:.4f}, {r['seconds']}")
     if eval_seeds:
         res = evaluate(load_policy(path), seeds=range(1000, 1000 + eval_seeds), progress=True)
         for t, r in res.items(): print(f"{r['success']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] n={r['n']}  {t}")

@@ -76,6 +76,7 @@ class PolicyConfig:
     discrete_state_input: bool | None = None   # state as text in the prompt; None: True for pi05
     cameras: tuple = LIBERO_CAMERAS            # image inputs, in prefix order
     num_steps: int = 10                        # Euler steps at inference
+    noise_scale: float = 1.0                   # std of the initial noise at inference (openpi: 1; 0: integrate from the noise's mean, deterministic)
     precision: str = "float32"                 # "float32" or "bfloat16"
     output_action_dim: int | None = None       # keep the first n action dims in `infer` (LIBERO: 7)
     initializer_range: float = 0.02            # std of the random initialisation
@@ -107,6 +108,7 @@ class PolicyConfig:
             raise ValueError("num_steps, action_horizon and action_dim must be positive")
         if self.output_action_dim is not None and not 0 < self.output_action_dim <= self.action_dim:
             raise ValueError(f"output_action_dim must be in 1..{self.action_dim}")
+        if not 0 <= self.noise_scale <= 1: raise ValueError(f"noise_scale must be in [0, 1] (1: openpi's sampling), got {self.noise_scale}")
 
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
@@ -654,10 +656,10 @@ def velocity(self: Policy, obs, # an observation dict or `ModelInputs`
 @patch
 def sample_actions(self: Policy, inp: ModelInputs, noise: torch.Tensor, # [batch horizon action_dim] at t = 1
                    num_steps: int | None = None) -> torch.Tensor: # normalised actions [batch horizon action_dim]
-    "Euler integration of the flow from noise (t = 1) to actions (t = 0)."
+    "Euler integration of the flow from noise (t = 1, scaled by `config.noise_scale`) to actions (t = 0)."
     n = num_steps or self.config.num_steps
     pad, kv = self.prefix_cache(inp)
-    x, dt = noise.float(), -1.0 / n
+    x, dt = noise.float() * self.config.noise_scale, -1.0 / n
     for k in range(n):
         x = x + dt * self.suffix_velocity(inp, pad, kv, x, 1.0 + k * dt, step=k, num_steps=n)
     return x

@@ -590,13 +590,16 @@ def expert_rollout(task: Task | str,        # the task
                    record_frames: bool = True,        # keep agent-view and wrist frames
                    stop_on_success: bool = True,      # end at the first success
                    miss: bool = False,                # start from `miss_start` (gripper closed on nothing)
+                   start_state: np.ndarray | None = None,  # take over from this simulator state (`get_state()`, e.g. one a policy reached)
                    ) -> Trajectory:
     "One scripted-expert episode as a `Trajectory` (demonstrations for `vlasteer.data`)."
     task, own = get_task(task), env is None
+    if miss and start_state is not None: raise ValueError("give miss=True or start_state, not both: each sets where the expert starts")
     env = ToyKitchenEnv(task, render=record_frames) if own else env
     try:
         expert, obs = scripted_expert(task, seed=seed, noise=noise), env.reset(seed, task=task)
         if miss: obs = miss_start(env, seed)
+        if start_state is not None: obs = env.set_state(start_state)
         return _run_episode(env, obs, lambda o: expert.act(o, env), _Recorder(task.instruction, seed, record_frames),
                             steps, stop_on_success)
     finally:
