@@ -4,7 +4,7 @@
 
 # %% ../nbs/03a_default_policy.ipynb #64c1fb3d
 from __future__ import annotations
-import json, math, platform, shutil, sys, tempfile, time
+import dataclasses, json, math, platform, shutil, sys, tempfile, time
 from pathlib import Path
 from typing import Sequence
 
@@ -152,6 +152,9 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
     if init is not None and not (Path(init) / "model.safetensors").is_file():
         raise FileNotFoundError(f"--init {init}: no model.safetensors there; pass a checkpoint folder (save_policy / vlasteer_train_default)")
     cfg = config or default_config()
+    start = None if init is None else load_policy(init)
+    if start is not None and dataclasses.replace(start.config, noise_scale=cfg.noise_scale) != cfg:
+        raise ValueError(f"--init {init} has another architecture than this recipe's config; pass config= matching the checkpoint")
     t0 = time.time(); times = {}
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -167,7 +170,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
             stats = {"state": NormStats.of(frames["state"]), "actions": NormStats.of(frames["actions"])}
             policy = Policy(cfg, tokenizer=default_tokenizer(), norm_stats=stats)
         else:
-            policy = load_policy(init)
+            policy = start
             policy.config.noise_scale = cfg.noise_scale  # how it samples is a setting of this recipe, not of the weights
         sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=seed)
         average = EMA(policy, ema) if ema else None
