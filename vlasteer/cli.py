@@ -11,7 +11,7 @@ from typing import Callable
 
 # %% auto #0
 __all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'from_fields', 'atomic_path', 'dump_json', 'write_json',
-           'read_json']
+           'read_json', 'check_overwrite', 'file_digest']
 
 # %% ../nbs/00a_cli.ipynb #fe84dd9c
 _DASHED = re.compile(r"^--([a-z][a-z0-9]*(?:-[a-z0-9]+)+)(?=$|=)")
@@ -100,3 +100,27 @@ def read_json(path: str | Path, what: str = "JSON file", # what the file should 
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{what} {path} is not valid JSON ({one_line(e)}){hint}") from None
+
+# %% ../nbs/00a_cli.ipynb #1f691d90
+def check_overwrite(path: str | Path, # an output file or folder the command is about to write
+                    overwrite: bool = False, # the command's --overwrite
+                    flag: str = "--overwrite") -> Path:
+    "Refuse to replace an existing output unless `overwrite` (an empty folder counts as absent)."
+    path = Path(path)
+    exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    if exists and not overwrite:
+        raise FileExistsError(f"{path} exists; pass {flag} to replace it, or choose another output path")
+    return path
+
+def file_digest(path: str | Path, # a file, or a folder (every file under it, by relative path)
+                size: int = 16) -> str: # hex digits kept
+    "SHA-256 of a file's bytes or of a folder's files (names and bytes); what a result records of its inputs."
+    import hashlib
+    path, h = Path(path), hashlib.sha256()
+    if not path.exists(): raise FileNotFoundError(f"cannot fingerprint {path}: it does not exist")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    for f in files:
+        if f != path: h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
+    return h.hexdigest()[:size]
