@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'from_fields', 'atomic_path', 'dump_json', 'write_json',
-           'read_json', 'check_overwrite', 'file_digest']
+__all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'reading', 'from_fields', 'atomic_path', 'dump_json',
+           'write_json', 'read_json', 'check_overwrite', 'file_digest']
 
 # %% ../nbs/00a_cli.ipynb #fe84dd9c
 _DASHED = re.compile(r"^--([a-z][a-z0-9]*(?:-[a-z0-9]+)+)(?=$|=)")
@@ -42,6 +42,22 @@ def cli_errors():
     "Turn bad-input errors (ValueError, OSError, KeyError) into `SystemExit('error: <one line>')`, exit status 1."
     try: yield
     except (ValueError, OSError, KeyError) as e: raise SystemExit(f"error: {one_line(e)}") from None
+
+# %% ../nbs/00a_cli.ipynb #546e36fa
+@contextmanager
+def reading(path: str | Path, # the file being read
+            what: str = "file", # what it should be ("LIBERO .hdf5 file", "residual chunk")
+            fix: str = ""): # what to do about it, appended to the message
+    "Turn any error a damaged file raises while it is read into one `ValueError` naming the file."
+    import pickle, zipfile
+    try: yield
+    except FileNotFoundError: raise
+    except (ValueError, OSError, EOFError, KeyError, IndexError, TypeError, RuntimeError, zipfile.BadZipFile,
+            pickle.UnpicklingError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix else "")) from None
+    except Exception as e:  # library-specific errors (safetensors, pyarrow, datasets) that derive from Exception only
+        if type(e).__module__.split(".")[0] not in ("safetensors", "pyarrow", "datasets", "h5py", "numpy"): raise
+        raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix else "")) from None
 
 # %% ../nbs/00a_cli.ipynb #b5ac4531
 def from_fields(cls, d: dict, what: str | None = None): # `what` names the record in errors (default: the class name)
