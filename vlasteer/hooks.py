@@ -19,7 +19,7 @@ __all__ = ['TOWERS', 'SITES', 'TOWER_PATHS', 'HOOK_TABLE', 'REDUCTIONS', 'HookPo
 
 # %% ../nbs/00_hooks.ipynb #b2e3421e
 TOWERS = ("vision", "vlm", "expert")
-SITES = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "mlp.hook_post", "attn.hook_z")
+SITES = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "mlp.hook_post", "attn.hook_z", "attn.hook_kv")
 
 TOWER_PATHS = {  # tower -> the ModuleList holding its blocks
     "vision": "paligemma_with_expert.paligemma.model.vision_tower.vision_model.encoder.layers",
@@ -38,6 +38,7 @@ HOOK_TABLE = {  # (tower, site) -> (module path inside block i, which tensor of 
     ("vlm", "hook_resid_post"):    ("hook_resid_post", "output"),
     ("vlm", "mlp.hook_post"):      ("mlp.down_proj", "input"),
     ("vlm", "attn.hook_z"):        ("self_attn.o_proj", "input"),
+    ("vlm", "attn.hook_kv"):       ("self_attn.hook_kv", "output"),  # the prefix K/V cache the expert reads
     ("expert", "hook_resid_pre"):  ("hook_resid_pre", "output"),
     ("expert", "hook_resid_mid"):  ("hook_resid_mid", "output"),
     ("expert", "hook_resid_post"): ("hook_resid_post", "output"),
@@ -87,12 +88,15 @@ def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module, str]
     if not -n <= h.layer < n:
         raise ValueError(f"layer {h.layer} out of range in {name!r}: the {h.tower} tower has blocks 0..{n-1} (or -{n}..-1)")
     h = HookName(h.tower, h.layer % n, h.site)
+    if (h.tower, h.site) not in HOOK_TABLE:
+        towers = [t for t in TOWERS if (t, h.site) in HOOK_TABLE]
+        raise ValueError(f"site {h.site!r} exists only in the {' and '.join(towers)} tower(s), not in {h.tower!r} ({name!r})")
     path, kind = HOOK_TABLE[(h.tower, h.site)]
     return h, model.get_submodule(f"{TOWER_PATHS[h.tower]}.{h.layer}.{path}"), kind
 
 def hook_names(model: nn.Module, towers: Sequence[str] = TOWERS, sites: Sequence[str] = SITES) -> list[str]:
     "Every valid hook name of `model` for the given towers and sites."
-    return [f"{t}.blocks.{i}.{s}" for t in towers for i in range(n_blocks(model, t)) for s in sites]
+    return [f"{t}.blocks.{i}.{s}" for t in towers for i in range(n_blocks(model, t)) for s in sites if (t, s) in HOOK_TABLE]
 
 # %% ../nbs/00_hooks.ipynb #15020b0b
 def _same(x): return x

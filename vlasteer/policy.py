@@ -371,6 +371,7 @@ class PaliGemmaWithExpert(nn.Module):
         for path in TOWER_PATHS.values():
             for block in self.get_submodule(path.removeprefix("paligemma_with_expert.")):
                 block.hook_resid_pre, block.hook_resid_mid, block.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        for block in self.paligemma.model.language_model.layers: block.self_attn.hook_kv = HookPoint()  # the cached prefix K/V
 
 # %% ../nbs/01_policy.ipynb #40e512bc
 class Policy(nn.Module):
@@ -560,6 +561,14 @@ def embed_suffix(self: Policy, state: torch.Tensor, # [batch action_dim]
 # %% ../nbs/01_policy.ipynb #7b161c03
 _NEG = -2.3819763e38  # openpi's masked logit: a fully masked row gives a uniform softmax, not NaN
 
+def _cache_kv(hook: HookPoint, k: torch.Tensor, v: torch.Tensor) -> tuple: # k, v [batch kv_heads pos head_dim]
+    "The (k, v) a prefix pass caches for the expert, passed through the block's `attn.hook_kv` as [batch pos (2 kv_heads head_dim)]."
+    B, H, T, D = k.shape
+    kv = torch.cat([k.transpose(1, 2).reshape(B, T, H * D), v.transpose(1, 2).reshape(B, T, H * D)], dim=-1)
+    kv = hook(kv)
+    kc, vc = kv.split(H * D, dim=-1)
+    return kc.reshape(B, T, H, D).transpose(1, 2), vc.reshape(B, T, H, D).transpose(1, 2)
+
 @patch
 def run_blocks(self: Policy, xs: list, # [prefix or None, suffix or None], each [batch pos d]
                att: torch.Tensor, # bool [batch q k]: queries = the given streams, keys = cache + streams
@@ -594,7 +603,7 @@ def run_blocks(self: Policy, xs: list, # [prefix or None, suffix or None], each 
         q, k = apply_rotary_pos_emb(q, k, cos, sin)
         if past_kv is not None:
             k, v = torch.cat([past_kv[i][0], k], dim=2), torch.cat([past_kv[i][1], v], dim=2)
-        if keep_kv: new_kv.append((k, v))
+        if keep_kv: new_kv.append(_cache_kv(towers[0][i].self_attn.hook_kv, k, v))
         rep = nh // nkv
         o = F.scaled_dot_product_attention(q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1),
                                            attn_mask=mask, scale=hd ** -0.5)
