@@ -15,7 +15,8 @@ from torch import nn
 # %% auto #0
 __all__ = ['TOWERS', 'SITES', 'TOWER_PATHS', 'HOOK_TABLE', 'REDUCTIONS', 'HookPoint', 'HookName', 'n_blocks', 'resolve_hook',
            'hook_names', 'HookContext', 'hook_context', 'Record', 'reduce_tokens', 'ActivationCache', 'record',
-           'active_hooks', 'HookInfo', 'add', 'scale_neurons', 'set_neurons', 'ablate', 'intervene', 'remove_hooks']
+           'active_hooks', 'HookInfo', 'add', 'scale_neurons', 'set_neurons', 'ablate', 'intervene', 'span_index',
+           'add_positions', 'remove_hooks']
 
 # %% ../nbs/00_hooks.ipynb #b2e3421e
 TOWERS = ("vision", "vlm", "expert")
@@ -321,6 +322,26 @@ def intervene(model: nn.Module, # a vlasteer policy
         yield model
     finally:
         for hd in handles: hd.remove()
+
+# %% ../nbs/00_hooks.ipynb #f335b9e2
+def span_index(mask: torch.Tensor # bool [batch pos]
+              ) -> torch.Tensor: # long [batch pos]: 0, 1, ... over the selected tokens, -1 elsewhere
+    "Each selected token's position within its sample's span."
+    return torch.where(mask, mask.long().cumsum(1) - 1, torch.full_like(mask, -1, dtype=torch.long))
+
+def add_positions(directions: torch.Tensor, # [n_pos d]: row p goes to the span's p-th token
+                  alpha: float = 1.0, tokens=None, steps=None) -> Callable:
+    "Add `alpha * directions[p]` to the `p`-th selected token of every sample (tokens past `n_pos` unchanged)."
+    if directions.dim() != 2: raise ValueError(f"add_positions needs a [n_pos d] tensor, got shape {tuple(directions.shape)}")
+    def fn(act, hook):
+        if directions.shape[-1] != act.shape[-1]:
+            raise ValueError(f"directions have width {directions.shape[-1]} but {hook.name} has width {act.shape[-1]}")
+        if not _step_selected(steps, hook.ctx): return None
+        idx = span_index(hook.mask(tokens))
+        keep = (idx >= 0) & (idx < directions.shape[0])
+        d = directions.to(act.device, act.dtype)[idx.clamp(0, directions.shape[0] - 1)]  # [batch pos d]
+        return act + alpha * d * keep[..., None].to(act.dtype)
+    return fn
 
 # %% ../nbs/00_hooks.ipynb #ed5f6881
 def remove_hooks(model: nn.Module) -> int:
