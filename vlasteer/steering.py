@@ -4,9 +4,9 @@
 
 # %% ../nbs/09_steering.ipynb #82ac01bc
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, console, dump_json, from_fields, one_line, read_json, write_json
+from .cli import atomic_path, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
 
-import contextlib, hashlib, json, math, os, re, tempfile
+import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,24 +15,29 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add
+from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions, span_index
 from . import sim
 from .default_policy import PAIR_MEASURES, wilson
 from .clusters import plotly_output
 
 # %% auto #0
-__all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'METHODS', 'LAYERED', 'CONTROLS', 'COLORS', 'steer_main',
+__all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'SITE_ALIASES', 'PATCH_SPANS', 'METHODS', 'DEFAULT_METHODS', 'LAYERED',
+           'POSITIONAL', 'CONTROLS', 'DIRECTION_METHODS', 'BASELINES', 'NO_CURVE', 'COLORS', 'steer_main',
            'steering_sweep_main', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref', 'read_direction',
-           'SpecCompiler', 'sae_clamp', 'steer', 'EpisodeSteering', 'steered_rollouts', 'mean_resid_norm', 'PairSetup',
-           'raw_direction', 'sae_direction', 'random_direction', 'cluster_neurons', 'random_neurons', 'choose_cluster',
-           'SweepConfig', 'Cell', 'sweep_cells', 'episode_record', 'bootstrap_ci', 'cell_stats', 'cell_spec',
-           'portable_spec', 'run_sweep', 'SweepResult', 'pd_concat', 'load_sweep', 'best_layer', 'plot_dose_response',
-           'plot_layers', 'plot_summary', 'png_data_uri', 'filmstrip', 'plot_filmstrip', 'filmstrip_html',
-           'SteeringState', 'explorer_figure', 'explorer_filmstrip', 'SteeringExplorer', 'record_films',
-           'report_sections', 'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'steering_sweep_cli']
+           'spec_files', 'spec_inputs', 'PatchCache', 'SpecCompiler', 'sae_clamp', 'steer', 'patch_from',
+           'sae_clamp_positions', 'patched_infer', 'EpisodeSteering', 'either_task', 'steered_rollouts',
+           'mean_resid_norm', 'PairSetup', 'raw_direction', 'sae_direction', 'random_direction', 'cluster_neurons',
+           'random_neurons', 'choose_cluster', 'blocks_of', 'raw_pos_direction', 'sae_pos_direction',
+           'sae_clamp_pos_latents', 'random_pos_direction', 'wrong_pair_pos_direction', 'neurons_constant', 'PatchSite',
+           'patch_site', 'SweepConfig', 'Cell', 'sweep_cells', 'episode_record', 'bootstrap_ci', 'cell_stats',
+           'calibrate_positions', 'cell_spec', 'cell_task', 'portable_spec', 'run_sweep', 'SweepResult', 'pd_concat',
+           'load_sweep', 'best_layer', 'plot_dose_response', 'plot_layers', 'plot_summary', 'png_data_uri', 'filmstrip',
+           'plot_filmstrip', 'filmstrip_html', 'SteeringState', 'explorer_figure', 'explorer_filmstrip',
+           'SteeringExplorer', 'record_films', 'report_sections', 'steer_spec_sweep', 'steer_cli',
+           'directions_from_root', 'steering_sweep_cli']
 
 # %% ../nbs/09_steering.ipynb #e97e67c0
-EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp")
+EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp", "add_pos", "sae_clamp_pos", "patch")
 NEURON_KINDS = ("set_neurons", "scale_neurons", "ablate")
 TOKEN_SPANS = ("image", "instruction", "state", "action")
 
@@ -55,6 +60,8 @@ class Edit:
     sae: str | None = None             # sae_clamp: a SAELens directory
     latents: list | None = None        # sae_clamp: latent ids
     values: list | None = None         # sae_clamp: value per latent at alpha = 1 (default 1)
+    source: str | None = None          # patch: the prompt of the clean pass whose activations are patched in
+    ramp: int | None = None            # schedule: alpha grows linearly over the first `ramp` policy calls (None: constant)
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS: raise ValueError(f"unknown edit kind {self.kind!r}; use one of {EDIT_KINDS}")
@@ -74,12 +81,25 @@ class Edit:
             if self.site == "hook_resid_post": self.site = "mlp.hook_post"
             if self.cluster is not None and not {"path", "cluster_id"} <= set(self.cluster):
                 raise ValueError(f'cluster must be {{"path": clusters JSON, "cluster_id": k}}, got {self.cluster}')
+        if self.kind in ("add_pos", "sae_clamp_pos"):
+            if not self.direction or not self.layers:
+                raise ValueError(f"an {self.kind} edit needs layers and direction (FILE.safetensors:KEY, KEY may hold {{layer}})")
+            if self.kind == "sae_clamp_pos" and not self.sae: raise ValueError("an sae_clamp_pos edit needs sae (a SAELens directory, may hold {layer})")
+        if self.kind == "patch":
+            if self.source is None or not self.layers: raise ValueError("a patch edit needs layers and source (the prompt of the clean pass)")
+        if self.ramp is not None:
+            if int(self.ramp) < 1: raise ValueError(f"ramp must be at least 1 policy call (or None for a constant edit), got {self.ramp}")
+            self.ramp = int(self.ramp)
         if self.kind == "sae_clamp":
             if not self.sae or not self.layers: raise ValueError("an sae_clamp edit needs sae (a SAELens directory) and layers")
             if self.values is not None and len(self.values) != len(self.latents or []):
                 raise ValueError(f"sae_clamp: {len(self.values)} values for {len(self.latents or [])} latents")
 
     def strength(self) -> float: return self.alpha * (1.0 if self.unit_norm is None else float(self.unit_norm))
+    def at_call(self, call: int) -> Edit:
+        "This edit at policy call `call` (0-based) of its schedule: alpha ramped, the ramp dropped."
+        if self.ramp is None: return self
+        return Edit(**{**self.to_dict(), "alpha": self.alpha * min(1.0, (int(call) + 1) / self.ramp), "ramp": None})
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
     def from_dict(cls, d: dict) -> Edit:
@@ -104,6 +124,15 @@ class SteeringSpec:
         if not isinstance(d, dict) or not isinstance(d.get("edits"), list):
             raise ValueError('a steering spec is {"name": ..., "edits": [{"kind": ...}, ...]}')
         return cls(str(d.get("name", "spec")), d["edits"])
+    def at_call(self, call: int) -> SteeringSpec:
+        "The spec at policy call `call` of an episode (ramped edits scaled; the same object when nothing ramps)."
+        if all(e.ramp is None for e in self.edits): return self
+        return SteeringSpec(self.name, [e.at_call(call) for e in self.edits])
+    def source(self) -> str | None:
+        "The clean-pass prompt of the spec's patch edits (None without patch edits)."
+        srcs = {e.source for e in self.edits if e.kind == "patch"}
+        if len(srcs) > 1: raise ValueError(f"spec {self.name!r} patches from several prompts {sorted(srcs)}; one clean pass per call takes one prompt")
+        return next(iter(srcs), None)
     def units(self) -> str:
         "The units of the edits' strengths, for printing."
         return "; ".join(dict.fromkeys(f"{e.kind}: α × {e.unit or ('1' if e.unit_norm is None else f'{e.unit_norm:.3g}')}" for e in self.edits))
@@ -129,6 +158,7 @@ def _hook_width(policy, tower: str, site: str) -> int | None:
     size = getattr(policy.config, tower)
     if site.startswith("hook_resid"): return int(size.width)
     if site == "mlp.hook_post": return int(size.mlp_dim)
+    if site == "attn.hook_kv": return int(2 * size.num_kv_heads * size.head_dim)
     return None
 
 def split_ref(ref: str) -> tuple[str, str | None]: # (file, tensor key or None)
@@ -136,32 +166,78 @@ def split_ref(ref: str) -> tuple[str, str | None]: # (file, tensor key or None)
     return tuple(ref.rsplit(":", 1)) if re.search(r"\.safetensors:[^/\\]+$", ref) else (ref, None)
 
 def read_direction(ref: str, # "FILE.safetensors" or "FILE.safetensors:KEY"
-                  ) -> torch.Tensor: # [d] float32
-    "A direction vector from a safetensors file (key `direction` unless named)."
+                   ndim: int = 1, # 1: one vector [d]; 2: per-position directions [n_pos d]
+                  ) -> torch.Tensor: # [d] or [n_pos d] float32
+    "A direction from a safetensors file (key `direction` unless named)."
     from safetensors import safe_open
     path, key = split_ref(ref)
     key = key or "direction"
     if not Path(path).is_file(): raise FileNotFoundError(f"direction file {path} does not exist")
     try:
         with safe_open(path, "pt") as f:
-            if key not in f.keys(): raise ValueError(f"{path} has no tensor {key!r}; it has {sorted(f.keys())} (name one as FILE:KEY)")
+            if key not in f.keys(): raise KeyError(key)
             v = f.get_tensor(key)
-    except (OSError, RuntimeError) as e: raise ValueError(f"cannot read direction file {path} ({one_line(e)}); is it a safetensors file?") from None
-    except Exception as e:
-        if isinstance(e, ValueError) and "has no tensor" in str(e): raise
-        raise ValueError(f"cannot read direction file {path} ({one_line(e)}); is it a safetensors file?") from None
-    if v.dim() != 1: raise ValueError(f"direction {ref} has shape {tuple(v.shape)}; expected one vector [d_model]")
+    except KeyError:
+        with safe_open(path, "pt") as f: keys = sorted(f.keys())
+        raise ValueError(f"{path} has no tensor {key!r}; it has {keys[:12]}{' ...' if len(keys) > 12 else ''} (name one as FILE:KEY)") from None
+    except Exception as e: raise ValueError(f"cannot read direction file {path} ({one_line(e)}); is it a safetensors file?") from None
+    if v.dim() != ndim:
+        want = "one vector [d_model]" if ndim == 1 else "per-position directions [n_pos d]"
+        raise ValueError(f"direction {ref} has shape {tuple(v.shape)}; expected {want}")
     return v.float()
+
+def spec_files(spec: SteeringSpec) -> list[str]:
+    "The files and folders a spec reads (directions, SAEs, clusters), `{layer}` filled in."
+    out = []
+    for e in spec.edits:
+        ls = e.layers or [None]
+        for ref in (e.direction, e.sae, (e.cluster or {}).get("path")):
+            if ref: out += [split_ref(str(ref).format(layer=l) if l is not None else str(ref))[0] for l in ls]
+    return sorted(dict.fromkeys(out))
+
+_DIGESTS: dict = {}  # (path, mtime, size) -> digest, so a sweep hashes each input once
+
+def _digest(p: str) -> str:
+    q = Path(p)
+    st = q.stat() if q.exists() else None
+    key = (str(q.resolve()), st.st_mtime_ns if st else None, st.st_size if st else None)
+    if key not in _DIGESTS or q.is_dir(): _DIGESTS[key] = file_digest(q)
+    return _DIGESTS[key]
+
+def spec_inputs(spec: SteeringSpec | None) -> dict: # path -> content digest
+    "What a result computed with `spec` depends on: the digest of every file it reads."
+    return {} if spec is None else {p: _digest(p) for p in spec_files(spec)}
+
+class PatchCache:
+    "Activations of the clean pass of activation patching, keyed by hook and denoising step."
+    def __init__(self): self.acts, self.ctx, self.pos = {}, {}, None
+    def clear(self, pos: torch.Tensor | None = None): # [batch] row of each batch row in the clean pass (-1: none)
+        self.acts, self.ctx, self.pos = {}, {}, pos
+    def recorder(self) -> Callable:
+        "A hook function that keeps every activation it sees (returns None: changes nothing)."
+        def keep(act, hook):
+            self.acts[(str(hook.name), hook.step)], self.ctx[(str(hook.name), hook.step)] = act.detach().clone(), hook.ctx
+        return keep
+    def clean(self, hook, tokens) -> tuple[torch.Tensor, torch.Tensor]: # (clean activations, their token mask) for the hook's rows
+        key = (str(hook.name), hook.step)
+        if key not in self.acts:
+            raise ValueError(f"no clean activation of {key[0]} (step {key[1]}) to patch in; patch edits run through steered_rollouts or patched_infer")
+        rows = getattr(hook, "rows", None)
+        j = slice(None) if rows is None or self.pos is None else self.pos[rows.cpu()]
+        if not isinstance(j, slice) and bool((j < 0).any()): raise ValueError("a patched row has no clean pass")
+        return self.acts[key][j], self.ctx[key].mask(tokens)[j]
 
 class SpecCompiler:
     "Turns specs into hook functions for one policy, reading each file once."
     def __init__(self, policy):
         self.policy, self._dirs, self._clusters, self._saes = policy, {}, {}, {}
+        self.patches = PatchCache()  # filled by the clean pass of patch edits (EpisodeSteering, patched_infer)
 
-    def direction(self, e: Edit) -> torch.Tensor:
+    def direction(self, e: Edit, layer: int | None = None, ndim: int = 1) -> torch.Tensor:
         if e.vector is not None: return torch.tensor(e.vector, dtype=torch.float32)
-        if e.direction not in self._dirs: self._dirs[e.direction] = read_direction(e.direction)
-        return self._dirs[e.direction]
+        ref = e.direction if layer is None else e.direction.format(layer=layer)
+        if (ref, ndim) not in self._dirs: self._dirs[(ref, ndim)] = read_direction(ref, ndim)
+        return self._dirs[(ref, ndim)]
 
     def neurons(self, e: Edit) -> dict: # layer -> neuron ids
         if e.neurons is not None: pairs = e.neurons
@@ -182,21 +258,33 @@ class SpecCompiler:
         if not out: raise ValueError(f"{e.kind} edit selects no neurons")
         return out
 
-    def sae(self, e: Edit):
-        if e.sae not in self._saes:
+    def sae(self, e: Edit, layer: int | None = None):
+        path = e.sae if layer is None else e.sae.format(layer=layer)
+        if path not in self._saes:
             from vlasteer.sae import sae_from_disk
-            self._saes[e.sae] = sae_from_disk(e.sae)
-        return self._saes[e.sae]
+            self._saes[path] = sae_from_disk(path)
+        return self._saes[path]
 
     def hooks(self, spec: SteeringSpec) -> dict: # hook name -> [fn(act, hook)]
         "Check `spec` against the policy and build its hook functions."
+        spec.source()  # one clean-pass prompt per spec
         out = {}
         for e in spec.edits:
             for name, fn in self._edit(e): out.setdefault(name, []).append(fn)
         return out
 
+    def patch_names(self, spec: SteeringSpec) -> list[str]:
+        "The hook names a spec's patch edits read from the clean pass."
+        return sorted({self._name(e, l) for e in spec.edits if e.kind == "patch" for l in e.layers})
+
     def _name(self, e: Edit, layer: int) -> str:
         return str(resolve_hook(self.policy, f"{e.tower}.blocks.{layer}.{e.site}")[0])
+
+    def _width(self, e: Edit, layer: int, width: int, what: str):
+        name, w = self._name(e, layer), _hook_width(self.policy, e.tower, e.site)
+        if w is not None and width != w:
+            raise ValueError(f"{what} has width {width} but {name} has width {w}; was it computed on another model or tower?")
+        return name
 
     def _edit(self, e: Edit) -> list:
         tok, steps = e.tokens, e.steps
@@ -204,12 +292,20 @@ class SpecCompiler:
             d = self.direction(e)
             out = []
             for l in e.layers:
-                name, w = self._name(e, l), _hook_width(self.policy, e.tower, e.site)
-                if w is not None and d.shape[0] != w:
-                    raise ValueError(f"direction {e.direction or 'vector'} has width {d.shape[0]} but {name} has width {w}; was it computed on another model or tower?")
+                name = self._width(e, l, d.shape[0], f"direction {e.direction or 'vector'}")
                 v = d / d.norm().clamp_min(1e-12) if e.unit_norm is not None else d
                 out.append((name, add(v, e.strength(), tokens=tok, steps=steps)))
             return out
+        if e.kind == "add_pos":
+            out = []
+            for l in e.layers:
+                d = self.direction(e, l, ndim=2)
+                name = self._width(e, l, d.shape[-1], f"per-position direction {e.direction.format(layer=l)}")
+                if e.unit_norm is not None: d = d * (float(e.unit_norm) / d.norm(dim=-1).mean().clamp_min(1e-12))
+                out.append((name, add_positions(d, e.alpha, tokens=tok, steps=steps)))
+            return out
+        if e.kind == "patch":
+            return [(self._name(e, l), patch_from(self.patches, e.alpha, tok, steps)) for l in e.layers]
         if e.kind in NEURON_KINDS:
             out = []
             for l, ids in self.neurons(e).items():
@@ -220,10 +316,18 @@ class SpecCompiler:
                       scale_neurons(ids, e.alpha, tok, steps) if e.kind == "scale_neurons" else ablate(ids, tok, steps))
                 out.append((name, fn))
             return out
-        sae = self.sae(e)
         from vlasteer.sae import check_sae_width
-        vals = [1.0] * len(e.latents or []) if e.values is None else e.values
         out = []
+        if e.kind == "sae_clamp_pos":
+            for l in e.layers:
+                sae = self.sae(e, l)
+                name = self._name(e, l)
+                w = _hook_width(self.policy, e.tower, e.site)
+                if w is not None: check_sae_width(sae.cfg.d_in, w, f"the SAE {e.sae.format(layer=l)} (for {name})")
+                out.append((name, sae_clamp_positions(sae, self.direction(e, l, ndim=2), e.alpha, tok, steps)))
+            return out
+        sae = self.sae(e)
+        vals = [1.0] * len(e.latents or []) if e.values is None else e.values
         for l in e.layers:
             name, w = self._name(e, l), _hook_width(self.policy, e.tower, e.site)
             if w is not None: check_sae_width(sae.cfg.d_in, w, f"the SAE {e.sae} (for {name})")
@@ -253,9 +357,58 @@ def sae_clamp(sae, # a SAELens SAE over the hooked space
 @contextlib.contextmanager
 def steer(policy, spec: SteeringSpec, compiler: SpecCompiler | None = None):
     "Apply `spec` to `policy` inside the block (hooks removed on exit)."
+    if spec.source() is not None: raise ValueError(f"spec {spec.name!r} patches activations: it needs a clean pass per call; use patched_infer or steered_rollouts")
     hooks = (compiler or SpecCompiler(policy)).hooks(spec)
     if not hooks: yield policy; return
     with intervene(policy, hooks): yield policy
+
+
+# %% ../nbs/09_steering.ipynb #c82ccf06
+def patch_from(cache: PatchCache, alpha: float = 1.0, tokens=None, steps=None) -> Callable:
+    "Move the selected tokens toward the clean pass's activations: `act + alpha (clean - act)`."
+    def fn(act, hook):
+        if steps is not None and hook.step is not None and hook.step not in steps: return None
+        src, src_mask = cache.clean(hook, tokens)
+        m = hook.mask(tokens)
+        if src.shape != act.shape or not torch.equal(src_mask.to(m.device), m):
+            raise ValueError(f"patching {hook.name}: the clean prompt puts its {tokens or 'valid'} tokens at other positions than the "
+                             "instructed one (prompts of another length?); patch between prompts that tokenize to the same layout")
+        m = m.reshape(*m.shape, *([1] * (act.dim() - 2)))
+        return torch.where(m, act + alpha * (src.to(act) - act), act)
+    return fn
+
+def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targets, NaN = leave alone
+                        alpha: float = 1.0, tokens=None, steps=None) -> Callable:
+    "Per position, move the targeted latents toward their targets, decode, and add back the reconstruction error."
+    if targets.dim() != 2 or targets.shape[-1] != sae.cfg.d_sae:
+        raise ValueError(f"clamp targets have shape {tuple(targets.shape)}; expected [n_pos {sae.cfg.d_sae}] for this SAE")
+    def fn(act, hook):
+        if steps is not None and hook.step is not None and hook.step not in steps: return None
+        idx = span_index(hook.mask(tokens))
+        keep = (idx >= 0) & (idx < targets.shape[0])
+        if not bool(keep.any()): return None
+        x = act[keep].float()
+        z = sae.encode(x); err = x - sae.decode(z)
+        t = targets.to(z.device, z.dtype)[idx[keep]]
+        z = torch.where(t.isnan(), z, z + alpha * (t.nan_to_num() - z))
+        out = act.clone(); out[keep] = (sae.decode(z) + err).to(act.dtype)
+        return out
+    return fn
+
+def patched_infer(policy, spec: SteeringSpec, obs: dict, # an observation (batched or not)
+                  noise: torch.Tensor | None = None, seed: int = 0, compiler: SpecCompiler | None = None) -> dict:
+    "`policy.infer(obs)` under `spec`, patch edits included: their clean pass (prompt `spec.source()`) runs first with the same noise."
+    c = compiler or SpecCompiler(policy)
+    hooks, src = c.hooks(spec), spec.source()
+    batched = not isinstance(obs.get("prompt"), str)
+    B = len(obs["prompt"]) if batched else 1
+    noise = policy.make_noise(B, seed) if noise is None else noise
+    if src is not None:
+        c.patches.clear()
+        clean = {**obs, "prompt": [src] * B if batched else src}
+        with intervene(policy, {n: c.patches.recorder() for n in c.patch_names(spec)}): policy.infer(clean, noise=noise)
+    with (intervene(policy, hooks) if hooks else contextlib.nullcontext()): return policy.infer(obs, noise=noise)
+
 
 # %% ../nbs/09_steering.ipynb #90a08eba
 class _RowsView:
@@ -269,9 +422,10 @@ class _RowsView:
     def step(self): return self._hook.step
     def mask(self, tokens=None): return self._hook.mask(tokens)[self.rows]
 
-def _rowwise(groups: list) -> Callable:
-    "One hook function applying each (rows, [fns]) group to its rows only."
+def _rowwise(groups: list, gate: Callable = lambda: True) -> Callable:
+    "One hook function applying each (rows, [fns]) group to its rows only (nothing while `gate()` is false)."
     def fn(act, hook):
+        if not gate(): return None
         out = act
         for rows, fns in groups:
             r = rows.to(act.device)
@@ -286,19 +440,24 @@ def _rowwise(groups: list) -> Callable:
         return None if out is act else out
     return fn
 
+def _subset(obs: dict, rows: Sequence[int], prompts: Sequence[str]) -> dict:
+    "Rows `rows` of a batched observation, with new prompts."
+    r = list(rows)
+    return {**obs, "image": {k: np.asarray(v)[r] for k, v in obs["image"].items()}, "state": np.asarray(obs["state"])[r], "prompt": list(prompts)}
+
 class EpisodeSteering:
-    "Per-episode specs, per-episode noise and a non-finite guard for `rollout_batch`."
+    "Per-episode specs (ramped, patched), per-episode noise and a non-finite guard for `rollout_batch`."
     def __init__(self, policy, specs: Sequence[SteeringSpec | None], # one per episode (None: unsteered)
                  seeds: Sequence[int], # each episode's seed (its noise stream)
                  noise_seed: int = 0, compiler: SpecCompiler | None = None):
         self.policy, self.specs, self.seeds, self.noise_seed = policy, list(specs), [int(s) for s in seeds], int(noise_seed)
         self.compiler = compiler or SpecCompiler(policy)
-        self._hooks = {}
+        self._hooks, self._at = {}, {}  # spec key -> hook functions, ramped spec
         for s in self.specs:  # check every spec before the first step
             if s is not None and id(s) not in self._hooks: self._hooks[id(s)] = self.compiler.hooks(s)
         self.calls = [0] * len(self.specs)
         self.failed: dict = {}  # episode -> reason
-        self.rows = None
+        self.rows, self._clean_pass = None, False
 
     def _noise(self, rows) -> torch.Tensor:
         cfg = self.policy.config
@@ -306,23 +465,49 @@ class EpisodeSteering:
                       for i in rows])
         return torch.from_numpy(x.astype(np.float32))
 
+    def _now(self, i: int): # the key of episode `i`'s spec at its current policy call (its ramps applied)
+        base = self.specs[i]
+        r = max((e.ramp or 0) for e in base.edits) if base.edits else 0
+        if not r: return id(base)
+        key = (id(base), min(self.calls[i], r))
+        if key not in self._hooks:
+            self._at[key] = base.at_call(self.calls[i]); self._hooks[key] = self.compiler.hooks(self._at[key])
+        return key
+
     @contextlib.contextmanager
     def __call__(self, policy, rows):  # the `row_intervention` of `rollout_batch`
-        self.rows = list(rows)
+        self.rows, self._now_specs = list(rows), {}
         groups = {}
         for j, i in enumerate(self.rows):
-            s = self.specs[i]
-            if s is not None and i not in self.failed: groups.setdefault(id(s), []).append(j)
+            if self.specs[i] is not None and i not in self.failed:
+                key = self._now(i); self._now_specs[j] = self._at.get(key, self.specs[i])
+                groups.setdefault(key, []).append(j)
         edits = {}
         for sid, js in groups.items():
             rows_t = torch.tensor(js, dtype=torch.long)
             for name, fns in self._hooks[sid].items(): edits.setdefault(name, []).append((rows_t, fns))
-        with (intervene(self.policy, {n: _rowwise(g) for n, g in edits.items()}) if edits else contextlib.nullcontext()):
+        gate = lambda: not self._clean_pass
+        with (intervene(self.policy, {n: _rowwise(g, gate) for n, g in edits.items()}) if edits else contextlib.nullcontext()):
             yield
+
+    def _clean(self, obs: dict, noise: torch.Tensor):
+        "The clean pass of the patched rows: their observations under their specs' source prompts, activations kept."
+        pj = [j for j, s in self._now_specs.items() if s.source() is not None]
+        if not pj: return
+        pos = torch.full((len(self.rows),), -1, dtype=torch.long); pos[pj] = torch.arange(len(pj))
+        self.compiler.patches.clear(pos)
+        names = sorted({n for j in pj for n in self.compiler.patch_names(self._now_specs[j])})
+        self._clean_pass = True
+        try:
+            with intervene(self.policy, {n: self.compiler.patches.recorder() for n in names}):
+                self.policy.infer(_subset(obs, pj, [self._now_specs[j].source() for j in pj]), noise=noise[pj])
+        finally: self._clean_pass = False
 
     def infer(self, obs: dict) -> dict:  # the policy `rollout_batch` calls
         rows = self.rows
-        out = self.policy.infer(obs, noise=self._noise(rows))
+        noise = self._noise(rows)
+        self._clean(obs, noise)
+        out = self.policy.infer(obs, noise=noise)
         for i in rows: self.calls[i] += 1
         a = out["actions"]
         bad = ~np.isfinite(a).reshape(len(rows), -1).all(1)
@@ -331,19 +516,31 @@ class EpisodeSteering:
             if i in self.failed: a[j] = 0.0
         return {"actions": a}
 
-def steered_rollouts(policy, tasks: Sequence[str], # the instruction of each episode
+def either_task(task: sim.Task | str, other: sim.Task | str) -> sim.Task:
+    "`task` whose episode also ends when `other`'s goal is met (success: either), so a steered episode stops at whichever comes first."
+    t, o = sim.get_task(task), sim.get_task(other)
+    return _Either(**{f: getattr(t, f) for f in t.__dataclass_fields__}, other=o)
+
+@dataclass(frozen=True)
+class _Either(sim.Task):
+    other: sim.Task | None = None
+    def success(self, progress: dict) -> bool: return sim.Task.success(self, progress) or self.other.success(progress)
+
+def steered_rollouts(policy, tasks: Sequence, # the task of each episode (instruction or `vlasteer.sim.Task`, e.g. `either_task`)
                      seeds: Sequence[int], # each episode's initial-state (and noise) seed
                      specs: Sequence[SteeringSpec | None], # each episode's spec (None: unsteered)
                      replan_steps: int = 2, max_steps: int = 60, record_frames: bool = False,
                      noise_seed: int = 0, compiler: SpecCompiler | None = None,
                      envs: Sequence | None = None, # environments to use, one per episode (e.g. `vlasteer.sim.LiberoEnv`); default: fresh toy kitchens
+                     prompts: Sequence[str | None] | None = None, # prompt each episode with this instead of its task's instruction
                     ) -> tuple[list, dict]: # (trajectories, failed episodes)
     "Run every episode in one lockstep batch, each with its own spec."
     if not (len(tasks) == len(seeds) == len(specs)): raise ValueError(f"{len(tasks)} tasks, {len(seeds)} seeds and {len(specs)} specs; give one of each per episode")
     st = EpisodeSteering(policy, specs, seeds, noise_seed, compiler)
     trajs = sim.rollout_batch(st, list(tasks), list(seeds), record_frames=record_frames, replan_steps=replan_steps,
-                              max_steps=max_steps, row_intervention=st, stop_on_success=True, envs=envs)
+                              max_steps=max_steps, row_intervention=st, stop_on_success=True, envs=envs, prompts=prompts)
     return trajs, st.failed
+
 
 # %% ../nbs/09_steering.ipynb #8bc33bdd
 @torch.no_grad()
@@ -376,6 +573,13 @@ class PairSetup:
     tower: str = "vlm"
     cluster: dict | None = None   # {"path", "cluster_id", "members", "unit"}: the cluster chosen for B
     seed: int = 0
+    depth: int = 0                # VLM blocks (for block sets such as "all")
+    positions: str | None = None  # per-position directions file (08a_positions): raw / sae / clamp / random / wrong tensors
+    token_saes: str | None = None # folder of per-token SAEs, one per block: L0/, L1/, ...
+    pos_site: str = "hook_resid_pre"  # where the per-position directions are added (block input or output)
+    neuron_value: float = 10.0    # the constant of Häon et al.'s protocol (neurons_const)
+    ramp: int | None = None       # schedule of the per-position edits (None: constant)
+    num_steps: int = 10           # the expert's denoising steps (for "last")
 
 def _direction_edit(s: PairSetup, layer: int, ref: str, sign: float, unit_what: str) -> Edit:
     return Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, direction=ref, alpha=sign, unit_norm=s.unit_norms[layer],
@@ -426,10 +630,6 @@ def random_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
     return SteeringSpec(f"{s.pair}/random_neurons", [Edit("set_neurons", tower=s.tower, tokens=s.tokens, neurons=picked, alpha=1.0, unit_norm=c["unit"],
                                                          unit=f"mean activation of cluster {c['cluster_id']} under B = {c['unit']:.3g} (random neurons)")])
 
-METHODS = {"raw": raw_direction, "sae": sae_direction, "neurons": cluster_neurons,
-           "random_direction": random_direction, "random_neurons": random_neurons}
-LAYERED = ("raw", "sae")            # compared layer by layer
-CONTROLS = ("random_direction", "random_neurons")
 
 # %% ../nbs/09_steering.ipynb #fcb644db
 @torch.no_grad()
@@ -453,12 +653,118 @@ def choose_cluster(policy, clusters_path, task_a: str, task_b: str, batches_a: d
     best["d_mlp"] = int(aa.shape[-1])
     return best
 
+# %% ../nbs/09_steering.ipynb #9059ff35
+def blocks_of(where: int | str, depth: int) -> list[int]:
+    "The blocks of a block set: one block (`2`), a window (`\"1-3\"`) or every block (`\"all\"`)."
+    w = str(where).strip()
+    if w == "all": out = list(range(depth))
+    elif re.fullmatch(r"-?\d+", w): out = [int(w) % depth if -depth <= int(w) < depth else int(w)]
+    elif re.fullmatch(r"\d+-\d+", w): a, b = map(int, w.split("-")); out = list(range(a, b + 1))
+    else: raise ValueError(f"bad block set {where!r}: give a block (2), a window (1-3) or all")
+    bad = [b for b in out if not 0 <= b < depth]
+    if bad or not out: raise ValueError(f"block set {where!r} is out of range: the VLM has blocks 0..{depth - 1}")
+    return out
+
+def _pos_edit(s: PairSetup, where, kind: str, what: str) -> Edit:
+    if not s.positions: raise ValueError(f"pair {s.pair!r} has no per-position directions (give the sweep pos_layers)")
+    return Edit("add_pos", tower="vlm", layers=blocks_of(where, s.depth), site=s.pos_site, tokens="instruction",
+                direction=f"{s.positions}:{kind}.L{{layer}}", alpha=1.0, ramp=s.ramp,
+                unit=f"raw-difference units ({what}; α = 1 adds the measured B − A mean at every position)")
+
+def raw_pos_direction(s: PairSetup, where) -> SteeringSpec:
+    "Add the per-position raw mean differences B − A at every block of `where` (the text-latent recipe with `all`)."
+    return SteeringSpec(f"{s.pair}/raw_pos/{where}", [_pos_edit(s, where, "raw", "per-position raw difference")])
+
+def sae_pos_direction(s: PairSetup, where) -> SteeringSpec:
+    "Add the per-position SAE-decoded differences (`Δz_p @ W_dec`, SAEs trained per token)."
+    return SteeringSpec(f"{s.pair}/sae_pos/{where}", [_pos_edit(s, where, "sae", "per-position SAE-decoded difference")])
+
+def sae_clamp_pos_latents(s: PairSetup, where) -> SteeringSpec:
+    "Clamp, per position, the latents that differ most between A and B toward B's mean values."
+    if not s.positions or not s.token_saes: raise ValueError(f"pair {s.pair!r} has no per-token SAEs (give the sweep sae_clamp_pos with pos_layers)")
+    return SteeringSpec(f"{s.pair}/sae_clamp_pos/{where}", [Edit("sae_clamp_pos", tower="vlm", layers=blocks_of(where, s.depth), site=s.pos_site,
+        tokens="instruction", sae=str(Path(s.token_saes) / "L{layer}"), direction=f"{s.positions}:clamp.L{{layer}}", alpha=1.0, ramp=s.ramp,
+        unit="fraction of the way to B's mean latents (α = 1: there)")])
+
+def random_pos_direction(s: PairSetup, where) -> SteeringSpec:
+    "Control: Gaussian directions with the raw direction's norm at every position and block."
+    return SteeringSpec(f"{s.pair}/random_pos/{where}", [_pos_edit(s, where, "random", "norm-matched random, per position and block")])
+
+def wrong_pair_pos_direction(s: PairSetup, where) -> SteeringSpec:
+    "Control: another pair's per-position direction, at this pair's norm per block."
+    return SteeringSpec(f"{s.pair}/wrong_pair_pos/{where}", [_pos_edit(s, where, "wrong", "another pair's direction, norm-matched")])
+
+def neurons_constant(s: PairSetup, layer=None) -> SteeringSpec:
+    "Häon et al.'s protocol: the cluster for B set to a constant at every position of every forward pass, across its layers."
+    _need_cluster(s)
+    c = s.cluster
+    return SteeringSpec(f"{s.pair}/neurons_const", [Edit("set_neurons", tower=s.tower, tokens=None, cluster={"path": c["path"], "cluster_id": c["cluster_id"]},
+                                                        alpha=1.0, unit_norm=s.neuron_value, unit=f"the constant {s.neuron_value:g} (Häon et al.), every token")])
+
+
+# %% ../nbs/09_steering.ipynb #9c43d8ca
+SITE_ALIASES = {"pre": "hook_resid_pre", "mid": "hook_resid_mid", "post": "hook_resid_post", "kv": "attn.hook_kv",
+                "mlp": "mlp.hook_post", "z": "attn.hook_z"}
+PATCH_SPANS = {"vision": ("image", "all"), "vlm": ("image", "instruction", "state", "all"), "expert": ("action", "state", "all")}
+
+@dataclass(frozen=True)
+class PatchSite:
+    "Where activation patching acts: `tower/site/blocks/span[/steps]`, e.g. `vlm/kv/0/instruction`, `expert/pre/1-3/action/last`."
+    tower: str
+    site: str         # a hook site (aliases: pre, mid, post, kv, mlp, z)
+    blocks: str       # a block, a window a-b, or all
+    span: str         # a token span of the tower, or all (every valid token)
+    steps: str = "all"  # expert denoising steps: all, last, a step, or a window a-b
+
+    @classmethod
+    def parse(cls, text: str) -> PatchSite:
+        "Parse and check a site string."
+        parts = str(text).strip().split("/")
+        if len(parts) not in (4, 5): raise ValueError(f"bad patch site {text!r}: write tower/site/blocks/span[/steps], e.g. vlm/kv/0/instruction")
+        tower, site, blocks, span, *steps = parts
+        from vlasteer.hooks import HOOK_TABLE, SITES
+        site = SITE_ALIASES.get(site, site)
+        if tower not in PATCH_SPANS: raise ValueError(f"unknown tower {tower!r} in patch site {text!r}; use {list(PATCH_SPANS)}")
+        if site not in SITES: raise ValueError(f"unknown site {site!r} in patch site {text!r}; use {list(SITE_ALIASES)} or {list(SITES)}")
+        if (tower, site) not in HOOK_TABLE: raise ValueError(f"patch site {text!r}: the {tower} tower has no {site}")
+        if span not in PATCH_SPANS[tower]: raise ValueError(f"patch site {text!r}: the {tower} tower has no {span!r} span; it has {PATCH_SPANS[tower]}")
+        st = steps[0] if steps else "all"
+        if st != "all" and tower != "expert": raise ValueError(f"patch site {text!r}: only the expert has denoising steps")
+        if not re.fullmatch(r"all|last|\d+|\d+-\d+", st): raise ValueError(f"patch site {text!r}: steps must be all, last, a step or a window a-b")
+        if not re.fullmatch(r"all|-?\d+|\d+-\d+", blocks): raise ValueError(f"patch site {text!r}: blocks must be a block, a window a-b or all")
+        return cls(tower, site, blocks, span, st)
+
+    def __str__(self): return "/".join([self.tower, next((k for k, v in SITE_ALIASES.items() if v == self.site), self.site), self.blocks, self.span]
+                                       + ([self.steps] if self.steps != "all" else []))
+
+    def edit(self, depth: int, num_steps: int, source: str, alpha: float = 1.0) -> Edit:
+        "The patch edit of this site for a policy of `depth` blocks and `num_steps` denoising steps."
+        st = None if self.steps == "all" else [num_steps - 1] if self.steps == "last" else blocks_of(self.steps, num_steps)
+        return Edit("patch", tower=self.tower, layers=blocks_of(self.blocks, depth), site=self.site, tokens=None if self.span == "all" else self.span,
+                    steps=st, source=source, alpha=alpha, unit="fraction patched (1: the clean pass's activations)")
+
+def patch_site(s: PairSetup, where) -> SteeringSpec:
+    "Activation patching at `where` from the clean pass under B (B into A: is the site sufficient?)."
+    return SteeringSpec(f"{s.pair}/patch/{where}", [PatchSite.parse(where).edit(s.depth, s.num_steps, s.task_b)])
+
+METHODS = {"raw": raw_direction, "sae": sae_direction, "neurons": cluster_neurons,
+           "random_direction": random_direction, "random_neurons": random_neurons,
+           "raw_pos": raw_pos_direction, "sae_pos": sae_pos_direction, "sae_clamp_pos": sae_clamp_pos_latents, "neurons_const": neurons_constant,
+           "random_pos": random_pos_direction, "wrong_pair_pos": wrong_pair_pos_direction, "patch": patch_site}
+DEFAULT_METHODS = ("raw", "sae", "neurons", "random_direction", "random_neurons")  # the pooled sweep of 08_sae's directions
+LAYERED = ("raw", "sae")            # compared layer by layer (08_sae's pooled directions at hook_resid_post)
+POSITIONAL = ("raw_pos", "sae_pos", "sae_clamp_pos", "random_pos", "wrong_pair_pos")  # per-position, over block sets
+CONTROLS = ("random_direction", "random_neurons", "random_pos", "wrong_pair_pos")
+DIRECTION_METHODS = ("raw", "sae", "raw_pos", "sae_pos", "sae_clamp_pos")  # what the goal is judged on (not patching)
+BASELINES = ("prompt_b", "blank")   # no edit: the prompt swap (the ceiling) and an empty instruction
+
+
 # %% ../nbs/09_steering.ipynb #2781761f
 @dataclass
 class SweepConfig:
     "What a steering sweep runs."
     pairs: list = field(default_factory=lambda: list(sim.CONCEPT_PAIRS))
-    methods: list = field(default_factory=lambda: list(METHODS))
+    methods: list = field(default_factory=lambda: list(DEFAULT_METHODS))
     layers: list = field(default_factory=lambda: [0, 1, 2])   # of the layered methods (raw, sae)
     control_layer: int | None = None   # layer of random_direction (None: the middle of `layers`)
     alphas: list = field(default_factory=lambda: [-1.0, 0.0, 1.0, 2.0, 4.0])
@@ -470,6 +776,18 @@ class SweepConfig:
     calibration_states: int = 4       # initial states for unit norms and cluster choice
     workers: int = 1                  # processes (pairs are split between them)
     seed: int = 0
+    baselines: list = field(default_factory=list)   # no-edit cells: prompt_b (the prompt swap: the ceiling), blank (an empty prompt)
+    pos_layers: list = field(default_factory=list)  # block sets of the per-position methods: a block, a window "1-3", or "all"
+    pos_site: str = "hook_resid_pre"  # where per-position directions are measured and added: block input (or hook_resid_post)
+    pos_alphas: list | None = None    # alphas of the per-position methods, raw-difference units (None: alphas)
+    patch_sites: list = field(default_factory=list) # patch sites "tower/site/blocks/span[/steps]" (PatchSite)
+    necessity: bool = True            # also patch A into B-instructed episodes (is the site necessary?)
+    calibration_seeds: list = field(default_factory=lambda: [7000, 7001, 7002, 7003])  # rollouts whose frames calibrate per-position directions
+    calibration_every: int = 4        # keep every n-th frame of those rollouts
+    token_sae_steps: int = 600        # per-token SAE training steps (sae_pos, sae_clamp_pos)
+    clamp_k: int = 8                  # latents clamped per position (sae_clamp_pos)
+    neuron_value: float = 10.0        # the constant of neurons_const (Häon et al.)
+    ramp: int | None = None           # per-position edits ramp over this many policy calls (None: constant)
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
@@ -481,7 +799,21 @@ class SweepConfig:
         self.alphas = sorted(dict.fromkeys(float(a) for a in self.alphas))
         if 0.0 not in self.alphas: self.alphas = sorted(self.alphas + [0.0])
         self.seeds, self.layers = [int(s) for s in self.seeds], [int(l) for l in self.layers]
-        if self.control_layer is None: self.control_layer = self.layers[len(self.layers) // 2]
+        if self.control_layer is None: self.control_layer = self.layers[len(self.layers) // 2] if self.layers else 0
+        bad = [b for b in self.baselines if b not in BASELINES]
+        if bad: raise ValueError(f"unknown baseline(s) {bad}; use {list(BASELINES)}")
+        if any(m in POSITIONAL for m in self.methods) and not self.pos_layers:
+            raise ValueError(f"the per-position methods {[m for m in self.methods if m in POSITIONAL]} need pos_layers (blocks, windows such as 1-3, or all)")
+        self.pos_layers = [l if isinstance(l, int) or not str(l).lstrip("-").isdigit() else int(l) for l in self.pos_layers]
+        for l in self.pos_layers:
+            if not isinstance(l, int) and not re.fullmatch(r"all|\d+-\d+", str(l)): raise ValueError(f"bad pos_layers entry {l!r}: a block, a window 1-3, or all")
+        if self.pos_site not in ("hook_resid_pre", "hook_resid_post"): raise ValueError(f"pos_site must be hook_resid_pre or hook_resid_post, got {self.pos_site!r}")
+        if self.pos_alphas is not None:
+            if not all(math.isfinite(float(a)) for a in self.pos_alphas): raise ValueError(f"pos_alphas must be finite, got {self.pos_alphas}")
+            self.pos_alphas = sorted(dict.fromkeys(float(a) for a in self.pos_alphas))
+        if ("patch" in self.methods) != bool(self.patch_sites):
+            raise ValueError("the patch method needs patch_sites, and patch_sites need 'patch' in methods")
+        self.patch_sites = [str(PatchSite.parse(s)) for s in self.patch_sites]
     @classmethod
     def quick(cls, **kw) -> SweepConfig:
         "A few cells for tests and quick looks."
@@ -496,37 +828,54 @@ class SweepConfig:
 class Cell:
     "One point of a sweep."
     pair: str
-    method: str          # a METHODS key, or "none" for the shared α = 0 baseline
-    layer: int | None
+    method: str          # a METHODS key, a BASELINES name, or "none" for the shared α = 0 baseline
+    layer: int | str | None  # a layer, a block set ("all", "1-3") or a patch site; None for unlayered methods
     alpha: float
+    instructed: str = "A"    # "A": instructed A, steered toward B; "B": instructed B, patched from A (necessity)
     @property
     def id(self) -> str:
-        l = "all" if self.layer is None else f"L{self.layer}"
-        return f"{self.pair}__{self.method}__{l}__a{self.alpha:+g}".replace("+", "p").replace("-", "m").replace(".", "_")
+        l = ("all" if self.layer is None else f"L{self.layer}" if isinstance(self.layer, int)
+             else "S" + str(self.layer).replace("/", "_").replace("-", "to"))
+        tail = "" if self.instructed == "A" else f"__i{self.instructed}"
+        return f"{self.pair}__{self.method}__{l}__a{self.alpha:+g}{tail}".replace("+", "p").replace("-", "m").replace(".", "_")
 
 def sweep_cells(cfg: SweepConfig) -> list[Cell]:
     "Every cell of a sweep, in a fixed order."
     out = []
     for p in cfg.pairs:
         out.append(Cell(p, "none", None, 0.0))
+        out += [Cell(p, b, None, 1.0) for b in cfg.baselines]
+        if "patch" in cfg.methods and cfg.necessity: out.append(Cell(p, "none", None, 0.0, "B"))
         for m in cfg.methods:
-            layers = cfg.layers if m in LAYERED else [cfg.control_layer] if m == "random_direction" else [None]
-            out += [Cell(p, m, l, a) for l in layers for a in cfg.alphas if a != 0.0]
+            if m == "patch":
+                out += [Cell(p, m, s, 1.0, i) for s in cfg.patch_sites for i in (("A", "B") if cfg.necessity else ("A",))]
+                continue
+            layers = (cfg.layers if m in LAYERED else [cfg.control_layer] if m == "random_direction"
+                      else cfg.pos_layers if m in POSITIONAL else [None])
+            alphas = (cfg.pos_alphas or cfg.alphas) if m in POSITIONAL else cfg.alphas
+            out += [Cell(p, m, l, a) for l in layers for a in alphas if a != 0.0]
     return out
 
 # %% ../nbs/09_steering.ipynb #a6aa5216
-def episode_record(tr, pair: str, task_b: str, failed: str | None = None) -> dict:
-    "What a sweep keeps of one steered episode."
-    tb = sim.get_task(task_b)
+def episode_record(tr, task_a, # the pair's A (instruction or Task); a pair name with task_b the other side also works
+                   task_b, failed: str | None = None) -> dict:
+    "What a sweep keeps of one episode: which of A's and B's goals it met first, and how far it moved toward B."
+    if isinstance(task_a, str) and task_a in sim.CONCEPT_PAIRS:  # (pair, task_b): A is the pair's other side
+        task_a = next(t for t in sim.CONCEPT_PAIRS[task_a] if t != sim.get_task(task_b).instruction)
+    ta, tb = sim.get_task(task_a), sim.get_task(task_b)
     prog = tr.progress
     n = len(next(iter(prog.values())))
-    b_ok = any(tb.success({k: v[t] for k, v in prog.items()}) for t in range(n))
+    missing = [k for k in {ta.measure, tb.measure, *ta.requires, *tb.requires} if k not in prog]
+    if missing: raise ValueError(f"the episodes' progress has no {missing}; the environment cannot judge {ta.instruction!r} / {tb.instruction!r}")
+    def first(t): return next((k for k in range(n) if t.success({key: v[k] for key, v in prog.items()})), None)
+    fa, fb, ok = first(ta), first(tb), failed is None
     eef = tr.low_dim["robot0_eef_pos"]
     speed = np.linalg.norm(np.diff(eef, axis=0), axis=1) * sim.CONTROL_HZ if len(eef) > 1 else np.zeros(1)
-    m = PAIR_MEASURES[pair]
-    return dict(seed=int(tr.seed), success_a=bool(tr.success) and failed is None, success_b=bool(b_ok) and failed is None,
-                measure=float(prog[m][-1]), measure_name=m, speed=float(speed.mean()), height=float(eef[:, 2].mean()),
-                steps=int(tr.steps), failed=failed)
+    m = tb.measure; m0, m1 = float(prog[m][0]), float(prog[m][-1])
+    return dict(seed=int(tr.seed), success_a=ok and fa is not None and (fb is None or fa < fb),
+                success_b=ok and fb is not None and (fa is None or fb < fa), first_a=fa or 0, first_b=fb or 0,
+                measure=m1, measure_name=m, toward_b=(m1 - m0) / (tb.goal - m0) if abs(tb.goal - m0) > 1e-9 else 0.0,
+                speed=float(speed.mean()), height=float(eef[:, 2].mean()), steps=int(tr.steps), failed=failed)
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
     "Percentile bootstrap interval of the mean."
@@ -544,38 +893,96 @@ def cell_stats(episodes: Sequence[dict]) -> dict:
     for k in ("success_a", "success_b"):
         s = sum(bool(e[k]) for e in episodes)
         out[k], out[f"{k}_ci"] = s / max(n, 1), list(wilson(s, n))
-    for k in ("measure", "speed", "height"):
+    s = sum(not e["success_a"] and not e["success_b"] for e in episodes)  # neither goal: the edit broke the policy (or it ran out of time)
+    out["neither"], out["neither_ci"] = s / max(n, 1), list(wilson(s, n))
+    for k in [k for k in ("measure", "speed", "height", "toward_b") if all(k in e for e in episodes)]:
         v = [e[k] for e in episodes]
         out[k], out[f"{k}_ci"] = float(np.mean(v)) if n else float("nan"), list(bootstrap_ci(v))
     return out
 
 # %% ../nbs/09_steering.ipynb #83d669a9
-def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepConfig, compiler: SpecCompiler) -> PairSetup:
+def _toy_pair_order() -> list[str]: return list(sim.CONCEPT_PAIRS)
+
+def calibrate_positions(policy, cfg: SweepConfig, out, # the sweep folder: positions/ and token_saes/ are written there
+                        progress: bool = False) -> dict: # pair -> {"positions": file, "token_saes": folder or None}
+    "Per-position directions of every pair (raw, SAE-decoded, clamp targets, random and wrong-pair controls) and the per-token SAEs."
+    from vlasteer import positions as P
+    from vlasteer.sae import SAETrainConfig, save_sae, sae_from_disk
+    methods = set(cfg.methods)
+    if not methods & set(POSITIONAL): return {}
+    out = Path(out); depth = policy.config.vlm.depth
+    blocks = sorted({b for w in cfg.pos_layers for b in blocks_of(w, depth)})
+    toy = _toy_pair_order()
+    wrong_of = {p: toy[(toy.index(p) + 1) % len(toy)] for p in cfg.pairs}
+    files = {p: out / "positions" / f"{p}.safetensors" for p in cfg.pairs}
+    use_sae = bool(methods & {"sae_pos", "sae_clamp_pos"})
+    sae_dir = out / "token_saes" if use_sae else None
+    done = all(f.is_file() for f in files.values()) and (not use_sae or all((sae_dir / f"L{b}" / "cfg.json").is_file() for b in blocks))
+    if not done:
+        need = list(dict.fromkeys(list(cfg.pairs) + ([wrong_of[p] for p in cfg.pairs] if "wrong_pair_pos" in methods else [])))
+        obs = {p: P.calibration_observations(policy, sim.CONCEPT_PAIRS[p], cfg.calibration_seeds, cfg.calibration_every, cfg.replan_steps,
+                                             cfg.max_steps) for p in need}
+        dirs = {p: P.position_differences(policy, obs[p], *sim.CONCEPT_PAIRS[p], blocks, cfg.pos_site) for p in need}
+        if use_sae:
+            rows = [P.token_rows(policy, obs[p], sim.CONCEPT_PAIRS[p], blocks, cfg.pos_site) for p in need]
+            tcfg = SAETrainConfig(architecture="topk", k=8, expansion=4, steps=cfg.token_sae_steps, batch_size=64, seed=cfg.seed)
+            sae_dir.mkdir(parents=True, exist_ok=True)
+            for b in blocks:
+                if (sae_dir / f"L{b}" / "cfg.json").is_file(): continue
+                sae, info = P.train_token_saes({b: torch.cat([r[b] for r in rows])}, tcfg, hook=f"vlm.blocks.{{block}}.{cfg.pos_site}")[b]
+                save_sae(sae, sae_dir / f"L{b}", dict(train=tcfg.to_dict(), info=info, rows="per-token residuals of every pair's calibration frames"))
+            saes = {b: sae_from_disk(sae_dir / f"L{b}") for b in blocks}
+            for p in cfg.pairs: P.sae_positions(policy, obs[p], dirs[p], saes, cfg.clamp_k)
+        (out / "positions").mkdir(parents=True, exist_ok=True)
+        for i, p in enumerate(cfg.pairs):
+            dirs[p].tensors["random"] = P.random_like(dirs[p].tensors["raw"], seed=cfg.seed * 7919 + toy.index(p))
+            if "wrong_pair_pos" in methods: dirs[p].tensors["wrong"] = P.wrong_pair(dirs[p].tensors["raw"], dirs[wrong_of[p]].tensors["raw"])
+            dirs[p].meta.update(calibration_seeds=list(cfg.calibration_seeds), every=cfg.calibration_every, wrong_pair=wrong_of[p])
+            P.save_positions(dirs[p], files[p])
+    return {p: dict(positions=str(files[p]), token_saes=None if sae_dir is None else str(sae_dir)) for p in cfg.pairs}
+
+def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepConfig, compiler: SpecCompiler,
+                calibration: dict | None = None) -> PairSetup: # calibration: `calibrate_positions`' entry of this pair
     from vlasteer.ffn import kitchen_batches
     a, b = sim.CONCEPT_PAIRS[pair]
-    if pair not in directions: raise ValueError(f"no directions for pair {pair!r}; directions has {sorted(directions)}")
-    dirs = {int(l): Path(p) for l, p in directions[pair].items()}
+    pooled = any(m in LAYERED + ("random_direction",) for m in cfg.methods)
+    if pooled and pair not in directions: raise ValueError(f"no directions for pair {pair!r}; directions has {sorted(directions)}")
+    dirs = {int(l): Path(p) for l, p in directions.get(pair, {}).items()}
     ba, bb = kitchen_batches([a, b], num_states=cfg.calibration_states, seed=7000)
-    needed = sorted(set(cfg.layers) | {cfg.control_layer}) if any(m in LAYERED + ("random_direction",) for m in cfg.methods) else []
+    needed = sorted(set(cfg.layers) | {cfg.control_layer}) if pooled else []
     missing = [l for l in needed if l not in dirs]
     if missing: raise ValueError(f"pair {pair!r} has no pair folder at layer(s) {missing}; it has {sorted(dirs)}")
     norms = {l: mean_resid_norm(policy, f"vlm.blocks.{l}.hook_resid_post", cfg.tokens, [ba, bb]) for l in needed}
     cl = None
-    if any(m in ("neurons", "random_neurons") for m in cfg.methods):
+    if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods):
         if clusters_path is None: raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
         cl = choose_cluster(policy, clusters_path, a, b, ba, bb, cfg.tokens)
-    return PairSetup(pair, a, b, dirs, norms, cfg.tokens, "vlm", cl, cfg.seed)
+    cal = calibration or {}
+    return PairSetup(pair, a, b, dirs, norms, cfg.tokens, "vlm", cl, cfg.seed, depth=policy.config.vlm.depth, positions=cal.get("positions"),
+                     token_saes=cal.get("token_saes"), pos_site=cfg.pos_site, neuron_value=cfg.neuron_value, ramp=cfg.ramp,
+                     num_steps=policy.config.num_steps)
+
+def _mirror(setup: PairSetup) -> PairSetup:
+    "The pair seen from B: instructed B, steered (patched) toward A."
+    return dataclasses.replace(setup, task_a=setup.task_b, task_b=setup.task_a)
 
 def cell_spec(setup: PairSetup, cell: Cell) -> SteeringSpec | None:
-    "The spec of a cell (None for the unsteered baseline)."
-    if cell.method == "none": return None
-    return METHODS[cell.method](setup, cell.layer).scaled(cell.alpha)
+    "The spec of a cell (None for the unsteered baseline and the prompt baselines)."
+    if cell.method == "none" or cell.method in BASELINES: return None
+    return METHODS[cell.method](setup if cell.instructed == "A" else _mirror(setup), cell.layer).scaled(cell.alpha)
 
+def cell_task(setup: PairSetup, cell: Cell) -> tuple: # (the episode's task, the prompt given instead of its instruction or None)
+    "What a cell's episodes are instructed, and how they end: at the first of A's and B's goals."
+    a, b = (setup.task_a, setup.task_b) if cell.instructed == "A" else (setup.task_b, setup.task_a)
+    prompt = {"prompt_b": b, "blank": ""}.get(cell.method)
+    return either_task(a, b), prompt
+
+
+# %% ../nbs/09_steering.ipynb #6386d4ac
 def _saved(p: Path) -> dict | None:
     "A saved cell or config, or None when it is missing or damaged (a damaged cell is recomputed)."
     try: return read_json(p)
     except (OSError, ValueError): return None
-
 
 def _relative(p: str | None, base: Path) -> str | None:
     "`p` relative to `base` (a `FILE:KEY` suffix kept), so a run folder can move."
@@ -592,27 +999,34 @@ def portable_spec(spec: SteeringSpec, base) -> dict:
         if e["cluster"]: e["cluster"] = {**e["cluster"], "path": _relative(str(e["cluster"]["path"]), base)}
     return d
 
+def _inputs(spec: SteeringSpec | None, base: Path) -> dict: # relative path -> digest
+    return {_relative(p, base): d for p, d in spec_inputs(spec).items()}
+
 def _run_cells(policy, cells: list, setups: dict, cfg: SweepConfig, cells_dir: Path, progress: bool = False,
                compiler: SpecCompiler | None = None):
     "Run `cells` (none of them on disk yet) in batches; write each cell's file when its episodes end."
     from tqdm.auto import tqdm
     compiler = compiler or SpecCompiler(policy)
     specs = {c: cell_spec(setups[c.pair], c) for c in cells}
+    tasks = {c: cell_task(setups[c.pair], c) for c in cells}
     jobs = [(c, s) for c in cells for s in cfg.seeds]
     bar = tqdm(total=len(jobs), desc="steered episodes", unit="ep", disable=not progress, mininterval=2)
     done: dict = {}
     for i in range(0, len(jobs), cfg.batch_rows):
         part = jobs[i:i + cfg.batch_rows]
-        trajs, failed = steered_rollouts(policy, [setups[c.pair].task_a for c, _ in part], [s for _, s in part], [specs[c] for c, _ in part],
-                                         cfg.replan_steps, cfg.max_steps, noise_seed=cfg.seed, compiler=compiler)
+        trajs, failed = steered_rollouts(policy, [tasks[c][0] for c, _ in part], [s for _, s in part], [specs[c] for c, _ in part],
+                                         cfg.replan_steps, cfg.max_steps, noise_seed=cfg.seed, compiler=compiler,
+                                         prompts=[tasks[c][1] for c, _ in part])
         for j, ((c, s), tr) in enumerate(zip(part, trajs)):
-            done.setdefault(c, []).append(episode_record(tr, c.pair, setups[c.pair].task_b, failed.get(j)))
+            st = setups[c.pair]
+            done.setdefault(c, []).append(episode_record(tr, st.task_a, st.task_b, failed.get(j)))
             if len(done[c]) == len(cfg.seeds):
                 sp = specs[c]
-                write_json(dict(cell=dict(pair=c.pair, method=c.method, layer=c.layer, alpha=c.alpha, id=c.id,
-                                           task_a=setups[c.pair].task_a, task_b=setups[c.pair].task_b,
-                                           unit=sp.units() if sp else "none (unsteered)"),
-                                 spec=portable_spec(sp, cells_dir.parent) if sp else None, episodes=done.pop(c)), cells_dir / f"{c.id}.json", sort_keys=True)
+                write_json(dict(cell=dict(pair=c.pair, method=c.method, layer=c.layer, alpha=c.alpha, id=c.id, instructed=c.instructed,
+                                           task_a=st.task_a, task_b=st.task_b, prompt=tasks[c][1],
+                                           unit=sp.units() if sp else "none (unsteered)" if tasks[c][1] is None else f"prompt {tasks[c][1]!r}, no edit"),
+                                 spec=portable_spec(sp, cells_dir.parent) if sp else None, inputs=_inputs(sp, cells_dir.parent),
+                                 episodes=done.pop(c)), cells_dir / f"{c.id}.json", sort_keys=True)
         bar.update(len(part))
     bar.close()
 
@@ -626,11 +1040,20 @@ def _worker(args):
     m._run_cells(load_policy(ckpt).eval(), [m.Cell(*c) for c in cells], setups, m.SweepConfig.from_dict(cfg_d), Path(cells_dir))
     return len(cells)
 
-def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction}
+def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
+    "Whether the saved cell exists and was computed from the inputs its spec reads now (same content, not only the same paths)."
+    d = _saved(cells_dir / f"{c.id}.json")
+    if d is None: return False
+    return d.get("inputs") == _inputs(cell_spec(setups[c.pair], c), cells_dir.parent)
+
+
+# %% ../nbs/09_steering.ipynb #a67efb80
+def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction} ({} without pooled methods)
               clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
-              out_dir="steering", # cells/ and sweep.json go here; a rerun resumes
+              out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
               config: SweepConfig | None = None, progress: bool = True) -> SweepResult:
     "Run (or resume) a steering sweep and return its results."
+    from vlasteer.residuals import policy_fingerprint
     cfg = config or SweepConfig()
     out = Path(out_dir); cells_dir = out / "cells"
     if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
@@ -638,14 +1061,23 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     prev = _saved(out / "config.json")
     if prev is not None and prev != json.loads(dump_json(cfg.to_dict())):  # as written
         raise ValueError(f"{out} holds a sweep with another config; use a new --out (or delete {out}) to change it")
+    fp = policy_fingerprint(policy)
+    prev_fp = (_saved(out / "policy.json") or {}).get("fingerprint")
+    if prev_fp is not None and prev_fp != fp:
+        raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new --out for this policy")
     write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
+    write_json(dict(fingerprint=fp, config=policy.config.to_dict()), out / "policy.json", sort_keys=True)
     compiler = SpecCompiler(policy)
-    setups = {p: _setup_pair(policy, p, directions, clusters_path, cfg, compiler) for p in cfg.pairs}
+    for s in cfg.patch_sites: blocks_of(PatchSite.parse(s).blocks, getattr(policy.config, PatchSite.parse(s).tower).depth)  # in range?
+    cal = calibrate_positions(policy, cfg, out, progress)
+    setups = {p: _setup_pair(policy, p, directions, clusters_path, cfg, compiler, cal.get(p)) for p in cfg.pairs}
     cells = sweep_cells(cfg)
     for c in cells:  # check every spec (files, widths, clusters) before running anything
         sp = cell_spec(setups[c.pair], c)
         if sp is not None: compiler.hooks(sp)
-    todo = [c for c in cells if _saved(cells_dir / f"{c.id}.json") is None]
+    todo = [c for c in cells if not _fresh(c, cells_dir, setups)]
+    stale = [c.id for c in todo if (cells_dir / f"{c.id}.json").is_file()]
+    if stale and progress: print(f"recomputing {len(stale)} cell(s) whose input files changed (e.g. {stale[0]})")
     if todo and cfg.workers > 1:
         import concurrent.futures as cf, multiprocessing as mp
         from vlasteer.policy import save_policy
@@ -653,15 +1085,17 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
             ckpt = save_policy(policy, Path(tmp) / "policy")
             shares = [todo[w::cfg.workers] for w in range(cfg.workers)]  # interleaved: equal work per process
             from tqdm.auto import tqdm
+            before = {c.id: (cells_dir / f"{c.id}.json").stat().st_mtime_ns if (cells_dir / f"{c.id}.json").is_file() else None for c in todo}
+            def written(): return sum((cells_dir / f"{c.id}.json").is_file() and (cells_dir / f"{c.id}.json").stat().st_mtime_ns != before[c.id] for c in todo)
             with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as ex, \
                  tqdm(total=len(todo) * len(cfg.seeds), desc=f"steered episodes ({cfg.workers} processes)", unit="ep", disable=not progress, mininterval=2) as bar:
                 from vlasteer import steering as m
                 plain = {p: asdict(v) for p, v in setups.items()}
-                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha) for c in sh], plain, cfg.to_dict(), str(cells_dir)))
+                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha, c.instructed) for c in sh], plain, cfg.to_dict(), str(cells_dir)))
                         for sh in shares if sh]
                 while True:  # the workers write cell files; count them for the bar
                     finished, _ = cf.wait(futs, timeout=2)
-                    bar.update(sum((cells_dir / f"{c.id}.json").is_file() for c in todo) * len(cfg.seeds) - bar.n)
+                    bar.update(written() * len(cfg.seeds) - bar.n)
                     if len(finished) == len(futs): break
                 for f in futs: f.result()  # re-raise a worker's error
     elif todo:
@@ -669,10 +1103,17 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     res = load_sweep(out, cells)
     res.setups = setups
     write_json(dict(config=cfg.to_dict(), setups={p: dict(task_a=s.task_a, task_b=s.task_b, unit_norms={str(k): v for k, v in s.unit_norms.items()},
+                                                          positions=_relative(s.positions, out), token_saes=_relative(s.token_saes, out),
                                                           cluster=None if s.cluster is None else {k: v for k, v in s.cluster.items() if k not in ("members", "path")} | {"size": len(s.cluster["members"]), "path": _relative(s.cluster["path"], out)})
                                                  for p, s in setups.items()},
                      cells=[dict(c["cell"], **cell_stats(c["episodes"])) for c in res.cells]), out / "sweep.json", sort_keys=True)
     return res
+
+
+# %% ../nbs/09_steering.ipynb #58da8d71
+NO_CURVE = ("none", "patch") + BASELINES  # methods without a dose-response curve
+
+def _isnull(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
 
 @dataclass
 class SweepResult:
@@ -680,53 +1121,74 @@ class SweepResult:
     cells: list       # [{"cell": {...}, "spec": ..., "episodes": [...]}]
     config: dict
     setups: dict | None = None  # pair -> PairSetup, when the sweep ran in this process
+    out: str | None = None      # the sweep folder
 
     def table(self) -> "pandas.DataFrame":
         "One row per cell: its coordinates and statistics (computed once; bootstrap intervals are not free)."
         import pandas as pd
         if getattr(self, "_table", None) is None:
-            self._table = pd.DataFrame([dict(**{k: c["cell"][k] for k in ("pair", "method", "layer", "alpha", "unit")}, **cell_stats(c["episodes"]))
+            self._table = pd.DataFrame([dict(**{k: c["cell"][k] for k in ("pair", "method", "layer", "alpha", "unit")},
+                                             instructed=c["cell"].get("instructed", "A"), **cell_stats(c["episodes"]))
                                         for c in self.cells])
+            self._table["layer"] = self._table["layer"].astype(object).where(self._table["layer"].notna(), None)
         return self._table.copy()
 
-    def curve(self, pair: str, method: str, layer: int | None = None) -> "pandas.DataFrame":
-        "A method's cells for a pair (one layer), with the shared α = 0 baseline, ordered by α."
-        t = self.table()
+    def curve(self, pair: str, method: str, layer=None) -> "pandas.DataFrame":
+        "A method's cells for a pair (one layer), with the shared α = 0 baseline, ordered by α (instructed A)."
+        t = self.table(); t = t[t.instructed == "A"]
         base = t[(t.pair == pair) & (t.method == "none")]
         sel = t[(t.pair == pair) & (t.method == method)]
-        if layer is not None and method in LAYERED + ("random_direction",): sel = sel[sel.layer == layer]
+        if layer is not None and method in LAYERED + POSITIONAL + ("random_direction",): sel = sel[sel.layer.map(lambda v: v == layer)]
         return pd_concat([sel, base]).sort_values("alpha").reset_index(drop=True)
 
-    def layers(self, method: str) -> list: return sorted({int(c["cell"]["layer"]) for c in self.cells if c["cell"]["method"] == method and c["cell"]["layer"] is not None})
+    def layers(self, method: str) -> list:
+        return sorted({c["cell"]["layer"] for c in self.cells if c["cell"]["method"] == method and c["cell"]["layer"] is not None}, key=lambda v: (isinstance(v, str), str(v).zfill(4)))
+
+    def _cell(self, t, pair, method, layer, alpha) -> float:
+        r = t[(t.pair == pair) & (t.method == method) & (t.alpha == alpha) & t.layer.map(lambda v: v == layer or (_isnull(v) and _isnull(layer)))]
+        return float(r.success_b.iloc[0]) if len(r) else float("nan")
 
     def summary(self) -> "pandas.DataFrame":
-        "Per pair and method: the best α (and layer), the flip rate there, at α = 0 and the controls' worst."
+        "Per pair and method: the best α (and layer), the flip rate there, at α = 0, and the controls matched to that cell."
         import pandas as pd
-        t = self.table(); rows = []
+        t = self.table(); t = t[t.instructed == "A"]; rows = []
         for pair in dict.fromkeys(t.pair):
             base = t[(t.pair == pair) & (t.method == "none")].iloc[0]
             ctrl = t[(t.pair == pair) & (t.method == "random_direction")]
-            for m in [m for m in dict.fromkeys(t.method) if m != "none"]:
+            for m in [m for m in dict.fromkeys(t.method) if m not in ("none",) + BASELINES]:
                 sel = t[(t.pair == pair) & (t.method == m)]
                 if not len(sel): continue
-                best = sel.assign(absa=sel.alpha.abs()).sort_values(["success_b", "absa"], ascending=[False, True]).iloc[0]
-                rows.append(dict(pair=pair, method=m, best_layer=None if pd.isna(best.layer) else int(best.layer), best_alpha=float(best.alpha),
-                                 flip=float(best.success_b), flip_ci=best.success_b_ci, n=int(best.n), flip_at_0=float(base.success_b),
-                                 success_a_at_0=float(base.success_a), random_direction_max_flip=float(ctrl.success_b.max()) if len(ctrl) else float("nan"),
-                                 unit=best.unit))
+                best = sel.assign(absa=sel.alpha.abs()).sort_values(["success_b", "absa"], ascending=[False, True], kind="stable").iloc[0]
+                l, a = best.layer, float(best.alpha)
+                pos = m in POSITIONAL and m not in CONTROLS
+                rows.append(dict(pair=pair, method=m, best_layer=None if _isnull(l) else l, best_alpha=a,
+                                 flip=float(best.success_b), flip_ci=best.success_b_ci, success_a=float(best.success_a), neither=float(best.neither),
+                                 n=int(best.n), flip_at_0=float(base.success_b), success_a_at_0=float(base.success_a),
+                                 random_direction_max_flip=float(ctrl.success_b.max()) if len(ctrl) else float("nan"),
+                                 random_matched_flip=self._cell(t, pair, "random_pos", l, a) if pos else
+                                     (float(ctrl[ctrl.alpha == a].success_b.max()) if m in LAYERED and len(ctrl[ctrl.alpha == a]) else float("nan")),
+                                 wrong_pair_flip=self._cell(t, pair, "wrong_pair_pos", l, a) if pos else float("nan"),
+                                 negated_flip=self._cell(t, pair, m, l, -a) if m != "patch" else float("nan"), unit=best.unit))
         return pd.DataFrame(rows)
 
     def goal(self) -> "pandas.DataFrame":
-        "Per pair: does the best method flip ≥ 80% of seeds at its best α, with 0% at α = 0 and the random direction ≤ 10%?"
+        "Per pair: does the best direction-based edit flip ≥ 80% at its best α, with 0% at α = 0 and its matched controls ≤ 10%?"
         import pandas as pd
-        s = self.summary(); rows = []
+        s, t = self.summary(), self.table(); rows = []
         for pair, g in s.groupby("pair", sort=False):
-            real = g[~g.method.isin(CONTROLS)]
+            real = g[g.method.isin(DIRECTION_METHODS)]
+            if not len(real): real = g[~g.method.isin(CONTROLS + ("patch",))]
             if not len(real): continue
-            b = real.sort_values("flip", ascending=False).iloc[0]
-            rows.append(dict(pair=pair, best_method=b.method, best_layer=b.best_layer, best_alpha=b.best_alpha, flip=b.flip, n=b.n,
-                             flip_at_0=b.flip_at_0, random_direction_max_flip=b.random_direction_max_flip,
-                             met=bool(b.flip >= 0.8 and b.flip_at_0 == 0 and not (b.random_direction_max_flip > 0.1))))
+            b = real.sort_values("flip", ascending=False, kind="stable").iloc[0]
+            ceil = t[(t.pair == pair) & (t.method == "prompt_b")]
+            controls = [v for v in (b.random_matched_flip, b.wrong_pair_flip) if not _isnull(v)]
+            if b.method in LAYERED or not controls: controls.append(b.random_direction_max_flip)
+            cmax = max((v for v in controls if not _isnull(v)), default=float("nan"))
+            rows.append(dict(pair=pair, best_method=b.method, best_layer=b.best_layer, best_alpha=b.best_alpha, flip=b.flip, flip_ci=b.flip_ci,
+                             n=b.n, flip_at_0=b.flip_at_0, random_direction_max_flip=b.random_direction_max_flip,
+                             random_matched_flip=b.random_matched_flip, wrong_pair_flip=b.wrong_pair_flip, control_max_flip=cmax,
+                             ceiling=float(ceil.success_b.iloc[0]) if len(ceil) else float("nan"),
+                             met=bool(b.flip >= 0.8 and b.flip_at_0 == 0 and not (cmax > 0.1))))
         return pd.DataFrame(rows)
 
 def pd_concat(frames):
@@ -744,7 +1206,8 @@ def load_sweep(out_dir, cells: Sequence[Cell] | None = None) -> SweepResult:
         d = _saved(out / "cells" / f"{c.id}.json")
         (got.append(d) if d is not None else missing.append(c.id))
     if missing: raise ValueError(f"sweep {out} is missing {len(missing)} cell(s) (e.g. {missing[0]}); run it again to finish them")
-    return SweepResult(got, cfg)
+    return SweepResult(got, cfg, out=str(out))
+
 
 # %% ../nbs/09_steering.ipynb #13c110a8
 COLORS = {"raw": "#1f77b4", "sae": "#d62728", "neurons": "#2ca02c", "random_direction": "#7f7f7f", "random_neurons": "#bcbd22", "none": "#000000"}
@@ -754,11 +1217,13 @@ def _band(fig, x, lo, hi, color, row, col, group):
     fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], mode="lines", fill="toself", fillcolor=color, opacity=0.15,
                              line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=group), row, col)
 
-def best_layer(res: SweepResult, pair: str, method: str) -> int | None:
-    "The layer where `method` flips most often for `pair` (None for unlayered methods)."
+def _where(layer) -> str: return f"L{layer}" if isinstance(layer, (int, np.integer)) else f"blocks {layer}" if "/" not in str(layer) else str(layer)
+
+def best_layer(res: SweepResult, pair: str, method: str) -> int | str | None:
+    "The layer (or block set, or patch site) where `method` flips most often for `pair` (None for unlayered methods)."
     s = res.summary()
     r = s[(s.pair == pair) & (s.method == method)]
-    return None if not len(r) or r.best_layer.iloc[0] is None or (isinstance(r.best_layer.iloc[0], float) and math.isnan(r.best_layer.iloc[0])) else int(r.best_layer.iloc[0])
+    return None if not len(r) or _isnull(r.best_layer.iloc[0]) else r.best_layer.iloc[0]
 
 def plot_dose_response(res: SweepResult, pair: str, methods: Sequence[str] | None = None, layer: int | None = None,
                        highlight: tuple | None = None): # (method, alpha) to mark; -> plotly Figure
@@ -766,13 +1231,13 @@ def plot_dose_response(res: SweepResult, pair: str, methods: Sequence[str] | Non
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     t = res.table()
-    methods = [m for m in (methods or dict.fromkeys(t.method)) if m != "none" and ((t.pair == pair) & (t.method == m)).any()]
+    methods = [m for m in (methods or dict.fromkeys(t.method)) if m not in NO_CURVE and ((t.pair == pair) & (t.method == m)).any()]
     task_a, task_b = sim.CONCEPT_PAIRS[pair]
     mname = PAIR_MEASURES[pair]
     n = int(t[t.pair == pair].n.max())
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"P(success of B) — flip rate", f"final {mname}"), horizontal_spacing=0.12)
     for m in methods:
-        l = layer if layer is not None and m in LAYERED else best_layer(res, pair, m) if m in LAYERED else None
+        l = layer if layer is not None and m in LAYERED else best_layer(res, pair, m) if m in LAYERED + POSITIONAL else None
         cv = res.curve(pair, m, l)
         name = m if l is None else f"{m} L{l}"
         c = COLORS.get(m, "#9467bd")
@@ -817,7 +1282,7 @@ def plot_summary(res: SweepResult): # -> plotly Figure
     s = res.summary()
     pairs, methods = list(dict.fromkeys(s.pair)), list(dict.fromkeys(s.method))
     z = [[float(s[(s.pair == p) & (s.method == m)].flip.iloc[0]) if ((s.pair == p) & (s.method == m)).any() else None for p in pairs] for m in methods]
-    txt = [[(lambda r: f"{r.flip:.2f} @ α={r.best_alpha:g}" + ("" if r.best_layer is None or (isinstance(r.best_layer, float) and math.isnan(r.best_layer)) else f", L{int(r.best_layer)}"))(s[(s.pair == p) & (s.method == m)].iloc[0])
+    txt = [[(lambda r: f"{r.flip:.2f} @ α={r.best_alpha:g}" + ("" if _isnull(r.best_layer) else f", {_where(r.best_layer)}"))(s[(s.pair == p) & (s.method == m)].iloc[0])
             if ((s.pair == p) & (s.method == m)).any() else "" for p in pairs] for m in methods]
     fig = go.Figure(go.Heatmap(z=z, x=pairs, y=methods, text=txt, texttemplate="%{text}", zmin=0, zmax=1, colorscale="Blues", colorbar=dict(title="flip")))
     fig.update_layout(height=120 + 40 * len(methods), title=dict(text="best flip rate per method and pair", font=dict(size=13)), margin=dict(t=50, l=130, r=20, b=40))
@@ -904,10 +1369,10 @@ class SteeringExplorer:
         self.res, self.films = res, films or {}
         t = res.table()
         self.pairs = list(dict.fromkeys(t.pair))
-        self.methods = [m for m in dict.fromkeys(t.method) if m != "none"]
+        self.methods = [m for m in dict.fromkeys(t.method) if m not in NO_CURVE]
         self.alphas = sorted(set(t.alpha.tolist()))
         if state is None:
-            s = res.summary().sort_values("flip", ascending=False).iloc[0]
+            s = res.summary(); s = s[~s.method.isin(NO_CURVE)].sort_values("flip", ascending=False, kind="stable").iloc[0]
             state = SteeringState(s.pair, s.method, float(s.best_alpha))
         self.state = state
     def figure(self, state: SteeringState | None = None): return explorer_figure(self.res, state or self.state, self.films)
@@ -943,12 +1408,13 @@ def record_films(policy, res: SweepResult, directions: dict, clusters_path=None,
     cfg = SweepConfig.from_dict(res.config)
     compiler, films = SpecCompiler(policy), {}
     s = res.summary()
+    cal = calibrate_positions(policy, cfg, res.out) if res.setups is None and res.out else {}
     for pair in dict.fromkeys(s.pair):
-        setup = (res.setups or {}).get(pair) or _setup_pair(policy, pair, directions, clusters_path, cfg, compiler)
-        g = s[(s.pair == pair) & ~s.method.isin(CONTROLS)].sort_values("flip", ascending=False)
+        setup = (res.setups or {}).get(pair) or _setup_pair(policy, pair, directions, clusters_path, cfg, compiler, cal.get(pair))
+        g = s[(s.pair == pair) & s.method.isin(DIRECTION_METHODS + ("neurons", "neurons_const"))].sort_values("flip", ascending=False, kind="stable")
         if not len(g): continue
         b = g.iloc[0]
-        layer = None if b.best_layer is None or (isinstance(b.best_layer, float) and math.isnan(b.best_layer)) else int(b.best_layer)
+        layer = None if _isnull(b.best_layer) else b.best_layer
         spec = cell_spec(setup, Cell(pair, b.method, layer, float(b.best_alpha)))
         films[(pair, b.method, float(b.best_alpha))] = filmstrip(policy, pair, spec, cfg.seeds[0], frames, cfg.replan_steps, cfg.max_steps, cfg.seed)
     return films
@@ -1007,10 +1473,13 @@ def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: S
             sp = None if a == 0 else spec.scaled(a)
             if cell is not None and cell.get("spec") != json.loads(dump_json((sp or spec.scaled(0)).to_dict())):
                 raise ValueError(f"{out} holds results of another spec for {task!r} at α={a:g}; use a new --out (or delete {out}) to run this one")
+            if cell is not None and cell.get("inputs") != _inputs(sp, out):
+                raise ValueError(f"{out} holds results for {task!r} at α={a:g} computed from other contents of the spec's files "
+                                 f"({', '.join(sorted(_inputs(sp, out))) or 'none'}); use a new --out (or delete {out}) to run again")
             if cell is None:
                 trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds), replan_steps, max_steps, compiler=compiler)
                 eps = [episode_record(tr, pair, other, failed.get(j)) for j, tr in enumerate(trajs)]
-                cell = dict(task=task, other=other, alpha=a, units=spec.units(), spec=(sp or spec.scaled(0)).to_dict(), episodes=eps)
+                cell = dict(task=task, other=other, alpha=a, units=spec.units(), spec=(sp or spec.scaled(0)).to_dict(), inputs=_inputs(sp, out), episodes=eps)
                 write_json(cell, f, sort_keys=True)
             rows.append(dict(task=task, other=other, alpha=a, units=spec.units(), **cell_stats(cell["episodes"])))
     write_json(dict(spec=spec.to_dict(), rows=rows), out / "summary.json", sort_keys=True)
