@@ -25,16 +25,16 @@ __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'SITE_ALIASES', 'PATCH_S
            'POSITIONAL', 'CONTROLS', 'DIRECTION_METHODS', 'BASELINES', 'NO_CURVE', 'COLORS', 'steer_main',
            'steering_sweep_main', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref', 'read_direction',
            'spec_files', 'spec_inputs', 'PatchCache', 'SpecCompiler', 'sae_clamp', 'steer', 'patch_from',
-           'sae_clamp_positions', 'patched_infer', 'EpisodeSteering', 'either_task', 'steered_rollouts',
+           'sae_clamp_positions', 'patched_infer', 'EpisodeSteering', 'clean_pass', 'either_task', 'steered_rollouts',
            'mean_resid_norm', 'PairSetup', 'raw_direction', 'sae_direction', 'random_direction', 'cluster_neurons',
            'random_neurons', 'choose_cluster', 'blocks_of', 'raw_pos_direction', 'sae_pos_direction',
            'sae_clamp_pos_latents', 'random_pos_direction', 'wrong_pair_pos_direction', 'neurons_constant', 'PatchSite',
            'patch_site', 'SweepConfig', 'Cell', 'sweep_cells', 'episode_record', 'bootstrap_ci', 'cell_stats',
-           'calibrate_positions', 'cell_spec', 'cell_task', 'portable_spec', 'run_sweep', 'SweepResult', 'pd_concat',
-           'load_sweep', 'best_layer', 'plot_dose_response', 'plot_layers', 'plot_summary', 'png_data_uri', 'filmstrip',
-           'plot_filmstrip', 'filmstrip_html', 'SteeringState', 'explorer_figure', 'explorer_filmstrip',
-           'SteeringExplorer', 'record_films', 'report_sections', 'steer_spec_sweep', 'steer_cli',
-           'directions_from_root', 'steering_sweep_cli']
+           'calibrate_positions', 'cell_spec', 'cell_task', 'portable_spec', 'check_prompt_layout', 'check_sweep',
+           'run_sweep', 'SweepResult', 'pd_concat', 'load_sweep', 'best_layer', 'plot_dose_response', 'plot_layers',
+           'plot_summary', 'png_data_uri', 'filmstrip', 'plot_filmstrip', 'filmstrip_html', 'SteeringState',
+           'explorer_figure', 'explorer_filmstrip', 'SteeringExplorer', 'record_films', 'report_sections',
+           'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'steering_sweep_cli']
 
 # %% ../nbs/09_steering.ipynb #e97e67c0
 EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp", "add_pos", "sae_clamp_pos", "patch")
@@ -406,7 +406,8 @@ def patched_infer(policy, spec: SteeringSpec, obs: dict, # an observation (batch
     if src is not None:
         c.patches.clear()
         clean = {**obs, "prompt": [src] * B if batched else src}
-        with intervene(policy, {n: c.patches.recorder() for n in c.patch_names(spec)}): policy.infer(clean, noise=noise)
+        names = c.patch_names(spec)
+        with intervene(policy, {n: c.patches.recorder() for n in names}): clean_pass(policy, clean, noise, names)
     with (intervene(policy, hooks) if hooks else contextlib.nullcontext()): return policy.infer(obs, noise=noise)
 
 
@@ -500,7 +501,7 @@ class EpisodeSteering:
         self._clean_pass = True
         try:
             with intervene(self.policy, {n: self.compiler.patches.recorder() for n in names}):
-                self.policy.infer(_subset(obs, pj, [self._now_specs[j].source() for j in pj]), noise=noise[pj])
+                clean_pass(self.policy, _subset(obs, pj, [self._now_specs[j].source() for j in pj]), noise[pj], names)
         finally: self._clean_pass = False
 
     def infer(self, obs: dict) -> dict:  # the policy `rollout_batch` calls
@@ -515,6 +516,11 @@ class EpisodeSteering:
         for j, i in enumerate(rows):
             if i in self.failed: a[j] = 0.0
         return {"actions": a}
+
+def clean_pass(policy, obs: dict, noise: torch.Tensor, names: Sequence[str]):
+    "Run what the clean pass needs: the prefix alone when every patched site is in the vision tower or the VLM, else a whole `infer`."
+    if all(HookName.parse(n).tower != "expert" for n in names): policy.prefix_cache(policy.prepare(obs))
+    else: policy.infer(obs, noise=noise)
 
 def either_task(task: sim.Task | str, other: sim.Task | str) -> sim.Task:
     "`task` whose episode also ends when `other`'s goal is met (success: either), so a steered episode stops at whichever comes first."
@@ -1048,6 +1054,37 @@ def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
 
 
 # %% ../nbs/09_steering.ipynb #a67efb80
+def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"):
+    "Refuse two prompts whose tokens would sit at different positions (patching needs one layout)."
+    if policy.tokenizer is None: return
+    st = np.zeros(min(8, policy.config.action_dim), np.float32)
+    ea, eb = (policy.tokenizer.encode(t, st, policy.config.discrete_state_input, policy.config.max_token_len) for t in (task_a, task_b))
+    if not (np.array_equal(ea["mask"], eb["mask"]) and np.array_equal(ea["instruction"], eb["instruction"])):
+        raise ValueError(f"{what} needs prompts of one layout, but {task_a!r} and {task_b!r} tokenize to {int(ea['instruction'].sum())} and "
+                         f"{int(eb['instruction'].sum())} instruction tokens ({int(ea['mask'].sum())} and {int(eb['mask'].sum())} in all); "
+                         "patch between prompts of the same length, or use the per-position methods (they align at the span's start)")
+
+def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
+    "Check a sweep against the policy and its inputs (patch sites, prompt layouts, directions' widths) before anything runs."
+    for s in cfg.patch_sites:
+        ps = PatchSite.parse(s)
+        blocks_of(ps.blocks, getattr(policy.config, ps.tower).depth)
+    for w in cfg.pos_layers: blocks_of(w, policy.config.vlm.depth)
+    if "patch" in cfg.methods:
+        for p in cfg.pairs: check_prompt_layout(policy, *sim.CONCEPT_PAIRS[p])
+    pooled = [m for m in cfg.methods if m in LAYERED + ("random_direction",)]
+    if pooled:
+        for p in cfg.pairs:
+            if p not in directions: raise ValueError(f"no directions for pair {p!r}; directions has {sorted(directions)}")
+            for l in sorted(set(cfg.layers) | {cfg.control_layer}):
+                if l not in {int(k) for k in directions[p]}: raise ValueError(f"pair {p!r} has no pair folder at layer {l}; it has {sorted(directions[p])}")
+                f = str(Path(directions[p][l] if l in directions[p] else directions[p][str(l)]) / "residual_direction.safetensors")
+                w = read_direction(f + ":raw_difference").shape[0]
+                if w != policy.config.vlm.width:
+                    raise ValueError(f"direction {f} has width {w} but the policy's VLM has width {policy.config.vlm.width}; was it computed on another model?")
+    if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
+        raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
+
 def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction} ({} without pooled methods)
               clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
               out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
@@ -1057,7 +1094,6 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     cfg = config or SweepConfig()
     out = Path(out_dir); cells_dir = out / "cells"
     if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
-    cells_dir.mkdir(parents=True, exist_ok=True)
     prev = _saved(out / "config.json")
     if prev is not None and prev != json.loads(dump_json(cfg.to_dict())):  # as written
         raise ValueError(f"{out} holds a sweep with another config; use a new --out (or delete {out}) to change it")
@@ -1065,10 +1101,11 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     prev_fp = (_saved(out / "policy.json") or {}).get("fingerprint")
     if prev_fp is not None and prev_fp != fp:
         raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new --out for this policy")
+    check_sweep(policy, cfg, directions, clusters_path)  # everything that can be checked before a file is written
+    cells_dir.mkdir(parents=True, exist_ok=True)
     write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
     write_json(dict(fingerprint=fp, config=policy.config.to_dict()), out / "policy.json", sort_keys=True)
     compiler = SpecCompiler(policy)
-    for s in cfg.patch_sites: blocks_of(PatchSite.parse(s).blocks, getattr(policy.config, PatchSite.parse(s).tower).depth)  # in range?
     cal = calibrate_positions(policy, cfg, out, progress)
     setups = {p: _setup_pair(policy, p, directions, clusters_path, cfg, compiler, cal.get(p)) for p in cfg.pairs}
     cells = sweep_cells(cfg)
