@@ -1,6 +1,6 @@
 """The main job's console entry point (`vlasteer_demo` -> vlasteer.main:main_job_main): a quick run end to end, and bad input.
 
-The notebook nbs/09a_main.ipynb runs the steps one by one and checks that a rerun gives the same report byte for byte;
+The notebook nbs/09b_main.ipynb runs the steps one by one and checks that a rerun gives the same report byte for byte;
 these tests run the entry point in a subprocess, as `make demo` does (with --quick), and check what it leaves behind.
 """
 import json, re
