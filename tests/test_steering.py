@@ -78,3 +78,17 @@ def test_runs_and_resumes(work):
     r = run_steer(*args)  # every cell on disk: nothing re-run, same files
     assert r.returncode == 0, r.stderr
     assert {f.name: f.read_text() for f in (out / "cells").iterdir()} == before
+
+
+def test_changed_direction_file_is_not_reported_as_fresh(work):
+    "Resuming after a direction file's content changed under the same path refuses, instead of reusing the old cells."
+    v = torch.from_numpy(np.random.default_rng(1).standard_normal(WIDTH).astype(np.float32))
+    save_file({"direction": v, "raw_difference": -v}, str(work / "moving.safetensors"))
+    (work / "moving.json").write_text(json.dumps({"name": "moving", "edits": [dict(kind="add", layers=[0], tokens="instruction",
+                                                                                  direction="moving.safetensors:raw_difference", unit_norm=8.0)]}))
+    args = ("--spec", str(work / "moving.json"), "--tasks", "turn on the stove", "--alphas", "1", "--seeds", "1", "--max-steps", "4",
+            "--out", str(work / "moving_run"))
+    assert run_steer(*args).returncode == 0
+    save_file({"direction": 2 * v, "raw_difference": -2 * v}, str(work / "moving.safetensors"))  # same path, other content
+    r = run_steer(*args)
+    assert r.returncode == 1 and "computed from other contents" in r.stderr.strip().splitlines()[-1], r.stderr

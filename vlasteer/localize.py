@@ -4,7 +4,7 @@
 
 # %% ../nbs/09a_localize.ipynb #938069d0
 from __future__ import annotations
-import json, math, shutil, time
+import json, math, time
 from pathlib import Path
 from typing import Sequence
 
@@ -13,9 +13,9 @@ import torch
 from fastcore.script import call_parse
 
 from . import sim
-from .cli import check_overwrite, cli_errors, console, read_json, write_json
+from .cli import cli_errors, console, read_json, write_json
 from .steering import (BASELINES, CONTROLS, LAYERED, POSITIONAL, PatchSite, SweepConfig, SweepResult, _isnull, _where, blocks_of,
-                               directions_from_root, run_sweep)
+                               directions_from_root, replace_other_sweep, run_sweep)
 
 # %% auto #0
 __all__ = ['FAMILIES', 'localize_main', 'patch_grid', 'study_config', 'localization_table', 'plot_localization', 'verdict',
@@ -279,10 +279,7 @@ def localize_cli(out: str = None, # study folder (resumed when it holds the same
             cfg = study_config(policy, compact, None if seeds is None else range(6000, 6000 + seeds), layers, bool(clusters))
         if workers is not None: cfg = SweepConfig.from_dict({**cfg.to_dict(), "workers": workers})
         o = Path(out)
-        prev = o / "config.json"
-        if prev.is_file() and read_json(prev, "sweep config") != json.loads(json.dumps(cfg.to_dict())):
-            check_overwrite(o, overwrite, "--overwrite (it holds a study with another config)")
-            shutil.rmtree(o)
+        replace_other_sweep(o, cfg, policy, overwrite)
         _, doc = localize(policy, o, cfg, dirs, clusters, progress=True)
     print_answer(doc)
 

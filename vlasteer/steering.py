@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_steering.ipynb #82ac01bc
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
+from .cli import atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
 
 import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field
@@ -25,7 +25,7 @@ __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'SITE_ALIASES', 'PATCH_S
            'POSITIONAL', 'CONTROLS', 'DIRECTION_METHODS', 'BASELINES', 'NO_CURVE', 'COLORS', 'steer_main',
            'steering_sweep_main', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref', 'read_direction',
            'spec_files', 'spec_inputs', 'PatchCache', 'SpecCompiler', 'sae_clamp', 'steer', 'patch_from',
-           'sae_clamp_positions', 'patched_infer', 'EpisodeSteering', 'clean_pass', 'either_task', 'steered_rollouts',
+           'sae_clamp_positions', 'clean_pass', 'patched_infer', 'EpisodeSteering', 'either_task', 'steered_rollouts',
            'mean_resid_norm', 'PairSetup', 'raw_direction', 'sae_direction', 'random_direction', 'cluster_neurons',
            'random_neurons', 'choose_cluster', 'blocks_of', 'raw_pos_direction', 'sae_pos_direction',
            'sae_clamp_pos_latents', 'random_pos_direction', 'wrong_pair_pos_direction', 'neurons_constant', 'PatchSite',
@@ -34,7 +34,7 @@ __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'SITE_ALIASES', 'PATCH_S
            'run_sweep', 'SweepResult', 'pd_concat', 'load_sweep', 'best_layer', 'plot_dose_response', 'plot_layers',
            'plot_summary', 'png_data_uri', 'filmstrip', 'plot_filmstrip', 'filmstrip_html', 'SteeringState',
            'explorer_figure', 'explorer_filmstrip', 'SteeringExplorer', 'record_films', 'report_sections',
-           'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'steering_sweep_cli']
+           'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'replace_other_sweep', 'steering_sweep_cli']
 
 # %% ../nbs/09_steering.ipynb #e97e67c0
 EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp", "add_pos", "sae_clamp_pos", "patch")
@@ -395,6 +395,11 @@ def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targe
         return out
     return fn
 
+def clean_pass(policy, obs: dict, noise: torch.Tensor, names: Sequence[str]):
+    "Run what the clean pass needs: the prefix alone when every patched site is in the vision tower or the VLM, else a whole `infer`."
+    if all(HookName.parse(n).tower != "expert" for n in names): policy.prefix_cache(policy.prepare(obs))
+    else: policy.infer(obs, noise=noise)
+
 def patched_infer(policy, spec: SteeringSpec, obs: dict, # an observation (batched or not)
                   noise: torch.Tensor | None = None, seed: int = 0, compiler: SpecCompiler | None = None) -> dict:
     "`policy.infer(obs)` under `spec`, patch edits included: their clean pass (prompt `spec.source()`) runs first with the same noise."
@@ -516,11 +521,6 @@ class EpisodeSteering:
         for j, i in enumerate(rows):
             if i in self.failed: a[j] = 0.0
         return {"actions": a}
-
-def clean_pass(policy, obs: dict, noise: torch.Tensor, names: Sequence[str]):
-    "Run what the clean pass needs: the prefix alone when every patched site is in the vision tower or the VLM, else a whole `infer`."
-    if all(HookName.parse(n).tower != "expert" for n in names): policy.prefix_cache(policy.prepare(obs))
-    else: policy.infer(obs, noise=noise)
 
 def either_task(task: sim.Task | str, other: sim.Task | str) -> sim.Task:
     "`task` whose episode also ends when `other`'s goal is met (success: either), so a steered episode stops at whichever comes first."
@@ -1559,13 +1559,24 @@ def directions_from_root(root, # folder holding layerNN/<pair>/ pair folders
     if not out: raise ValueError(f"{root} holds no pair folders (layerNN/<pair>/summary.json); write them with vlasteer_sae_directions")
     return out
 
+def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
+    "Refuse a sweep folder that holds another config or policy, or (with `overwrite`) remove it so the sweep starts afresh."
+    from vlasteer.residuals import policy_fingerprint
+    out = Path(out)
+    c, p = _saved(out / "config.json"), _saved(out / "policy.json")
+    other = (c is not None and c != json.loads(dump_json(cfg.to_dict()))) or (p is not None and p.get("fingerprint") != policy_fingerprint(policy))
+    if other:
+        check_overwrite(out, overwrite, "--overwrite (it holds a sweep with another config or policy)")
+        import shutil; shutil.rmtree(out)
+
 @call_parse
 def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>/ pair folders (vlasteer_sae_directions)
                        clusters: str = None, # clusters JSON of the VLM (05) for the neuron methods (without it: direction methods only)
                        out: str = None, # sweep folder (resumed when it holds the same config)
                        config: str = None, # sweep config JSON (default: SweepConfig())
                        checkpoint: str = None, # policy checkpoint folder (default: the embedded default policy)
-                       workers: int = None): # processes (overrides the config's)
+                       workers: int = None, # processes (overrides the config's)
+                       overwrite: bool = False): # replace a sweep folder that holds another config or policy
     "Run or resume a steering sweep and print the goal check."
     from vlasteer.policy import load_default_policy, load_policy
     with cli_errors():
@@ -1573,10 +1584,11 @@ def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>
         if config:
             cfg = SweepConfig.from_dict(read_json(config, "sweep config"))
         else:
-            cfg = SweepConfig(methods=[m for m in METHODS if clusters or m not in ("neurons", "random_neurons")])
+            cfg = SweepConfig(methods=[m for m in DEFAULT_METHODS if clusters or m not in ("neurons", "random_neurons")])
         if workers is not None: cfg = SweepConfig.from_dict({**cfg.to_dict(), "workers": workers})
         dirs = directions_from_root(directions_root, cfg.pairs)
         policy = load_policy(checkpoint) if checkpoint else load_default_policy()
+        replace_other_sweep(out, cfg, policy, overwrite)
         res = run_sweep(policy, dirs, clusters, out, cfg)
     print(res.goal().to_string(index=False))
 
