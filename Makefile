@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_CACHE ?= $(CURDIR)/.cache/hf_datasets
 
-.PHONY: demo test install sysdeps lab bench clean docs docs-check outputs
+.PHONY: demo test install libero sysdeps lab bench clean docs docs-check outputs
 
 # the pinned stack (CUDA builds of torch and torchvision, see constraints.txt) takes about 9 GB in .venv
 NEED_GB ?= 12
@@ -24,15 +24,29 @@ $(STAMP): constraints.txt settings.ini setup.py scripts/install_sysdeps.sh
 
 install: $(STAMP)
 
+## The real LIBERO simulator (libero, robosuite) in the same .venv, for vlasteer.sim.LiberoEnv.
+LIBERO_STAMP := $(VENV)/.vlasteer-libero-installed
+$(LIBERO_STAMP): $(STAMP) constraints.txt scripts/install_libero.sh
+	bash scripts/install_libero.sh $(BIN)/python
+	touch $(LIBERO_STAMP)
+
+libero: $(LIBERO_STAMP)
+
+# LIBERO's scene assets: ../shared/libero-assets beside the clone, unless VLASTEER_LIBERO_ASSETS names them.
+# `make test` runs the `#| libero` cells and tests/test_libero.py where they exist, and always in CI (which then needs them).
+export VLASTEER_LIBERO_ASSETS ?= $(abspath $(CURDIR)/../shared/libero-assets)
+LIBERO_FLAGS := $(if $(or $(CI),$(wildcard $(VLASTEER_LIBERO_ASSETS))),--flags libero)
+
 ## The main job on the embedded default.
 demo: $(STAMP)
 	mkdir -p runs
 	$(BIN)/vlasteer_demo --out runs/demo
 
-## Every notebook (nbdev_test) plus the pytest suite.
+## Every notebook (nbdev_test) plus the pytest suite, the LIBERO simulator's included.
 # notebooks run two at a time, so each torch gets one thread (two threads per process on two cores thrash)
-test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
+test: $(STAMP) $(LIBERO_STAMP)
+	@$(if $(LIBERO_FLAGS),,echo "test: no LIBERO assets at $(VLASTEER_LIBERO_ASSETS); the #| libero cells and tests/test_libero.py are skipped")
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing $(LIBERO_FLAGS)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests
 
 ## JupyterLab on localhost for the explorers.

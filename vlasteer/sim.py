@@ -8,7 +8,7 @@ __all__ = ['CONTROL_HZ', 'MAX_DELTA', 'DRAWER_RANGE', 'KNOB_MAX', 'KNOB_ON', 'KN
            'IMAGE_KEYS', 'scene_path', 'Task', 'get_task', 'InitialState', 'initial_state', 'ToyKitchenEnv',
            'quat_to_axis_angle', 'policy_state', 'to_policy_obs', 'batch_policy_obs', 'ScriptedExpert',
            'scripted_expert', 'run_expert', 'expert_success', 'miss_start', 'Trajectory', 'rollout', 'expert_rollout',
-           'rollout_batch', 'expert_eval_cli', 'sim_video_cli', 'LiberoEnv']
+           'rollout_batch', 'expert_eval_cli', 'sim_video_cli', 'libero_init_states', 'LiberoEnv']
 
 # %% ../nbs/02_sim.ipynb #3f29d083
 import os
@@ -710,7 +710,8 @@ def _import_libero(assets: str | Path | None = None):
     "Import `libero.libero` non-interactively (config in a temporary `LIBERO_CONFIG_PATH`); point it at `assets`."
     assets = None if assets is None else Path(assets).expanduser().resolve()
     if importlib.util.find_spec("libero") is None:
-        raise ImportError("the `libero` package is not installed; `pip install libero robosuite==1.4.0` (or use ToyKitchenEnv)")
+        raise ImportError("the `libero` package is not installed; run `make libero` (scripts/install_libero.sh), "
+                          "or use ToyKitchenEnv")
     if "libero.libero" not in sys.modules:
         root = Path(importlib.util.find_spec("libero").submodule_search_locations[0]) / "libero"
         cfg_dir = Path(os.environ.get("LIBERO_CONFIG_PATH") or tempfile.mkdtemp(prefix="vlasteer-libero-"))
@@ -724,13 +725,42 @@ def _import_libero(assets: str | Path | None = None):
             tmp.rename(cfg_dir / "config.yaml")
     import libero.libero as ll
     if assets is not None:
-        if not assets.is_dir(): raise FileNotFoundError(f"LIBERO assets folder {assets} does not exist; pass the folder holding scenes/, articulated_objects/, ...")
+        if not assets.is_dir():
+            raise FileNotFoundError(f"LIBERO assets folder {assets} does not exist; "
+                                    "pass the folder holding scenes/, articulated_objects/, ...")
         ll._assets_path_cache = str(assets)
     return ll
 
+# %% ../nbs/02_sim.ipynb #3ea8c90c
+@contextlib.contextmanager
+def _numpy_seed(seed):
+    "Seed numpy's global random state inside the block (LIBERO's placement samplers draw from it); restore it after."
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try: yield
+    finally: np.random.set_state(state)
+
+def libero_init_states(path: str | Path) -> np.ndarray:  # [N S] flat simulator states
+    "A LIBERO `.init` / `.pruned_init` file (a numpy array saved by `torch.save`), read with `weights_only=True`."
+    import torch
+    from vlasteer.cli import reading
+    try: from numpy._core.multiarray import _reconstruct
+    except ImportError: from numpy.core.multiarray import _reconstruct  # numpy < 2
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LIBERO init-states file {path} does not exist; the libero package ships them "
+                                "in init_files/ (`make libero`)")
+    allowed = [(_reconstruct, f"numpy.{m}.multiarray._reconstruct") for m in ("core", "_core")]
+    allowed += [np.ndarray, np.dtype, type(np.dtype(np.float64))]  # a float64 array and nothing else
+    with reading(path, "LIBERO init-states file"), torch.serialization.safe_globals(allowed):
+        states = np.asarray(torch.load(path, weights_only=True), dtype=np.float64)
+    if states.ndim != 2 or not len(states):
+        raise ValueError(f"LIBERO init-states file {path} holds shape {states.shape}; expected [N S] simulator states")
+    return states
+
 # %% ../nbs/02_sim.ipynb #2d5efcf8
 class LiberoEnv:
-    "A LIBERO task behind `ToyKitchenEnv`'s interface: upright images, `progress()`, flat states."
+    "A LIBERO task behind `ToyKitchenEnv`'s interface: init states, openpi-oriented images, `progress()`, flat states."
     def __init__(self,
                  task_suite: str = "libero_90",   # benchmark name, e.g. `libero_90`, `libero_10`
                  task: int | str = 0,             # task id in the suite, or its instruction
@@ -738,64 +768,101 @@ class LiberoEnv:
                  max_steps: int = 300,            # step budget of an episode
                  assets: str | Path | None = None,  # LIBERO assets folder (default: the package's or a download)
                  num_steps_wait: int = 10,        # no-op steps after reset while objects settle (openpi)
-                 seed: int = 0):                  # simulator seed
-        ll = _import_libero(assets)
+                 seed: int = 0):                  # scene seed (fixture placement), combined with each reset's seed
+        _import_libero(assets)
         from libero.libero import benchmark, get_libero_path
         from libero.libero.envs import OffScreenRenderEnv
         suites = benchmark.get_benchmark_dict()
-        if task_suite not in suites: raise KeyError(f"unknown LIBERO task suite {task_suite!r}; use one of {sorted(suites)}")
+        if task_suite not in suites:
+            raise KeyError(f"unknown LIBERO task suite {task_suite!r}; use one of {sorted(suites)}")
         self.suite = suites[task_suite]()
         langs = [self.suite.get_task(i).language for i in range(self.suite.n_tasks)]
         if isinstance(task, str):
-            if task not in langs: raise KeyError(f"no task {task!r} in {task_suite}; its instructions include {langs[:5]}")
+            if task not in langs:
+                raise KeyError(f"no task {task!r} in {task_suite}; its instructions include {langs[:5]}")
             task = langs.index(task)
         self.task_id, self.instruction = int(task), langs[int(task)]
         t = self.suite.get_task(self.task_id)
-        bddl = os.path.join(get_libero_path("bddl_files"), t.problem_folder, t.bddl_file)
-        self.env = OffScreenRenderEnv(bddl_file_name=bddl, camera_heights=image_size, camera_widths=image_size)
-        self.env.seed(seed)
-        try: self.init_states = self.suite.get_task_init_states(self.task_id)
-        except Exception: self.init_states = None  # no init_files: reset() samples LIBERO's own initial states
-        self.image_size, self.max_steps, self.num_steps_wait, self.steps = image_size, max_steps, num_steps_wait, 0
+        self.name = t.name
+        self.init_states = libero_init_states(
+            Path(get_libero_path("init_states")) / t.problem_folder / t.init_states_file)
+        self.bddl_file = os.path.join(get_libero_path("bddl_files"), t.problem_folder, t.bddl_file)
+        self.seed, self.image_size, self.max_steps = int(seed), image_size, max_steps
+        self.num_steps_wait, self.steps = num_steps_wait, 0
+        with _numpy_seed([self.seed]):
+            self.env = OffScreenRenderEnv(bddl_file_name=self.bddl_file, camera_heights=image_size,
+                                          camera_widths=image_size)
+
+    def __repr__(self): return f"LiberoEnv({self.name!r}, image_size={self.image_size}, steps={self.steps})"
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+    def _current(self):
+        "Make this environment's GL context current: robosuite 1.4 renders with whichever context is."
+        ctx = getattr(self.env.sim, "_render_context_offscreen", None)
+        if ctx is not None: ctx.gl_ctx.make_current()
 
     def _obs(self, raw: dict) -> dict:
-        obs = {k: np.asarray(raw[k]) for k in ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos")}
-        for k in IMAGE_KEYS: obs[k] = np.ascontiguousarray(np.asarray(raw[k])[::-1, ::-1])  # upside down -> upright
+        obs = {k: np.asarray(raw[k])
+               for k in ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos")}
+        for k in IMAGE_KEYS: obs[k] = np.ascontiguousarray(np.asarray(raw[k])[::-1, ::-1])  # rotated 180° as openpi
         return obs
 
-    def reset(self, seed: int = 0) -> dict:  # the first observation (after `num_steps_wait` no-op steps)
-        "Reset to the suite's initial state number `seed` (modulo their count) and let objects settle."
-        raw = self.env.reset()
-        if self.init_states is not None: raw = self.env.set_init_state(self.init_states[seed % len(self.init_states)])
-        for _ in range(self.num_steps_wait): raw, *_ = self.env.step([0.0] * 6 + [-1.0])
-        self.steps = 0
-        return self._obs(raw)
+# %% ../nbs/02_sim.ipynb #501e5968
+@patch
+def reset(self: LiberoEnv, seed: int = 0) -> dict:  # the first observation (after `num_steps_wait` no-op steps)
+    "Rebuild the scene for `seed`, start from the task's init state `seed` (modulo their count), let objects settle."
+    self._current()  # robosuite frees the old scene's GL objects in whichever context is current
+    with _numpy_seed([self.seed, int(seed)]): self.env.reset()  # a new scene, with a new GL context
+    self._current()
+    raw = self.env.set_init_state(self.init_states[int(seed) % len(self.init_states)])
+    for _ in range(self.num_steps_wait): raw, *_ = self.env.step([0.0] * 6 + [-1.0])
+    self.steps = 0
+    return self._obs(raw)
 
-    def step(self, action) -> tuple:  # (obs, reward, done, info)
-        "One LIBERO step; `done` on success or after `max_steps`."
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (7,): raise ValueError(f"action has shape {np.shape(action)}; expected 7 values")
-        raw, r, done, info = self.env.step(a.tolist())
-        self.steps += 1
-        success = self.check_success()
-        return self._obs(raw), float(r), bool(done or success or self.steps >= self.max_steps), {**info, "success": success, "steps": self.steps}
+@patch
+def step(self: LiberoEnv, action) -> tuple:  # (obs, reward, done, info)
+    "One LIBERO step; `done` on success or after `max_steps`."
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.shape != (7,): raise ValueError(f"action has shape {np.shape(action)}; expected 7 values")
+    self._current()
+    raw, r, done, info = self.env.step(a.tolist())
+    self.steps += 1
+    success = self.check_success()
+    done = bool(done or success or self.steps >= self.max_steps)
+    return self._obs(raw), float(r), done, {**info, "success": success, "steps": self.steps}
 
-    def check_success(self) -> bool: return bool(self.env.check_success())  # LIBERO's goal check
+# %% ../nbs/02_sim.ipynb #650cc75c
+@patch
+def check_success(self: LiberoEnv) -> bool: return bool(self.env.check_success())  # LIBERO's goal check
 
-    def progress(self) -> dict:  # joint name -> position, plus drawer_opening / knob_angle when found
-        "Positions of the articulated objects' joints (drawers, knobs, doors); no robot joints."
-        m, d = self.env.sim.model, self.env.sim.data
-        p = {}
-        for j in range(m.njnt):
-            name = m.joint_id2name(j) if hasattr(m, "joint_id2name") else m.joint(j).name
-            if not name or name.startswith(("robot", "gripper", "mount")) or m.jnt_type[j] not in (2, 3): continue  # slide, hinge
-            p[name] = float(d.qpos[m.jnt_qposadr[j]])
-        drawers = sorted(k for k in p if "top" in k and "cabinet" in k)
-        if drawers: p["drawer_opening"] = float(np.clip(-p[drawers[0]] / 0.14, 0, 1)) + 0.0  # 1: LIBERO's "open" (q <= -0.14)
-        knobs = sorted(k for k in p if "knob" in k or "stove" in k)
-        if knobs: p["knob_angle"] = p[knobs[0]]
-        return p
+@patch
+def progress(self: LiberoEnv) -> dict:  # joint name -> position, plus drawer_opening / knob_angle when found
+    "Positions of the articulated objects' joints (drawers, knobs, doors); no robot joints."
+    m, d = self.env.sim.model, self.env.sim.data
+    p = {}
+    for j in range(m.njnt):
+        name = m.joint_id2name(j) if hasattr(m, "joint_id2name") else m.joint(j).name
+        if not name or name.startswith(("robot", "gripper", "mount")): continue
+        if m.jnt_type[j] not in (2, 3): continue  # slide and hinge joints only
+        p[name] = float(d.qpos[m.jnt_qposadr[j]])
+    drawers = sorted(k for k in p if "top" in k and "cabinet" in k)
+    if drawers: p["drawer_opening"] = float(np.clip(-p[drawers[0]] / 0.14, 0, 1))  # 1: LIBERO's "open" (q <= -0.14)
+    knobs = sorted(k for k in p if "knob" in k or "stove" in k)
+    if knobs: p["knob_angle"] = p[knobs[0]]
+    return p
 
-    def get_state(self) -> np.ndarray: return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
-    def set_state(self, state) -> dict: return self._obs(self.env.set_init_state(np.asarray(state)))  # restore a state
-    def close(self): self.env.close()  # free the simulator and renderer
+@patch
+def get_state(self: LiberoEnv) -> np.ndarray: return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
+
+@patch
+def set_state(self: LiberoEnv, state) -> dict:  # the observation there
+    "Restore a flat simulator state (from `get_state()` or an init state)."
+    self._current()
+    return self._obs(self.env.set_init_state(np.asarray(state, dtype=np.float64)))
+
+@patch
+def close(self: LiberoEnv):
+    "Free the simulator and its renderer (in its own GL context)."
+    self._current()
+    self.env.close()
