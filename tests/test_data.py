@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlasteer.data import (load_obs_batch, read_libero_hdf5, rot180, synthetic_libero_demo, write_libero_hdf5)
+from vlasteer.data import (load_obs_batch, read_libero_hdf5, read_libero_info, rot180, synthetic_libero_demo, write_libero_hdf5)
 
 from conftest import entry_command, entry_env, run_entry_point
 
@@ -182,30 +182,67 @@ def test_overwrite_rule(demo_dir, tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["ds", "obs"]
 
 
-@pytest.mark.parametrize("case", ["npz_truncated", "npz_empty", "parquet_truncated", "info_truncated", "info_empty", "hdf5_damaged"])
-def test_damaged_inputs_are_one_line_naming_the_file(demo_dir, tmp_path, case):
-    ds, obs = tmp_path / "ds", tmp_path / "obs"
-    assert run_entry("convert_libero_main", "--input-dir", str(demo_dir), "--repo-id", "vlasteer/t", "--output-dir", str(ds), "--quiet").returncode == 0
+@pytest.fixture(scope="module")
+def dataset(demo_dir, tmp_path_factory) -> dict:
+    "The demos converted once, and one observation batch dumped from them (the damaged-input cases damage copies)."
+    from vlasteer.data import convert_libero_to_lerobot, dump_observations
+    d = tmp_path_factory.mktemp("converted")
+    root = convert_libero_to_lerobot(demo_dir, "vlasteer/t", d / "ds")
+    return dict(root=root, batch=dump_observations(root, "vlasteer/t", d / "obs", batch_size=4, max_batches=1)[0])
+
+
+@pytest.mark.parametrize("case", ["npz_truncated", "npz_empty", "parquet_truncated", "info_truncated", "info_empty"])
+def test_damaged_inputs_are_one_line_naming_the_file(dataset, tmp_path, case):
     if case.startswith("npz"):
-        r = run_entry("dump_observations_main", "--lerobot-root", str(ds), "--repo-id", "vlasteer/t", "--output-dir", str(obs), "--quiet",
-                      "--batch-size", "4", "--max-batches", "1")
-        assert r.returncode == 0, r.stderr
-        bad = obs / "batch_00000.npz"
-        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2] if case == "npz_truncated" else b"")
+        bad = tmp_path / "batch_00000.npz"
+        b = dataset["batch"].read_bytes()
+        bad.write_bytes(b[: len(b) // 2] if case == "npz_truncated" else b"")
         code = f"from vlasteer.data import load_obs_batch; from vlasteer.cli import cli_errors\nwith cli_errors(): load_obs_batch({str(bad)!r})"
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=entry_env())
         assert str(bad) in one_error_line(r) and "vlasteer_dump_observations" in r.stderr
         return
-    if case == "hdf5_damaged":
-        src = tmp_path / "in"; shutil.copytree(demo_dir, src)
-        bad = src / "turn_on_the_stove_demo.hdf5"
-        b = bytearray(bad.read_bytes()); b[: 8] = b"\0" * 8; bad.write_bytes(bytes(b))   # the HDF5 signature overwritten
-        line = one_error_line(run_entry("convert_libero_main", "--input-dir", str(src), "--output-dir", str(tmp_path / "ds2"), "--quiet"))
-        assert str(bad) in line and "regenerate" in line, line
-        return
+    ds, obs = tmp_path / "ds", tmp_path / "obs"
+    shutil.copytree(dataset["root"], ds)
     bad = ds / {"parquet_truncated": "data/chunk-000/file-000.parquet"}.get(case, "meta/info.json")
     bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2] if case.endswith("truncated") else b"")
     r = run_entry("dump_observations_main", "--lerobot-root", str(ds), "--repo-id", "vlasteer/t", "--output-dir", str(obs), "--quiet")
-    line = one_error_line(r)
+    line = one_error_line(r)   # one line: no log lines of lerobot or datasets around it
     assert str(bad) in line and "vlasteer_convert_libero" in line, line
     assert not obs.exists()
+
+
+def test_hdf5_damaged_anywhere_is_one_line_naming_the_file(demo_dir, tmp_path):
+    "256 random bytes written over the file at 40 places: each reader either reads it or fails in one line naming it."
+    from vlasteer.contrast import hdf5_task_episodes
+    src = (demo_dir / "turn_on_the_stove_demo.hdf5").read_bytes()
+    rng, errors = np.random.default_rng(0), []
+    readers = {"read_libero_info": read_libero_info, "read_libero_hdf5": read_libero_hdf5,
+               "hdf5_task_episodes": lambda p: hdf5_task_episodes(p, "states")}
+    for k in range(40):
+        d = tmp_path / f"c{k}"; d.mkdir()
+        bad = d / "turn_on_the_stove_demo.hdf5"
+        b = bytearray(src); off = len(src) * k // 40; b[off: off + 256] = rng.bytes(256); bad.write_bytes(bytes(b))
+        for name, fn in readers.items():
+            try: fn(bad)
+            except Exception as e:
+                errors.append(e)
+                assert isinstance(e, (ValueError, OSError)), (k, name, type(e).__name__, str(e))
+                assert str(bad) in str(e) and "\n" not in str(e), (k, name, str(e))
+    assert len(errors) > 10   # the damage is seen, not only survived
+
+
+def test_non_finite_state_is_refused_naming_the_file(dataset, tmp_path):
+    "A dataset whose `state` holds a NaN (written by another tool): dumping its frames names the data file."
+    import pyarrow as pa, pyarrow.parquet as pq
+    ds = tmp_path / "ds"
+    shutil.copytree(dataset["root"], ds)
+    f = ds / "data" / "chunk-000" / "file-000.parquet"
+    t = pq.read_table(f)
+    states = t.column("state").to_pylist(); states[5][0] = float("nan")
+    field = t.schema.field("state")
+    pq.write_table(t.set_column(t.schema.get_field_index("state"), field, pa.array(states, field.type)), f)
+    r = run_entry("dump_observations_main", "--lerobot-root", str(ds), "--repo-id", "vlasteer/t", "--output-dir", str(tmp_path / "obs"),
+                  "--max-batches", "0", "--quiet")
+    line = one_error_line(r)
+    assert f"frame 5 (episode 0, in {f}) has a NaN or inf state" in line, line
+    assert not (tmp_path / "obs").exists()
