@@ -94,3 +94,21 @@ def test_bad_input(files, tmp_path, case):
     assert want in lines[0], lines[0]
     assert not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+def test_overwrite_rule(files, tmp_path):
+    out, html = tmp_path / "clusters.json", tmp_path / "map.html"
+    args = ["--projections-path", str(files["dir"] / "vlm.json"), "--output-path", str(out), "--num-clusters", "3", "--tsne-path", str(html)]
+    assert run_cluster(*args).returncode == 0
+    out.write_text('{"mine": 1}')
+    r = run_cluster(*args)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"--output-path {out} exists; pass --overwrite to replace it" in lines[0], r.stderr
+    assert json.loads(out.read_text()) == {"mine": 1}
+    out.unlink()
+    r = run_cluster(*args)                                           # the map alone exists: refused too, nothing written
+    assert r.returncode == 1 and f"--tsne-path {html} exists" in r.stderr and not out.exists()
+    r = run_cluster(*args, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(out.read_text())["clusters"]) == 3

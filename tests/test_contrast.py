@@ -116,3 +116,69 @@ def test_bad_input(data, tmp_path, case):
         _one_line_error(r, "missing --output")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def _manifest(data, path: Path) -> dict:
+    r = run_entry("build_contrasting_pairs_main", "--lerobot-root", str(data["root"]), "--repo-id", "test/slide", "--task-a-text", "slide left",
+                  "--task-b-text", "slide right", "--pad", "1", "--output", str(path), "--quiet")
+    assert r.returncode == 0, r.stderr
+    return json.loads(path.read_text())
+
+
+def test_manifest_task_absent_from_dataset(data, tmp_path):
+    "A manifest whose task the dataset does not hold is refused, unless the user maps it explicitly."
+    m = _manifest(data, tmp_path / "m.json")
+    short = {"slide left": "left", "slide right": "right"}
+    for s in m["segments"]: s["task"] = short[s["task"]]; s.pop("task_text", None)
+    m["axis"]["mean_delta_per_task"] = {short[k]: v for k, v in m["axis"]["mean_delta_per_task"].items()}
+    (tmp_path / "short.json").write_text(json.dumps(m))
+    base = ["--manifest-path", str(tmp_path / "short.json"), "--lerobot-root", str(data["root"]), "--repo-id", "test/slide"]
+    r = run_entry("map_concept_samples_main", *base, "--output-path", str(tmp_path / "cm.json"))
+    _one_line_error(r, "segment 0 is of task 'left', which dataset test/slide does not hold")
+    assert "--task-map" in r.stderr and not (tmp_path / "cm.json").exists()
+    r = run_entry("map_concept_samples_main", *base, "--output-path", str(tmp_path / "cm.json"), "--quiet",
+                  "--task-map", "left=slide left", "right=slide right")
+    assert r.returncode == 0, r.stderr
+    c = json.loads((tmp_path / "cm.json").read_text())
+    assert set(c["concepts"]) == {"left", "right"} and all(x["task"] == "slide left" for x in c["concepts"]["left"])
+    # every mapped segment lands on an episode of the mapped task (a wrong map is caught, not trusted)
+    r = run_entry("map_concept_samples_main", *base, "--output-path", str(tmp_path / "cm2.json"),
+                  "--task-map", "left=slide right", "right=slide left")
+    _one_line_error(r, "different conversions")
+
+
+def test_overwrite_rule(data, tmp_path):
+    man, cmap = tmp_path / "m.json", tmp_path / "cm.json"
+    _manifest(data, man)
+    args = ["--manifest-path", str(man), "--output-path", str(cmap), "--quiet"]
+    assert run_entry("map_concept_samples_main", *args).returncode == 0
+    for path in (man, cmap): path.write_text('{"mine": 1}')
+    r = run_entry("build_contrasting_pairs_main", "--lerobot-root", str(data["root"]), "--repo-id", "test/slide", "--task-a-text", "slide left",
+                  "--task-b-text", "slide right", "--output", str(man))
+    _one_line_error(r, f"--output {man} exists; pass --overwrite to replace it")
+    _manifest(data, tmp_path / "m3.json")
+    r = run_entry("map_concept_samples_main", "--manifest-path", str(tmp_path / "m3.json"), "--output-path", str(cmap))
+    _one_line_error(r, f"--output-path {cmap} exists; pass --overwrite")
+    assert json.loads(man.read_text()) == {"mine": 1} and json.loads(cmap.read_text()) == {"mine": 1}  # untouched
+    r = run_entry("map_concept_samples_main", "--manifest-path", str(tmp_path / "m3.json"), "--output-path", str(cmap), "--overwrite", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "concepts" in json.loads(cmap.read_text())
+
+
+def test_non_finite_values_are_refused_naming_the_file(data, tmp_path):
+    import pyarrow as pa, pyarrow.parquet as pq, shutil
+    m = _manifest(data, tmp_path / "m.json")
+    m["segments"][1]["axis_values"][0] = float("nan")
+    (tmp_path / "nan.json").write_text(json.dumps(m))                # Python's json writes NaN; the reader refuses it
+    r = run_entry("map_concept_samples_main", "--manifest-path", str(tmp_path / "nan.json"), "--output-path", str(tmp_path / "cm.json"))
+    _one_line_error(r, f"{tmp_path / 'nan.json'}: segment 1 has a non-finite or missing axis value")
+    # a dataset whose state holds a NaN: the manifest builder names the data file
+    root = tmp_path / "ds"; shutil.copytree(data["root"], root)
+    f = root / "data" / "chunk-000" / "file-000.parquet"
+    t = pq.read_table(f)
+    states = t.column("state").to_pylist(); states[20][1] = float("nan")
+    pq.write_table(t.set_column(t.schema.get_field_index("state"), t.schema.field("state"), pa.array(states, t.schema.field("state").type)), f)
+    r = run_entry("build_contrasting_pairs_main", "--lerobot-root", str(root), "--repo-id", "test/slide", "--task-a-text", "slide left",
+                  "--task-b-text", "slide right", "--output", str(tmp_path / "out.json"))
+    _one_line_error(r, f"({f}) has NaN or inf in 'state'")
+    assert not (tmp_path / "out.json").exists()

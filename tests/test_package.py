@@ -44,3 +44,33 @@ def test_constraints_pin_every_package_once():
              if l.strip() and not l.startswith("#")]
     assert len(names) == len(set(names))
     assert all("==" in l for l in (ROOT / "constraints.txt").read_text().splitlines() if l.strip() and not l.startswith("#"))
+
+def unbound_names(source: str) -> list[tuple[int, str]]:
+    "(line, name) of every name a module reads that it never binds (defines, assigns, imports) nor is a builtin."
+    import ast, builtins
+    t = ast.parse(source)
+    bound = set(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__path__", "__loader__", "__package__"}
+    for n in ast.walk(t):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)): bound.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): bound.add(n.name)
+        elif isinstance(n, ast.arg): bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)): bound.update((a.asname or a.name).split(".")[0] for a in n.names)
+        elif isinstance(n, ast.ExceptHandler) and n.name: bound.add(n.name)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)): bound.update(n.names)
+        elif isinstance(n, (ast.MatchAs, ast.MatchStar)) and n.name: bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest: bound.add(n.rest)
+    seen, out = set(), []
+    for n in ast.walk(t):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound and n.id not in seen:
+            seen.add(n.id); out.append((n.lineno, n.id))
+    return sorted(out)
+
+def test_unbound_names_check_finds_them():
+    assert unbound_names("import os\ndef f(x):\n    return os.sep + x + load_default_policy()\n") == [(3, "load_default_policy")]
+    assert unbound_names("from a import b as c\nclass K: pass\ntry: c(K)\nexcept E as e: print(e)\n") == [(4, "E")]
+
+def test_exported_modules_bind_every_name_they_read():
+    "A name imported only in a hidden notebook cell passes nbdev_test and still breaks the console script that reads it."
+    bad = [f"vlasteer/{p.name}:{line}: {name}" for p in sorted((ROOT / "vlasteer").glob("*.py")) if p.name != "_modidx.py"
+           for line, name in unbound_names(p.read_text())]
+    assert not bad, "names read but never defined or imported:\n" + "\n".join(bad)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/00a_cli.ipynb #163ee65f
 from __future__ import annotations
-import dataclasses, json, math, os, re, sys, uuid
+import dataclasses, json, math, os, re, shutil, sys, tempfile, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['dashed_flags', 'console', 'one_line', 'cli_errors', 'reading', 'from_fields', 'atomic_path', 'dump_json',
-           'write_json', 'read_json', 'check_overwrite', 'file_digest']
+__all__ = ['INCOMPLETE', 'dashed_flags', 'console', 'one_line', 'cli_errors', 'reading', 'from_fields', 'atomic_path',
+           'dump_json', 'write_json', 'read_json', 'check_overwrite', 'file_digest', 'clean_stale', 'check_output_dir',
+           'atomic_dir', 'mark_incomplete', 'read_incomplete', 'check_complete']
 
 # %% ../nbs/00a_cli.ipynb #fe84dd9c
 _DASHED = re.compile(r"^--([a-z][a-z0-9]*(?:-[a-z0-9]+)+)(?=$|=)")
@@ -44,6 +45,8 @@ def cli_errors():
     except (ValueError, OSError, KeyError) as e: raise SystemExit(f"error: {one_line(e)}") from None
 
 # %% ../nbs/00a_cli.ipynb #546e36fa
+_LIBRARY_ERRORS = ("safetensors", "pyarrow", "datasets", "h5py", "numpy")  # packages whose errors derive from Exception only
+
 @contextmanager
 def reading(path: str | Path, # the file being read
             what: str = "file", # what it should be ("LIBERO .hdf5 file", "residual chunk")
@@ -52,11 +55,11 @@ def reading(path: str | Path, # the file being read
     import pickle, zipfile
     try: yield
     except FileNotFoundError: raise
-    except (ValueError, OSError, EOFError, KeyError, IndexError, TypeError, RuntimeError, zipfile.BadZipFile,
-            pickle.UnpicklingError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix else "")) from None
-    except Exception as e:  # library-specific errors (safetensors, pyarrow, datasets) that derive from Exception only
-        if type(e).__module__.split(".")[0] not in ("safetensors", "pyarrow", "datasets", "h5py", "numpy"): raise
+    except Exception as e:
+        if isinstance(e, (ValueError, OSError)) and str(path) in str(e): raise  # already names the file: the reader's own check
+        known = (ValueError, OSError, EOFError, KeyError, IndexError, TypeError, RuntimeError, zipfile.BadZipFile,
+                 pickle.UnpicklingError, UnicodeDecodeError)
+        if not isinstance(e, known) and type(e).__module__.split(".")[0] not in _LIBRARY_ERRORS: raise
         raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix else "")) from None
 
 # %% ../nbs/00a_cli.ipynb #b5ac4531
@@ -120,12 +123,14 @@ def read_json(path: str | Path, what: str = "JSON file", # what the file should 
 # %% ../nbs/00a_cli.ipynb #1f691d90
 def check_overwrite(path: str | Path, # an output file or folder the command is about to write
                     overwrite: bool = False, # the command's --overwrite
-                    flag: str = "--overwrite") -> Path:
+                    flag: str = "--overwrite",
+                    name: str = "") -> Path: # how the message names the output (e.g. "--output-dir")
     "Refuse to replace an existing output unless `overwrite` (an empty folder counts as absent)."
     path = Path(path)
     exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if exists and not overwrite:
-        raise FileExistsError(f"{path} exists; pass {flag} to replace it, or choose another output path")
+        state = "exists and is not empty" if path.is_dir() else "exists"
+        raise FileExistsError(f"{name + ' ' if name else ''}{path} {state}; pass {flag} to replace it, or choose another output path")
     return path
 
 def file_digest(path: str | Path, # a file, or a folder (every file under it, by relative path)
@@ -140,3 +145,76 @@ def file_digest(path: str | Path, # a file, or a folder (every file under it, by
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
     return h.hexdigest()[:size]
+
+# %% ../nbs/00a_cli.ipynb #99cff44b
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|partial)-(?P<pid>\d+)-[^/]+$")
+
+def _running(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True  # someone else's live process
+    return True
+
+def clean_stale(path: str | Path # an output file or folder
+               ) -> list[Path]: # what was removed
+    "Remove the temporary siblings of `path` (`atomic_path` / `atomic_dir`) whose process is no longer running."
+    path, out = Path(path), []
+    if not path.parent.is_dir(): return out
+    for p in path.parent.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or _running(int(m["pid"])): continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+        out.append(p)
+    return sorted(out)
+
+def check_output_dir(target: str | Path, overwrite: bool = False, # the command's --overwrite
+                     flag: str = "--output-dir") -> Path: # how error messages name the target
+    "Check before any work that a command may write the folder `target`: its parent exists, and it is new, empty or to be replaced."
+    target = Path(target)
+    if not target.parent.is_dir(): raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
+    if target.exists() and not target.is_dir(): raise FileExistsError(f"{flag} {target} is a file; give a folder")
+    return check_overwrite(target, overwrite, name=flag)
+
+@contextmanager
+def atomic_dir(target: str | Path, # the folder to produce: absent or empty (or any, with `overwrite`); its parent must exist
+               flag: str = "--output-dir", # how error messages name the target
+               overwrite: bool = False): # replace an existing folder (the command's --overwrite)
+    "Yield a not-yet-existing work path next to `target`; rename it to `target` on success, delete it on failure."
+    target = check_output_dir(target, overwrite, flag)
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
+    try:
+        work = tmp / target.name
+        yield work
+        if not work.exists(): raise RuntimeError(f"nothing was written for {target}")
+        check_overwrite(target, overwrite, name=flag)  # still free? (another process may have written it meanwhile)
+        if target.exists(): os.rename(target, tmp / ".replaced")
+        os.rename(work, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00a_cli.ipynb #7d0fe0de
+INCOMPLETE = "INCOMPLETE.json"  # the mark of a folder a command is still writing (or a killed run left)
+
+def mark_incomplete(folder: str | Path, # the folder being written (it must exist)
+                    command: str, # the command writing it (named in the readers' errors)
+                    settings: dict) -> Path: # what a resuming run must match
+    "Mark `folder` unfinished (the first thing written into it)."
+    return write_json({"command": command, "settings": settings}, Path(folder) / INCOMPLETE)
+
+def read_incomplete(folder: str | Path) -> dict | None:
+    "The mark of an unfinished folder ({command, settings}), or None when the folder is finished or absent."
+    f = Path(folder) / INCOMPLETE
+    if not f.is_file(): return None
+    d = read_json(f, "unfinished-folder mark", f"delete it and write {Path(folder)} again")
+    if not isinstance(d, dict) or not isinstance(d.get("settings"), dict):
+        raise ValueError(f"{f} is not a vlasteer unfinished-folder mark; delete it and write {Path(folder)} again")
+    return d
+
+def check_complete(folder: str | Path, flag: str = "--input-dir") -> Path:
+    "Refuse a folder a command has not finished writing (it carries `INCOMPLETE.json`)."
+    mark = read_incomplete(folder)
+    if mark is not None:
+        raise ValueError(f"{flag} {folder} is unfinished: {mark.get('command') or 'a command'} was stopped before it completed "
+                         f"({INCOMPLETE} is there); run the same command again to complete it")
+    return Path(folder)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_clusters.ipynb #f2f58090
 from __future__ import annotations
-from .cli import cli_errors, dashed_flags, from_fields, read_json, one_line as _one_line
+from .cli import check_overwrite, cli_errors, dashed_flags, from_fields, read_json, one_line as _one_line
 import json, re, sys, textwrap, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -570,6 +570,7 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
                 tsne_path: str = None, # also write the t-SNE map (plotly HTML) here
                 algorithm: str = "auto", # auto, kmeans or minibatch
                 quiet: bool = False, # print less
+                overwrite: bool = False, # replace an existing --output-path / --tsne-path
                ):
     "Cluster FFN value vectors, report quality, rank by keywords; write the clusters JSON."
     with cli_errors():
@@ -578,6 +579,8 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
         out = Path(output_path)
         if not out.parent.is_dir(): raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
         if tsne_path and not Path(tsne_path).parent.is_dir(): raise FileNotFoundError(f"folder of --tsne-path {Path(tsne_path).parent} does not exist")
+        check_overwrite(out, overwrite, name="--output-path")
+        if tsne_path: check_overwrite(tsne_path, overwrite, name="--tsne-path")
         if str(device).startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: CUDA is not available; use --device cpu")
         lay = parse_layers(" ".join(layers)) if layers else None
         kws = _words(keywords)

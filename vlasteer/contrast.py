@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from fastcore.script import Param, call_parse
 
-from .cli import atomic_path, cli_errors, console, read_json, write_json
+from .cli import atomic_path, check_overwrite, cli_errors, console, read_json, reading, write_json
 from .data import list_libero_files, load_lerobot_dataset, read_libero_info
 
 # %% auto #0
@@ -22,8 +22,9 @@ __all__ = ['LEROBOT_STATE_NAMES', 'HDF5_STATE_KEYS', 'build_contrasting_pairs_ma
            'ContrastManifest', 'build_manifest', 'save_manifest', 'load_manifest', 'lerobot_frame_table',
            'lerobot_tasks', 'resolve_task', 'lerobot_task_episodes', 'mjcf_joints', 'qpos_layout',
            'converted_episode_offsets', 'hdf5_task_episodes', 'find_task_file', 'contrast_from_lerobot',
-           'contrast_from_hdf5', 'build_concept_map', 'save_concept_map', 'check_concept_map', 'load_concept_map',
-           'concept_indices', 'check_indices_in', 'plot_axis', 'build_contrasting_pairs_cli', 'map_concept_samples_cli']
+           'contrast_from_hdf5', 'parse_task_map', 'build_concept_map', 'save_concept_map', 'check_concept_map',
+           'load_concept_map', 'concept_indices', 'check_indices_in', 'plot_axis', 'build_contrasting_pairs_cli',
+           'map_concept_samples_cli']
 
 # %% ../nbs/06_contrast.ipynb #d4328090
 LEROBOT_STATE_NAMES = ("eef_x", "eef_y", "eef_z", "eef_axis_angle_x", "eef_axis_angle_y", "eef_axis_angle_z",
@@ -46,6 +47,8 @@ class TaskEpisodes:
         shapes = {k: v.shape for k, v in self.states.items()}
         bad = [k for k, s in shapes.items() if len(s) != 2 or s[0] < 1]
         if bad: raise ValueError(f"task {self.task!r}: demo {bad[0]} has states of shape {shapes[bad[0]]}; expected [T dim] with T >= 1")
+        bad = [k for k, v in self.states.items() if not np.isfinite(v).all()]
+        if bad: raise ValueError(f"task {self.task!r}: demo {bad[0]} (in {self.files.get(bad[0])}) has NaN or inf states; repair or regenerate it")
         dims = {s[1] for s in shapes.values()}
         if len(dims) > 1: raise ValueError(f"task {self.task!r}: demos have different state widths {sorted(dims)}; use one --state-key for all")
         if self.dim_names is not None and len(self.dim_names) != self.dim: self.dim_names = None
@@ -137,6 +140,10 @@ class DemoSegment:
 
 _SEG_KEYS = ("task", "file", "demo", "start_step", "end_step", "axis_delta", "axis_values")
 
+def _finite_numbers(xs) -> bool:
+    "Every entry is a finite int or float (JSON null, NaN, inf, strings are not)."
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) for x in xs)
+
 @dataclass
 class ContrastManifest:
     "An axis and the interaction window of every demo of two tasks."
@@ -162,12 +169,16 @@ class ContrastManifest:
         ax = d["axis"]
         miss = [k for k in ("index", "effect_size", "mean_delta_per_task") if k not in ax]
         if miss: raise ValueError(f"{where}: axis lacks {miss}; not a contrast manifest")
+        if not isinstance(ax["mean_delta_per_task"], dict) or not _finite_numbers([ax["effect_size"], *ax["mean_delta_per_task"].values()]):
+            raise ValueError(f"{where}: axis effect_size or mean_delta_per_task is not a finite number; rebuild the manifest")
         segs = []
         for i, s in enumerate(d["segments"]):
             miss = [k for k in _SEG_KEYS if k not in s] if isinstance(s, dict) else list(_SEG_KEYS)
             if miss: raise ValueError(f"{where}: segment {i} lacks {miss}; not a contrast manifest")
             if int(s["end_step"]) < int(s["start_step"]):
                 raise ValueError(f"{where}: segment {i} ends before it starts ({s['end_step']} < {s['start_step']})")
+            if not _finite_numbers([s["axis_delta"], *s["axis_values"]]):
+                raise ValueError(f"{where}: segment {i} has a non-finite or missing axis value; rebuild the manifest from finite states")
             known = {k: s.get(k) for k in DemoSegment.__dataclass_fields__}
             segs.append(DemoSegment(**known))
         axis = AxisSummary(**{k: ax.get(k) for k in AxisSummary.__dataclass_fields__})
@@ -213,7 +224,8 @@ def save_manifest(m: ContrastManifest, path) -> Path:
 
 def load_manifest(path) -> ContrastManifest:
     "Read and check a manifest JSON."
-    return ContrastManifest.from_dict(read_json(path, "contrast manifest"), str(path))
+    with reading(path, "contrast manifest", "build it again with vlasteer_build_contrasting_pairs"):
+        return ContrastManifest.from_dict(read_json(path, "contrast manifest"), str(path))
 
 # %% ../nbs/06_contrast.ipynb #8041da1c
 def lerobot_frame_table(ds, # a LeRobotDataset
@@ -276,6 +288,9 @@ def lerobot_task_episodes(ds, # a LeRobotDataset
         states[demo] = np.asarray(np.stack(table[state_key][rows[e]]), dtype=np.float64)
         try: files[demo] = str(ds.meta.get_data_file_path(e))
         except Exception: files[demo] = str(ds.root)
+        if not np.isfinite(states[demo]).all():
+            raise ValueError(f"dataset {ds.root}: episode {e} ({Path(ds.root) / files[demo]}) has NaN or inf in {state_key!r}; "
+                             "repair the source demos and convert them again")
         epi[demo] = e
     names = list(LEROBOT_STATE_NAMES) if state_key == "state" and states[demo].shape[1] == len(LEROBOT_STATE_NAMES) else None
     return TaskEpisodes(label or task, states, files, epi, state_key, names, task)
@@ -366,6 +381,8 @@ def hdf5_task_episodes(path, # a LIBERO .hdf5 file (one task)
                 off, qn = qpos_layout(info.env_name, x.shape[1], mf)
                 x, names = x[:, off:off + len(qn)], qn
             states[demo] = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+            if not np.isfinite(states[demo]).all():
+                raise ValueError(f"{path}: {demo}/{state_key} holds NaN or inf; repair or regenerate the file")
     if state_key == "state": names = list(LEROBOT_STATE_NAMES)
     return TaskEpisodes(label or info.instruction, states, {d: path.name for d in states},
                         {d: episode_offset + j for j, d in enumerate(states)}, state_key, names, info.instruction)
@@ -435,6 +452,20 @@ def contrast_from_hdf5(input_dir=None, # folder of LIBERO .hdf5 files (the one c
     return m
 
 # %% ../nbs/06_contrast.ipynb #670130d3
+def _listed(tasks, n: int = 8) -> str:
+    t = sorted(tasks)
+    return ", ".join(repr(x) for x in t[:n]) + (f", ... ({len(t)} in all)" if len(t) > n else "")
+
+def parse_task_map(pairs: Sequence[str] | None # "MANIFEST TASK=DATASET TASK" strings
+                  ) -> dict: # manifest task -> dataset task
+    "The `--task-map` flag's pairs as a dict."
+    out = {}
+    for p in pairs or ():
+        k, eq, v = str(p).partition("=")
+        if not eq or not k.strip() or not v.strip(): raise ValueError(f"--task-map {p!r} is not OLD=NEW (the manifest's task = the dataset's task)")
+        out[k.strip()] = v.strip()
+    return out
+
 def _check_label(label: str):
     if not label or "/" in label or "\x00" in label or label in (".", ".."):
         raise ValueError(f"concept label {label!r} cannot name a file (layerNN/<label>.safetensors); rename it with --concept-map")
@@ -445,6 +476,7 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
                       manifest_path: str | None = None, # recorded in the map
                       lerobot_root: str | None = None, repo_id: str | None = None, # recorded in the map
                       table: dict | None = None, # `lerobot_frame_table(ds)`, to read the data once
+                      task_map: dict | None = None, # manifest task -> the dataset's task text, for a manifest that spells tasks otherwise
                      ) -> dict: # the concept map JSON
     "Map every manifest segment to the global frame indices of `ds`."
     table = table or lerobot_frame_table(ds)
@@ -452,6 +484,9 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
     eps_meta = ds.meta.episodes
     ep_tasks = {int(e): list(ts) for e, ts in zip(eps_meta["episode_index"], eps_meta["tasks"])}
     all_tasks = {t for ts in ep_tasks.values() for t in ts}
+    tmap = dict(task_map or {})
+    wrong = {k: v for k, v in tmap.items() if v not in all_tasks}
+    if wrong: raise ValueError(f"--task-map maps to task(s) {sorted(wrong.values())} that dataset {ds.repo_id} does not hold; its tasks are {_listed(all_tasks)}")
     labels = dict(concept_labels or {})
     concepts = {}
     for sid, s in enumerate(manifest.segments):
@@ -470,8 +505,12 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
         if not 0 <= s.start_step <= s.end_step < L:
             raise ValueError(f"segment {sid}: frames {s.start_step}..{s.end_step} lie outside episode {e} (frames 0..{L - 1}); "
                              "the manifest and the dataset come from different conversions")
-        text = s.task_text or s.task
-        if text in all_tasks and text not in ep_tasks.get(int(e), []):  # (a seed manifest's custom label cannot be checked)
+        named = s.task_text or s.task
+        text = tmap.get(named, tmap.get(s.task, named))
+        if text not in all_tasks:
+            raise ValueError(f"segment {sid} is of task {named!r}, which dataset {ds.repo_id} does not hold (its tasks: {_listed(all_tasks)}); "
+                             f"if the manifest names it otherwise, map it explicitly: --task-map '{named}=<the dataset's task>'")
+        if text not in ep_tasks.get(int(e), []):
             raise ValueError(f"segment {sid} is of task {text!r} but episode {e} is of {ep_tasks.get(int(e))}; "
                              "the manifest and the dataset come from different conversions")
         idx = table["index"][r[s.start_step:s.end_step + 1]]
@@ -513,7 +552,8 @@ def check_concept_map(cmap: dict, where: str = "concept map") -> dict:
 
 def load_concept_map(path) -> dict:
     "Read and check a concept map JSON."
-    return check_concept_map(read_json(path, "concept map"), str(path))
+    with reading(path, "concept map", "build it again with vlasteer_map_concept_samples"):
+        return check_concept_map(read_json(path, "concept map"), str(path))
 
 def concept_indices(cmap: dict) -> dict: # label -> sorted unique int64 global indices
     "The global frame indices of every concept of a concept map."
@@ -560,6 +600,12 @@ def plot_axis(manifest: ContrastManifest, # a contrast manifest
     return fig
 
 # %% ../nbs/06_contrast.ipynb #bfa79a24
+def _check_output(path, overwrite: bool, flag: str):
+    "Before any work: the output's folder exists, and an existing output is replaced only with --overwrite."
+    p = Path(path)
+    if not p.parent.is_dir(): raise FileNotFoundError(f"the folder of {flag} {p} ({p.parent}) does not exist; create it first")
+    check_overwrite(p, overwrite, name=flag)
+
 @call_parse
 def build_contrasting_pairs_cli(
         backend: str = None, # lerobot (a converted dataset) or hdf5 (LIBERO files); default: hdf5 when files or --input-dir are given
@@ -585,10 +631,12 @@ def build_contrasting_pairs_cli(
         max_demos_per_task: int = 50, # segments per task (both tasks get the same number); 0: all
         instruction_from_filename: bool = False, # hdf5 files without language_instruction: task from the file name
         quiet: bool = False, # print nothing on success
+        overwrite: bool = False, # replace an existing --output
        ):
     "Find the state axis two tasks move in opposite directions and write each demo's interaction window (a contrast manifest)."
     with cli_errors():
         if not output: raise ValueError("missing --output (the manifest JSON to write); see --help")
+        _check_output(output, overwrite, "--output")
         backend = backend or ("hdf5" if (task_a_file or task_b_file or input_dir) else "lerobot")
         common = dict(progress_frac=progress_frac, pad=pad, min_abs_delta=min_abs_delta, segments_per_task=max_demos_per_task or None)
         if backend == "lerobot":
@@ -614,11 +662,15 @@ def map_concept_samples_cli(
         lerobot_root: str = None, # LeRobot dataset root (default: the manifest's, lerobot backend)
         repo_id: str = None, # the dataset's repo id (default: the manifest's, else the root folder's name)
         concept_map: str = None, # JSON {task: concept label} renaming concepts (default: the task texts)
+        task_map: Param("manifest tasks the dataset spells otherwise, as 'MANIFEST TASK=DATASET TASK' (quoted)", str, nargs="+") = None,
         quiet: bool = False, # print nothing on success
+        overwrite: bool = False, # replace an existing --output-path
        ):
     "Map a contrast manifest's segments to global frame indices of a LeRobot dataset (a concept map)."
     with cli_errors():
         if not manifest_path or not output_path: raise ValueError("missing --manifest-path or --output-path; see --help")
+        _check_output(output_path, overwrite, "--output-path")
+        tmap = parse_task_map(task_map)
         m = load_manifest(manifest_path)
         root = lerobot_root or m.params.get("lerobot_root")
         if not root: raise ValueError("missing --lerobot-root: the manifest does not name its dataset (built with the hdf5 backend?)")
@@ -629,7 +681,7 @@ def map_concept_samples_cli(
             if not isinstance(labels, dict): raise ValueError(f"{concept_map} must hold a JSON object {{task: concept label}}")
             labels = {str(k): str(v) for k, v in labels.items()}
         ds = load_lerobot_dataset(root, rid)
-        cmap = build_concept_map(m, ds, labels, manifest_path, root, rid)
+        cmap = build_concept_map(m, ds, labels, manifest_path, root, rid, task_map=tmap)
         save_concept_map(cmap, output_path)
     if not quiet:
         for k, v in cmap["concepts"].items(): print(f"[concept-map] {k}: {len(v)} segments, {cmap['concept_samples'][k]} samples")

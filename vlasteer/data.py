@@ -4,7 +4,8 @@
 
 # %% ../nbs/03_data.ipynb #c483785b
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, dashed_flags, one_line as _one_line
+from .cli import (INCOMPLETE, atomic_dir, atomic_path, check_complete, check_output_dir, clean_stale, cli_errors, dashed_flags,
+                          mark_incomplete, read_incomplete, read_json, reading, write_json, one_line as _one_line)
 
 import contextlib, json, os, re, shutil, sys, tempfile
 from dataclasses import dataclass
@@ -16,11 +17,11 @@ import numpy as np
 from fastcore.script import Param, call_parse
 
 # %% auto #0
-__all__ = ['LIBERO_CAMERAS', 'LIBERO_REQUIRED_OBS', 'LIBERO_OBS_DIMS', 'LIBERO_ACTION_DIM', 'MISS_SEED_OFFSET', 'POLICY_CAMERAS',
-           'rot180', 'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem', 'write_libero_hdf5',
-           'LiberoFileInfo', 'instruction_from_filename', 'read_libero_info', 'iter_libero_demos', 'LiberoFile',
-           'read_libero_hdf5', 'demo_from_trajectory', 'generate_task_demos', 'generate_demos', 'libero_features',
-           'libero_frames', 'hf_offline', 'atomic_dir', 'resolve_lerobot_root', 'load_lerobot_dataset',
+__all__ = ['LIBERO_CAMERAS', 'LIBERO_REQUIRED_OBS', 'LIBERO_OBS_DIMS', 'LIBERO_ACTION_DIM', 'MISS_SEED_OFFSET', 'LEROBOT_FIX',
+           'POLICY_CAMERAS', 'rot180', 'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem',
+           'write_libero_hdf5', 'LiberoFileInfo', 'instruction_from_filename', 'read_libero_info', 'iter_libero_demos',
+           'LiberoFile', 'read_libero_hdf5', 'demo_from_trajectory', 'generate_task_demos', 'generate_demos',
+           'libero_features', 'libero_frames', 'hf_offline', 'resolve_lerobot_root', 'load_lerobot_dataset',
            'list_libero_files', 'convert_libero_to_lerobot', 'save_obs_batch', 'load_obs_batch', 'sample_frame_indices',
            'lerobot_obs_batch', 'dump_observations', 'convert_libero_cli', 'dump_observations_cli',
            'generate_demos_cli', 'generate_demos_main', 'convert_libero_main', 'dump_observations_main']
@@ -97,6 +98,13 @@ class LiberoDemo:
         for k in ("states", "robot_states", "rewards", "dones"):
             v = getattr(self, k)
             if v is not None and np.shape(v)[:1] != (T,): bad(k, f"shape {np.shape(v)}", f"{T} steps")
+        floats = {"actions": self.actions, **{f"obs/{k}": v for k, v in self.obs.items()},
+                  "states": self.states, "robot_states": self.robot_states}
+        for k, v in floats.items():
+            v = None if v is None else np.asarray(v)
+            if v is not None and v.dtype.kind == "f" and not np.isfinite(v).all():
+                step = int(np.argwhere(~np.isfinite(v))[0][0]) if v.ndim else 0
+                raise ValueError(f"{where}: {k} holds NaN or inf (first at step {step}); regenerate or repair the demo")
 
     def upright(self, camera: str = "agentview_rgb"  # one of LIBERO_CAMERAS
                ) -> np.ndarray:  # [T H W 3] uint8 frames the right way up
@@ -240,7 +248,13 @@ def _open_h5(path):
     finally: f.close()
 
 
+_H5_FIX = "it may be truncated or damaged: re-download or regenerate it"
+
 def _file_info(f, path: Path, from_filename: bool = False, need_instruction: bool = True) -> LiberoFileInfo:
+    with reading(path, "LIBERO .hdf5 file", _H5_FIX): return _read_info(f, path, from_filename, need_instruction)
+
+
+def _read_info(f, path: Path, from_filename: bool, need_instruction: bool) -> LiberoFileInfo:
     where = f"{path}"
     if not isinstance(f.get("data"), h5py.Group):
         raise ValueError(f"{where} has no 'data' group; not a LIBERO demo file (expected data/demo_<i>/...)")
@@ -289,8 +303,8 @@ def read_libero_info(path,  # a LIBERO .hdf5 demo file
 
 
 def _read_demo(f, path: Path, name: str) -> LiberoDemo:
-    ep = f["data"][name]
     try:
+        ep = f["data"][name]
         get = lambda k: ep[k][()] if isinstance(ep.get(k), h5py.Dataset) else None
         obs = {k: v[()] for k, v in ep["obs"].items() if isinstance(v, h5py.Dataset)}
         init = ep.attrs.get("init_state")
@@ -299,9 +313,10 @@ def _read_demo(f, path: Path, name: str) -> LiberoDemo:
                           rewards=get("rewards"), dones=get("dones"),
                           init_state=None if init is None else np.asarray(init),
                           model_file=None if mf is None else _attr_text(mf))
-    except ValueError as e: raise ValueError(f"{path}: {name}: {_one_line(e)}") from None
-    except OSError as e:
-        raise ValueError(f"{path}: reading {name} failed ({_one_line(e)}); the file may be truncated: re-download or regenerate it") from None
+    except ValueError as e: raise ValueError(f"{path}: {name}: {_one_line(e).removeprefix('demo: ')}") from None
+    except Exception as e:  # what h5py raises on a damaged file (OSError, KeyError, RuntimeError)
+        if not isinstance(e, (OSError, KeyError, RuntimeError, TypeError)): raise
+        raise ValueError(f"{path}: reading {name} failed ({type(e).__name__}: {_one_line(e)}); {_H5_FIX}") from None
 
 
 def iter_libero_demos(path,  # a LIBERO .hdf5 demo file
@@ -384,6 +399,13 @@ def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or
     raise ValueError(f"only {len(demos)} of {num_demos} demos of {task.instruction!r} succeeded in {limit} attempts; lower --noise")
 
 
+def _finished_task_file(path: Path, num_demos: int) -> bool:
+    "A task file a killed run completed: written atomically, so whole if present (its metadata is checked anyway)."
+    if not path.is_file(): return False
+    try: return len(read_libero_info(path).demo_names) == num_demos
+    except (ValueError, OSError): return False
+
+
 def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent; its parent must exist)
                    num_demos: int = 50,  # successful demos per task
                    seed: int = 0,  # base seed (see `generate_task_demos`)
@@ -392,8 +414,9 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
                    noise: float = 0.1,  # std of the expert's translation noise
                    progress: bool = False,  # show a tqdm bar over tasks
                    recovery: float = 0.0,  # fraction of demos starting from a missed grasp (see `generate_task_demos`)
+                   overwrite: bool = False,  # replace task files already there (and restart an unfinished run)
                   ) -> list[Path]:  # one `<task words>_demo.hdf5` per task
-    "Write `num_demos` scripted-expert demos per toy-kitchen task, one LIBERO `.hdf5` file per task."
+    "Write `num_demos` scripted-expert demos per toy-kitchen task, one LIBERO `.hdf5` file per task; a killed run resumes."
     from vlasteer import sim
     from tqdm.auto import tqdm
     out = Path(output_dir)
@@ -401,16 +424,31 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
     if out.exists() and not out.is_dir(): raise FileExistsError(f"--output-dir {out} is a file; choose a folder")
     if isinstance(tasks, str): tasks = [tasks]
     todo = [_toy_task(t) for t in (tasks or list(sim.TASKS))]
+    if num_demos < 1: raise ValueError(f"--num-demos must be >= 1, got {num_demos}")
+    if not 0 <= recovery <= 1: raise ValueError(f"--recovery must be a fraction in [0, 1], got {recovery}")
     paths = [out / f"{libero_file_stem(t.instruction)}_demo.hdf5" for t in todo]
+    settings = dict(tasks=[t.instruction for t in todo], num_demos=num_demos, seed=seed, image_size=image_size, noise=noise, recovery=recovery)
+    mark = read_incomplete(out)
+    resume = mark is not None and not overwrite
+    if resume and mark["settings"] != settings:
+        old = mark["settings"]
+        diff = ", ".join(f"{k}={old.get(k)!r}" for k in settings if old.get(k) != settings[k])
+        raise ValueError(f"--output-dir {out} holds an unfinished run of {mark.get('command')} with other settings ({diff}); "
+                         "run it again with those settings to complete it, or pass --overwrite to start again")
     clash = [p.name for p in paths if p.exists()]
-    if clash: raise FileExistsError(f"{out} already holds {', '.join(clash)}; remove them or choose a new --output-dir")
+    if clash and not resume and not overwrite:
+        raise FileExistsError(f"--output-dir {out} already holds {', '.join(clash)}; pass --overwrite to replace them, or choose a new --output-dir")
     out.mkdir(exist_ok=True)
+    mark_incomplete(out, "vlasteer_generate_demos", settings)  # first in, last out
     for task, path in tqdm(list(zip(todo, paths)), unit="task", disable=not progress):
+        clean_stale(path)  # a killed run's half-written temporary file
+        if resume and _finished_task_file(path, num_demos): continue
         demos, seeds = generate_task_demos(task, num_demos, seed=seed, image_size=image_size, noise=noise, recovery=recovery)
         env_args = {"env_kwargs": {"task": task.instruction, "image_size": image_size},
                     "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "seeds": seeds,
                                "miss_start_seeds": [s for s in seeds if s >= seed + MISS_SEED_OFFSET]}}
-        write_libero_hdf5(path, demos, task.instruction, env_args=env_args)
+        write_libero_hdf5(path, demos, task.instruction, env_args=env_args, overwrite=True)
+    (out / INCOMPLETE).unlink()
     return paths
 
 # %% ../nbs/03_data.ipynb #5b124a4f
@@ -458,32 +496,6 @@ def _lerobot():
     return LeRobotDataset
 
 
-def _check_new_dir(path, flag: str = "--output-dir") -> Path:
-    path = Path(path)
-    if not path.parent.is_dir(): raise FileNotFoundError(f"{flag} {path}: its parent folder {path.parent} does not exist; create it first")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise FileExistsError(f"{flag} {path} already exists and is not empty; remove it or choose a new {flag}")
-    return path
-
-
-@contextlib.contextmanager
-def atomic_dir(target,  # the folder to produce: absent or empty, parent must exist
-               flag: str = "--output-dir",  # how error messages name the target
-              ):
-    "Yield a not-yet-existing work path next to `target`; rename it to `target` on success, delete it on failure."
-    target = _check_new_dir(target, flag)
-    tmp_parent = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        work = tmp_parent / target.name
-        yield work
-        if not work.exists(): raise RuntimeError(f"nothing was written for {target}")
-        _check_new_dir(target, flag)  # still free?
-        if target.exists(): target.rmdir()
-        os.rename(work, target)
-    finally:
-        shutil.rmtree(tmp_parent, ignore_errors=True)
-
-
 def resolve_lerobot_root(root,  # a dataset root, or a parent folder holding <repo_id>/
                          repo_id: str,  # the dataset's repo id
                         ) -> Path:  # the folder holding meta/info.json
@@ -495,21 +507,46 @@ def resolve_lerobot_root(root,  # a dataset root, or a parent folder holding <re
                             f"convert demos first with vlasteer_convert_libero or point at the dataset root")
 
 
+LEROBOT_FIX = "convert the demos again with vlasteer_convert_libero (or download the dataset again)"
+
+def _check_lerobot_files(root: Path):
+    "Read the dataset's metadata and every parquet footer first, so a damaged file is named (lerobot's errors name none)."
+    import pyarrow.parquet as pq
+    info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata", LEROBOT_FIX)
+    if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
+        raise ValueError(f"{root / 'meta' / 'info.json'} has no 'features'; not a LeRobot dataset's info.json: {LEROBOT_FIX}")
+    for f in sorted(root.glob("meta/**/*.parquet")) + sorted(root.glob("data/**/*.parquet")):
+        with reading(f, "LeRobot dataset file", LEROBOT_FIX): pq.read_metadata(f)
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    "Keep Hugging Face datasets' own error log lines off the console (the one-line error says it all)."
+    import logging
+    log = logging.getLogger("datasets"); level = log.level
+    log.setLevel(logging.CRITICAL)
+    try: yield
+    finally: log.setLevel(level)
+
+
 def load_lerobot_dataset(root,  # dataset root, or a parent holding <repo_id>/
                          repo_id: str,  # the dataset's repo id
                          **kwargs,  # passed on to LeRobotDataset (episodes, delta_timestamps, ...)
                         ):  # a lerobot LeRobotDataset read from local files only
-    "Open a local LeRobot dataset with lerobot's own `LeRobotDataset`, never touching the network."
+    "Open a local LeRobot dataset with lerobot's own `LeRobotDataset`, never touching the network; a damaged file is named."
     root = resolve_lerobot_root(root, repo_id)
+    _check_lerobot_files(root)
     LeRobotDataset = _lerobot()
-    with hf_offline(): return LeRobotDataset(repo_id, root=root, **kwargs)
+    with hf_offline(), _quiet_datasets(), reading(root, "LeRobot dataset", LEROBOT_FIX): return LeRobotDataset(repo_id, root=root, **kwargs)
+
 
 # %% ../nbs/03_data.ipynb #0b49a41f
 def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
                      ) -> list[Path]:  # the .hdf5 files in name order
-    "The `.hdf5` files of a folder, sorted; an error if there are none."
+    "The `.hdf5` files of a folder, sorted; an error if there are none, or if the folder is unfinished (`INCOMPLETE.json`)."
     d = Path(input_dir)
     if not d.is_dir(): raise FileNotFoundError(f"--input-dir {d} is not a folder; point it at a folder of LIBERO *_demo.hdf5 files")
+    check_complete(d)  # a folder a killed vlasteer_generate_demos left
     files = sorted(q for q in d.iterdir() if q.suffix == ".hdf5" and q.is_file() and not q.name.startswith("."))
     if not files: raise FileNotFoundError(f"--input-dir {d} holds no .hdf5 files; point it at a folder of LIBERO *_demo.hdf5 files (or generate some with vlasteer_generate_demos)")
     return files
@@ -517,13 +554,14 @@ def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
 
 def convert_libero_to_lerobot(input_dir,  # folder of LIBERO .hdf5 demo files (toy kitchen or real LIBERO)
                               repo_id: str,  # LeRobot repo id recorded in the dataset (never pushed)
-                              output_dir,  # the dataset root to create: absent or empty, parent must exist
+                              output_dir,  # the dataset root to create: absent or empty (see overwrite), parent must exist
                               fps: int = 10,  # frames per second (LIBERO's demos: 10 Hz after openpi's conversion)
                               robot_type: str = "panda",  # info.json robot_type
                               max_demos_per_file: int | None = None,  # convert only the first demos of each file
                               instruction_from_filename: bool = False,  # files without language_instruction: task from the file name
                               progress: bool = False,  # show a tqdm bar over frames
                               on_episode: Callable[[int], None] | None = None,  # called with the episode index after each save
+                              overwrite: bool = False,  # replace an existing dataset at output_dir
                              ) -> Path:  # the finished dataset root
     "Convert a folder of LIBERO `.hdf5` demos to a LeRobot dataset at `output_dir`, written atomically."
     files = list_libero_files(input_dir)
@@ -532,11 +570,11 @@ def convert_libero_to_lerobot(input_dir,  # folder of LIBERO .hdf5 demo files (t
     if len(shapes) > 1:
         raise ValueError(f"frame sizes differ between files ({', '.join(f'{i.path.name}: {i.image_shape}' for i in infos)}); convert each size to its own dataset")
     total = sum(sum(i.num_samples[:max_demos_per_file]) for i in infos)
-    _check_new_dir(output_dir)
+    check_output_dir(output_dir, overwrite)
     LeRobotDataset = _lerobot()
     from lerobot.utils.utils import SuppressProgressBars
     from tqdm.auto import tqdm
-    with hf_offline(), atomic_dir(output_dir) as work, SuppressProgressBars():
+    with hf_offline(), atomic_dir(output_dir, overwrite=overwrite) as work, SuppressProgressBars():
         ds = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=libero_features(shapes.pop()), root=work,
                                    robot_type=robot_type, use_videos=False)
         bar = tqdm(total=total, unit="frame", disable=not progress)
@@ -572,6 +610,7 @@ def _check_obs(obs: dict) -> int:
     s = np.asarray(obs["state"])
     if s.dtype != np.float32 or s.ndim != 2 or s.shape[0] != B:
         raise ValueError(f"obs['state'] is {s.dtype} {s.shape}; expected float32 [{B} state_dim]")
+    if not np.isfinite(s).all(): raise ValueError(f"obs['state'] holds NaN or inf (frame {int(np.argwhere(~np.isfinite(s))[0][0])})")
     if not all(isinstance(p, str) for p in obs["prompt"]): raise ValueError("obs['prompt'] must be a list of str")
     return B
 
@@ -600,16 +639,19 @@ def load_obs_batch(path  # a .npz written by save_obs_batch
                   ) -> tuple[dict, dict]:  # (policy observation dict, extras dict of arrays)
     "Load an observation batch: the dict the policy's `infer` takes, and the per-frame extras."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"{path} does not exist; write batches with vlasteer_dump_observations")
-    try:
+    fix = "write it again with vlasteer_dump_observations"
+    if not path.is_file(): raise FileNotFoundError(f"{path} does not exist; {fix}")
+    with reading(path, "observation batch (.npz)", fix):
         with np.load(path, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable .npz ({_one_line(e)}); regenerate it") from None
     if "state" not in arrays or "prompt" not in arrays:
-        raise ValueError(f"{path} lacks 'state' or 'prompt'; not an observation batch written by save_obs_batch")
+        raise ValueError(f"{path} lacks 'state' or 'prompt'; not an observation batch written by save_obs_batch: {fix}")
     obs = {"image": {k[6:]: v for k, v in arrays.items() if k.startswith("image/")},
            "state": arrays.pop("state"), "prompt": [str(p) for p in arrays.pop("prompt")]}
+    try: B = _check_obs(obs)
+    except ValueError as e: raise ValueError(f"observation batch {path}: {e}; {fix}") from None
     extra = {k: v for k, v in arrays.items() if not k.startswith("image/")}
+    bad = [k for k, v in extra.items() if v.shape[:1] != (B,)]
+    if bad: raise ValueError(f"observation batch {path}: extra {bad[0]!r} has shape {extra[bad[0]].shape}, not one value per frame ({B}); {fix}")
     return obs, extra
 
 # %% ../nbs/03_data.ipynb #aa36f340
@@ -651,23 +693,31 @@ def lerobot_obs_batch(ds,  # a LeRobotDataset
            "state": np.stack([np.asarray(it[state_key], dtype=np.float32) for it in items]).astype(np.float32),
            "prompt": [str(it["task"]) for it in items]}
     extra = {k: np.array([int(it[k]) for it in items], dtype=np.int64) for k in ("frame_index", "episode_index", "index", "task_index")}
+    bad = np.flatnonzero(~np.isfinite(obs["state"]).all(1))
+    if len(bad):
+        e = int(extra["episode_index"][bad[0]])
+        try: f = ds.root / ds.meta.get_data_file_path(e)
+        except Exception: f = ds.root
+        raise ValueError(f"dataset {ds.root}: frame {int(extra['index'][bad[0]])} (episode {e}, in {f}) has a NaN or inf {state_key}; "
+                         "repair the source demos and convert them again")
     return obs, extra
 
 
 def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_id>/)
                       repo_id: str,  # the dataset's repo id
-                      output_dir,  # folder to create for the batches: absent or empty, parent must exist
+                      output_dir,  # folder to create for the batches: absent or empty (see overwrite), parent must exist
                       batch_size: int = 8,  # B, frames per batch file
                       max_batches: int | None = 16,  # at most this many batches (None: every frame)
                       seed: int = 0,  # seeds the frame sampling
                       cameras: dict = POLICY_CAMERAS,  # policy camera name -> dataset image feature
                       state_key: str = "state",  # dataset feature holding the proprio state
                       progress: bool = False,  # show a tqdm bar over batches
+                      overwrite: bool = False,  # replace an existing output_dir
                      ) -> list[Path]:  # the written batch files, in order
     "Sample frames evenly across tasks and write them as `.npz` observation batches plus `manifest.json`."
     if batch_size < 1: raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     if max_batches is not None and max_batches < 1: raise ValueError(f"--max-batches must be >= 1, got {max_batches}")
-    _check_new_dir(output_dir)
+    check_output_dir(output_dir, overwrite)
     ds = load_lerobot_dataset(lerobot_root, repo_id)
     task_index = np.asarray(ds.hf_dataset.with_format("numpy", columns=["task_index"])["task_index"])
     n = len(task_index) if max_batches is None else min(len(task_index), batch_size * max_batches)
@@ -675,7 +725,7 @@ def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_i
     rows = sample_frame_indices(task_index, n, seed)
     from tqdm.auto import tqdm
     names = []
-    with atomic_dir(output_dir) as work:
+    with atomic_dir(output_dir, overwrite=overwrite) as work:
         work.mkdir()
         for b in tqdm(range(0, n, batch_size), unit="batch", disable=not progress):
             obs, extra = lerobot_obs_batch(ds, rows[b: b + batch_size], cameras, state_key)
@@ -683,7 +733,7 @@ def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_i
         manifest = {"repo_id": repo_id, "seed": seed, "batch_size": batch_size, "num_batches": len(names),
                     "num_frames": int(n), "sampling": "evenly across tasks (seeded shuffle per task, tasks take turns)",
                     "cameras": dict(cameras), "state_key": state_key, "files": names}
-        (work / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        write_json(manifest, work / "manifest.json")
     return [Path(output_dir) / nm for nm in names]
 
 # %% ../nbs/03_data.ipynb #b9a3522e
@@ -695,35 +745,37 @@ def _require(**flags):
 @call_parse
 def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo files (toy kitchen or LIBERO-90)
                        repo_id: str = "vlasteer/toy_kitchen",  # LeRobot repo id recorded in the dataset
-                       output_dir: str = None,  # dataset root to create (absent or empty; its parent must exist)
+                       output_dir: str = None,  # dataset root to create (absent or empty unless --overwrite; its parent must exist)
                        max_demos_per_file: int = None,  # convert only the first demos of each file
                        fps: int = 10,  # frames per second recorded in the dataset
                        instruction_from_filename: bool = False,  # files without language_instruction: task from the file name
                        quiet: bool = False,  # no progress bar
+                       overwrite: bool = False,  # replace an existing dataset at --output-dir
                       ):
     "Convert LIBERO .hdf5 demos to a LeRobot dataset (openpi's LIBERO features, images upright)."
     with cli_errors():
         _require(input_dir=input_dir, output_dir=output_dir)
         root = convert_libero_to_lerobot(input_dir, repo_id, output_dir, fps=fps, max_demos_per_file=max_demos_per_file,
-                                         instruction_from_filename=instruction_from_filename, progress=not quiet)
-        info = json.loads((root / "meta" / "info.json").read_text())
+                                         instruction_from_filename=instruction_from_filename, progress=not quiet, overwrite=overwrite)
+        info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata")
     print(f"wrote {info['total_episodes']} episodes, {info['total_frames']} frames, {info['total_tasks']} tasks to {root}")
 
 
 @call_parse
 def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or a parent holding <repo-id>/)
                           repo_id: str = "vlasteer/toy_kitchen",  # the dataset's repo id
-                          output_dir: str = None,  # folder to create for the .npz batches (absent or empty)
+                          output_dir: str = None,  # folder to create for the .npz batches (absent or empty unless --overwrite)
                           batch_size: int = 8,  # frames per batch file
                           max_batches: int = 16,  # at most this many batches; 0: every frame
                           seed: int = 0,  # seeds the frame sampling (evenly across tasks)
                           quiet: bool = False,  # no progress bar
+                          overwrite: bool = False,  # replace an existing --output-dir
                          ):
     "Sample frames evenly across tasks from a LeRobot dataset and write policy observation batches (.npz)."
     with cli_errors():
         _require(lerobot_root=lerobot_root, output_dir=output_dir)
         files = dump_observations(lerobot_root, repo_id, output_dir, batch_size=batch_size,
-                                  max_batches=max_batches or None, seed=seed, progress=not quiet)
+                                  max_batches=max_batches or None, seed=seed, progress=not quiet, overwrite=overwrite)
     print(f"wrote {len(files)} batches of up to {batch_size} frames to {output_dir}")
 
 
@@ -736,12 +788,13 @@ def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (cr
                        noise: float = 0.1,  # std of the scripted expert's translation noise
                        quiet: bool = False,  # no progress bar
                        recovery: float = 0.0,  # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
+                       overwrite: bool = False,  # replace the task files already in --output-dir (a killed run resumes without it)
                       ):
-    "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task."
+    "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task; the same command completes a killed run."
     with cli_errors():
         _require(output_dir=output_dir)
         paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size, noise=noise, progress=not quiet,
-                               recovery=recovery)
+                               recovery=recovery, overwrite=overwrite)
     print(f"wrote {len(paths)} files of {num_demos} demos each to {output_dir}")
 
 
