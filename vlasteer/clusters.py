@@ -23,9 +23,9 @@ __all__ = ['ALGORITHMS', 'CLUSTERS_FORMAT', 'COLOR_BY', 'ClusterConfig', 'select
            'normalize_rows', 'semantic_vectors', 'KMeansResult', 'check_k', 'kmeans', 'cluster_quality', 'k_sweep',
            'Cluster', 'normalize_token', 'token_summary', 'keyword_score', 'unmatched_keywords', 'rank_clusters',
            'check_semantic', 'ClusterResult', 'cluster_projections', 'plot_k_sweep', 'clusters_document',
-           'save_clusters', 'load_clusters', 'ClusterMap', 'cluster_map', 'plot_cluster_map', 'ClusterActivations',
-           'cluster_activations', 'activation_differences', 'ExplorerState', 'explorer_figure', 'plotly_output',
-           'ClusterExplorer', 'space_from_args', 'cluster_cli', 'cluster_main']
+           'save_clusters', 'load_clusters', 'ClusterMap', 'cluster_map', 'plot_cluster_map', 'save_cluster_map',
+           'ClusterActivations', 'cluster_activations', 'activation_differences', 'ExplorerState', 'explorer_figure',
+           'plotly_output', 'ClusterExplorer', 'space_from_args', 'cluster_cli', 'cluster_main']
 
 # %% ../nbs/05_clusters.ipynb #e7d4d0da
 ALGORITHMS = ("auto", "kmeans", "minibatch")
@@ -398,6 +398,15 @@ def _map_traces(m: ClusterMap, color_by: str, highlight: int | None) -> list:
                                  marker=dict(size=11, color="red", line=dict(width=1, color="black")), **base))
     return traces
 
+# %% ../nbs/05_clusters.ipynb #674d17f9
+def save_cluster_map(path, # the .html file to write (its folder must exist)
+                     result: ClusterResult, keywords: Sequence[str] | None = None) -> Path:
+    "Write the t-SNE map of `result` (coloured by keyword when given) as one HTML page, atomically."
+    fig = plot_cluster_map(cluster_map(result, keywords or None), "keyword" if keywords else "cluster")
+    div = "vlasteer-" + re.sub(r"[^A-Za-z0-9]+", "-", Path(path).stem)
+    with atomic_write(path) as f: f.write(fig.to_html(include_plotlyjs="cdn", div_id=div))
+    return Path(path)
+
 # %% ../nbs/05_clusters.ipynb #6618e459
 @dataclass
 class ClusterActivations:
@@ -605,10 +614,8 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
             for k in missing: print(f"warning: keyword {k!r}: no token matches it (it is no probed neuron's top token); it scores 0", file=sys.stderr)
         params = dict(projections_path=str(projections_path), token_space=src, model_config=model_config, device=device)
         doc = clusters_document(res, kws, params, sweep)
-        fig = plot_cluster_map(cluster_map(res, kws or None), "keyword" if kws else "cluster") if tsne_path else None
         save_clusters(out, doc)
-        if fig is not None:
-            with atomic_write(tsne_path) as f: f.write(fig.to_html(include_plotlyjs="cdn"))
+        if tsne_path: save_cluster_map(tsne_path, res, kws)
     q = res.quality
     sil = "n/a" if q["silhouette"] is None else f"{q['silhouette']:.3f}"
     print(f"clustered {len(res.records)} {res.tower or ''} value vectors in {res.space} space into {len(res.clusters)} clusters "

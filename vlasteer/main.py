@@ -446,7 +446,7 @@ PAIR_WORDS = {"drawer": ("open", "close", "drawer"), "stove": ("turn", "on", "of
 
 def step_clusters(ctx: JobContext) -> StepResult:
     "k-means clusters of the probed value vectors, keyword ranking per pair, t-SNE map."
-    from vlasteer.clusters import ClusterConfig, cluster_map, cluster_projections, clusters_document, plot_cluster_map, save_clusters
+    from vlasteer.clusters import ClusterConfig, cluster_map, cluster_projections, clusters_document, plot_cluster_map, save_cluster_map, save_clusters
     import pandas as pd
     c = ctx.config
     cfg = ClusterConfig(num_clusters=c.num_clusters, random_seed=c.seed)
@@ -454,6 +454,7 @@ def step_clusters(ctx: JobContext) -> StepResult:
     words = [w for ws in PAIR_WORDS.values() for w in ws]
     doc = clusters_document(res, words, dict(projections_path="$RUN/ffn/projections.json", token_space=None, model_config=None, device="cpu"))
     save_clusters(ctx.path("clusters", "clusters.json"), doc)
+    save_cluster_map(ctx.path("clusters", "tsne.html"), res, words)
     cmap = cluster_map(res, list(PAIR_WORDS["drawer"]))
     fig = plot_cluster_map(cmap, "cluster", title=f"t-SNE of {len(res.records)} VLM value vectors, {len(res.clusters)} clusters")
     rank = []

@@ -1240,8 +1240,12 @@ def load_sweep(out_dir, cells: Sequence[Cell] | None = None) -> SweepResult:
     cells = sweep_cells(SweepConfig.from_dict(cfg)) if cells is None else cells
     got, missing = [], []
     for c in cells:
-        d = _saved(out / "cells" / f"{c.id}.json")
-        (got.append(d) if d is not None else missing.append(c.id))
+        f = out / "cells" / f"{c.id}.json"
+        if not f.is_file(): missing.append(c.id); continue
+        d = read_json(f, "sweep cell", "delete it and run the sweep again to recompute it")
+        if not isinstance(d, dict) or not {"cell", "episodes"} <= set(d):
+            raise ValueError(f"sweep cell {f} is not a cell of a steering sweep; delete it and run the sweep again to recompute it")
+        got.append(d)
     if missing: raise ValueError(f"sweep {out} is missing {len(missing)} cell(s) (e.g. {missing[0]}); run it again to finish them")
     return SweepResult(got, cfg, out=str(out))
 
