@@ -169,7 +169,7 @@ def test_stats_missing_a_key(tmp_path, lacking):
     with pytest.raises(ValueError, match=f"^no normalisation statistics for {lacking}: give them \\(--norm-stats PATH"):
         pol.infer(obs_of(ref))
     with pytest.raises(ValueError, match=f"checkpoint {ck}: no normalisation statistics for {lacking}"):
-        policy_from_cli(ck)  # real variants would not need the size overrides; the refusal comes before any size matters
+        policy_from_cli(ck)  # its config.json names the Gemma variants: no overrides needed
     (tmp_path / "full.json").write_text(json.dumps({"norm_stats": {k: v.to_dict() for k, v in st.items()}}))
     ok = load_policy(ck, norm_stats_path=tmp_path / "full.json", **overrides(ref))
     assert ok.missing_norm_stats() == [] and ok.norm_stats_source == str(tmp_path / "full.json")
