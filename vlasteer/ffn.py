@@ -15,7 +15,7 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import TOWER_PATHS, n_blocks, record, resolve_hook
-from .policy import Policy, PromptTokenizer, load_default_policy, load_policy, tiny_policy
+from .policy import Policy, PromptTokenizer, load_default_policy, policy_flags, policy_from_cli, tiny_policy
 
 # %% auto #0
 __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE', 'PROJECTIONS_FORMAT', 'BUILTIN_POLICIES',
@@ -442,11 +442,18 @@ def _check_device(device: str) -> str:
         raise ValueError(f"--device {device} asked for but CUDA is not available; use --device cpu")
     return device
 
-def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None = None, device: str = "cpu"
+def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None = None, device: str = "cpu",
+                     norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None,
+                     tokenizer_path: str | None = None, # the checkpoint's statistics and tokenizer flags (`policy_from_cli`)
                     ) -> tuple[Policy, str]: # (policy on `device`, a description of its source)
     "The policy a CLI names: a checkpoint directory, else a built-in config (default: `default`)."
     _check_device(device)
-    if checkpoint_dir: return load_policy(checkpoint_dir, device=device), f"checkpoint:{checkpoint_dir}"
+    if checkpoint_dir:
+        pol = policy_from_cli(checkpoint_dir, norm_stats, no_norm_stats, asset_id, device, tokenizer_path)
+        return pol, f"checkpoint:{checkpoint_dir}"
+    if norm_stats or no_norm_stats or asset_id or tokenizer_path:
+        raise ValueError("--norm-stats, --no-norm-stats, --asset-id and --tokenizer-path go with --checkpoint-dir; "
+                         "a built-in --config-name brings its own")
     name = config_name or "default"
     if name not in BUILTIN_POLICIES:
         raise ValueError(f"unknown --config-name {name!r}: built-in configs are {sorted(BUILTIN_POLICIES)}; "
@@ -470,6 +477,10 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
                   raw_unembedding: bool = False, # plain logit lens: ignore the final norm's scale
                   all_neurons: bool = False, # whole-layer mode: every neuron's top tokens, no observations (vlm)
                   device: str = "cpu", # cpu or cuda
+                  norm_stats: str = None, # normalisation statistics: norm_stats.json, a LeRobot processor config, or a folder
+                  no_norm_stats: bool = False, # run a checkpoint without statistics, un-normalised, on purpose
+                  asset_id: str = None, # openpi asset id of the statistics, when the checkpoint holds several
+                  tokenizer_path: str = None, # tokenizer.json or PaliGemma's tokenizer.model (openpi and LeRobot ship none)
                   seed: int = 0, # seeds the policy's noise
                   quiet: bool = False, # no progress bar
                  ):
@@ -485,7 +496,8 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
             if t != "vlm": raise ValueError("--all-neurons projects value vectors to tokens, which only the vlm tower has; use --tower vlm")
             _check_device(device)
             if checkpoint_dir:
-                space, dps, src = load_token_space(checkpoint_dir, device), checkpoint_down_projs(checkpoint_dir, t, lay), f"checkpoint:{checkpoint_dir}"
+                space, dps, src = (load_token_space(checkpoint_dir, device, tokenizer_path), checkpoint_down_projs(checkpoint_dir, t, lay),
+                                   f"checkpoint:{checkpoint_dir}")
             else:
                 pol, src = policy_from_args(config_name, None, device)
                 space, dps = token_space(pol), policy_down_projs(pol, t, lay)
@@ -502,9 +514,10 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
             n = save_projections(out, proj, recs)
         else:
             files = find_observation_files(observations_glob)
-            pol, src = policy_from_args(config_name, checkpoint_dir, device)
+            pol, src = policy_from_args(config_name, checkpoint_dir, device, norm_stats, no_norm_stats, asset_id, tokenizer_path)
             use = files[:max_batches] if max_batches else files
-            params = dict(source=src, config_name=config_name, observations_glob=observations_glob, files=[f.name for f in use])
+            params = dict(source=src, config_name=config_name, observations_glob=observations_glob, files=[f.name for f in use],
+                          norm_stats=pol.norm_stats_source)
             current = [None]
             def batches():
                 for f in use: current[0] = f; yield from iter_observation_batches([f])
@@ -521,4 +534,4 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
 
 def ffn_probe_main():
     "Console entry point `vlasteer_ffn_probe` (dashed flags as the seed's)."
-    sys.argv[1:] = dashed_flags(sys.argv[1:]); ffn_probe_cli()
+    sys.argv[1:] = policy_flags(dashed_flags(sys.argv[1:])); ffn_probe_cli()

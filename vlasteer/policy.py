@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.resources, json, math, os, re, shutil, tempfile, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastcore.basics import patch
-from .cli import from_fields
+from .cli import from_fields, read_json, reading
 from .hooks import HookContext, HookPoint, TOWER_PATHS
 
 # %% auto #0
-__all__ = ['GEMMA_VARIANTS', 'PALIGEMMA_VOCAB_SIZE', 'LIBERO_CAMERAS', 'KINDS', 'PRECISIONS', 'ASSETS', 'OPTIONAL_KEYS',
-           'GemmaSize', 'VisionSize', 'PolicyConfig', 'clean_text', 'discretize_state', 'SentencePieceTokenizer',
-           'PromptTokenizer', 'default_vocab', 'build_default_tokenizer', 'default_tokenizer', 'NormStats',
-           'load_norm_stats', 'AdaRMSNorm', 'apply_norm', 'gated_residual', 'posemb_sincos', 'make_att_2d_masks',
-           'image_to_model', 'PaliGemmaWithExpert', 'Policy', 'ModelInputs', 'tiny_config', 'tiny_policy', 'EMA', 'fit',
-           'save_policy', 'config_from_checkpoint', 'check_keys', 'load_policy', 'load_default_policy', 'ffn_summary',
-           'format_summary']
+__all__ = ['GEMMA_VARIANTS', 'PALIGEMMA_VOCAB_SIZE', 'LIBERO_CAMERAS', 'KINDS', 'PRECISIONS', 'ASSETS', 'NORM_MODES', 'TIED_KEYS',
+           'UNUSED_KEYS', 'OPTIONAL_KEYS', 'GemmaSize', 'VisionSize', 'PolicyConfig', 'clean_text', 'discretize_state',
+           'SentencePieceTokenizer', 'PromptTokenizer', 'default_vocab', 'build_default_tokenizer', 'default_tokenizer',
+           'NormStats', 'load_norm_stats', 'load_lerobot_norm_stats', 'asset_ids', 'find_norm_stats', 'read_norm_stats',
+           'AdaRMSNorm', 'apply_norm', 'gated_residual', 'posemb_sincos', 'make_att_2d_masks', 'image_to_model',
+           'PaliGemmaWithExpert', 'Policy', 'ModelInputs', 'tiny_config', 'tiny_policy', 'EMA', 'fit', 'tied_groups',
+           'untie', 'save_policy', 'config_from_checkpoint', 'check_keys', 'load_policy', 'policy_from_cli',
+           'policy_flags', 'load_default_policy', 'ffn_summary', 'format_summary']
 
 # %% ../nbs/01_policy.ipynb #06ec4767
 @dataclass
@@ -236,18 +237,27 @@ def default_tokenizer() -> PromptTokenizer:
     return PromptTokenizer.from_file(ASSETS / "tokenizer.json")
 
 # %% ../nbs/01_policy.ipynb #f1e2773b
+NORM_MODES = ("zscore", "quantile")
+
 @dataclass
 class NormStats:
     "Statistics of one key (state or actions) of a dataset."
-    mean: np.ndarray
-    std: np.ndarray
+    mean: np.ndarray | None = None
+    std: np.ndarray | None = None
     q01: np.ndarray | None = None
     q99: np.ndarray | None = None
+    mode: str | None = None  # "zscore" / "quantile"; None: the policy's (openpi: quantile for pi0.5, z-score for pi0)
 
     def __post_init__(self):
         for f in ("mean", "std", "q01", "q99"):
             v = getattr(self, f)
-            if v is not None: setattr(self, f, np.asarray(v, dtype=np.float32))
+            if v is not None: setattr(self, f, np.atleast_1d(np.asarray(v, dtype=np.float32)))
+        if self.mode is not None and self.mode not in NORM_MODES: raise ValueError(f"mode must be one of {NORM_MODES}, got {self.mode!r}")
+        if not (self.has(False) or self.has(True)): raise ValueError("statistics need mean and std, or q01 and q99")
+        if self.mode is not None and not self.has(self.mode == "quantile"):
+            raise ValueError(f"{self.mode} statistics need {'q01 and q99' if self.mode == 'quantile' else 'mean and std'}")
+        if len({len(v) for v in (self.mean, self.std, self.q01, self.q99) if v is not None}) > 1:
+            raise ValueError("mean, std, q01 and q99 must have the same length")
 
     @classmethod
     def of(cls, x: np.ndarray # [n dim] samples
@@ -255,26 +265,123 @@ class NormStats:
         "Statistics of samples `x`."
         x = np.asarray(x, dtype=np.float64)
         return cls(x.mean(0), x.std(0), np.quantile(x, 0.01, axis=0), np.quantile(x, 0.99, axis=0))
-    def to_dict(self): return {k: None if v is None else v.tolist() for k, v in asdict(self).items()}
+    def to_dict(self):
+        "openpi's layout (`mode` only when set)."
+        d = {k: None if v is None else v.tolist() for k, v in asdict(self).items() if k != "mode"}
+        return {**d, "mode": self.mode} if self.mode else d
+    @property
+    def dim(self) -> int: return len(self.mean if self.mean is not None else self.q01)
+    def has(self, quantile: bool) -> bool:
+        "Whether the statistics that quantile (else z-score) normalisation needs are present."
+        return (self.q01 is not None and self.q99 is not None) if quantile else (self.mean is not None and self.std is not None)
 
-    def normalize(self, x: np.ndarray, quantile: bool) -> np.ndarray:
-        "openpi's Normalize for the first `len(mean)` dims of `x`; the rest pass through."
-        x = np.array(x, dtype=np.float32); d = min(x.shape[-1], len(self.mean))
-        if quantile: x[..., :d] = (x[..., :d] - self.q01[:d]) / (self.q99[:d] - self.q01[:d] + 1e-6) * 2.0 - 1.0
+    def _quantile(self, quantile: bool | None) -> bool:
+        q = self.mode == "quantile" if self.mode else quantile
+        if q is None: raise ValueError("say quantile=True or False (these statistics have no mode)")
+        if not self.has(q): raise ValueError(f"these statistics have no {'q01/q99' if q else 'mean/std'}, which {'quantile' if q else 'z-score'} normalisation needs")
+        return q
+    def normalize(self, x: np.ndarray, quantile: bool | None = None # the policy's default; `mode`, when set, wins
+                 ) -> np.ndarray:
+        "openpi's Normalize for the first `dim` dims of `x`; the rest pass through."
+        q, x = self._quantile(quantile), np.array(x, dtype=np.float32); d = min(x.shape[-1], self.dim)
+        if q: x[..., :d] = (x[..., :d] - self.q01[:d]) / (self.q99[:d] - self.q01[:d] + 1e-6) * 2.0 - 1.0
         else: x[..., :d] = (x[..., :d] - self.mean[:d]) / (self.std[:d] + 1e-6)
         return x
-    def unnormalize(self, x: np.ndarray, quantile: bool) -> np.ndarray:
+    def unnormalize(self, x: np.ndarray, quantile: bool | None = None) -> np.ndarray:
         "openpi's Unnormalize (inverse of `normalize`)."
-        x = np.array(x, dtype=np.float32); d = min(x.shape[-1], len(self.mean))
-        if quantile: x[..., :d] = (x[..., :d] + 1.0) / 2.0 * (self.q99[:d] - self.q01[:d] + 1e-6) + self.q01[:d]
+        q, x = self._quantile(quantile), np.array(x, dtype=np.float32); d = min(x.shape[-1], self.dim)
+        if q: x[..., :d] = (x[..., :d] + 1.0) / 2.0 * (self.q99[:d] - self.q01[:d] + 1e-6) + self.q01[:d]
         else: x[..., :d] = x[..., :d] * (self.std[:d] + 1e-6) + self.mean[:d]
         return x
 
+def _stats_of(d, where: str) -> dict[str, NormStats]:
+    if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+        raise ValueError(f"{where} is not a norm_stats.json: expected {{\"norm_stats\": {{key: {{mean, std, q01, q99}}}}}}")
+    try: return {k: NormStats(**{f: v.get(f) for f in ("mean", "std", "q01", "q99", "mode")}) for k, v in d.items()}
+    except ValueError as e: raise ValueError(f"{where}: {e}") from None
+
 def load_norm_stats(path: str | Path) -> dict[str, NormStats]:
     "Read openpi's `norm_stats.json` (`{\"norm_stats\": {key: {mean, std, q01, q99}}}`)."
-    d = json.loads(Path(path).read_text())
-    d = d.get("norm_stats", d)
-    return {k: NormStats(**{f: v.get(f) for f in ("mean", "std", "q01", "q99")}) for k, v in d.items()}
+    d = read_json(path, "norm_stats.json", "give openpi's norm_stats.json ({\"norm_stats\": {\"state\": ..., \"actions\": ...}})")
+    return _stats_of(d.get("norm_stats", d) if isinstance(d, dict) else d, str(path))
+
+# %% ../nbs/01_policy.ipynb #6c97a2e2
+_LEROBOT_TYPES = {"STATE": "state", "ACTION": "actions"}  # LeRobot feature type -> vlasteer's key
+_LEROBOT_MODES = {"MEAN_STD": "zscore", "QUANTILES": "quantile"}
+_LEROBOT_STEPS = ("normalizer_processor", "unnormalizer_processor", "NormalizerProcessorStep", "UnnormalizerProcessorStep")
+
+def load_lerobot_norm_stats(pipeline: str | Path # a LeRobot processor config (policy_preprocessor.json, ...)
+                           ) -> dict[str, NormStats]: # "state" / "actions", as its (un)normaliser steps apply them
+    "Statistics of the normaliser steps of a LeRobot processor pipeline, in the modes its `norm_map` gives."
+    from safetensors.torch import load_file
+    pipeline = Path(pipeline)
+    cfg = read_json(pipeline, "LeRobot processor config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("steps"), list):
+        raise ValueError(f"{pipeline} is not a LeRobot processor config (no 'steps' list)")
+    out = {}
+    for step in cfg["steps"]:
+        name = step.get("registry_name") or str(step.get("class", "")).rsplit(".", 1)[-1]
+        if name not in _LEROBOT_STEPS or not step.get("state_file"): continue
+        c, file = step.get("config") or {}, pipeline.parent / step["state_file"]
+        with reading(file, "LeRobot normaliser state", "is the checkpoint complete?"): t = load_file(str(file))
+        for key, feat in (c.get("features") or {}).items():
+            kind, mode = feat.get("type"), (c.get("norm_map") or {}).get(feat.get("type"), "IDENTITY")
+            if kind not in _LEROBOT_TYPES or mode == "IDENTITY": continue
+            if mode not in _LEROBOT_MODES:
+                raise ValueError(f"{pipeline}: {key} is normalised with {mode}, which vlasteer does not apply (it reads MEAN_STD "
+                                 "and QUANTILES); give statistics with --norm-stats PATH or run un-normalised with --no-norm-stats")
+            ours = _LEROBOT_TYPES[kind]
+            if ours in out and out[ours][0] != key:
+                raise ValueError(f"{pipeline}: several {kind} features ({out[ours][0]}, {key}); give statistics with --norm-stats PATH")
+            vals = {s: t[f"{key}.{s}"].float().numpy() for s in ("mean", "std", "q01", "q99") if f"{key}.{s}" in t}
+            try: out[ours] = (key, NormStats(**vals, mode=_LEROBOT_MODES[mode]))
+            except ValueError as e: raise ValueError(f"{file}: {key}: {e}") from None
+    return {k: s for k, (_, s) in out.items()}
+
+def asset_ids(folder: str | Path) -> list[str]:
+    "The asset ids of an openpi checkpoint: the paths under `assets/` that hold a `norm_stats.json`."
+    a = Path(folder) / "assets"
+    return sorted(p.parent.relative_to(a).as_posix() for p in a.rglob("norm_stats.json")) if a.is_dir() else []
+
+
+# %% ../nbs/01_policy.ipynb #2e6a47b4
+def find_norm_stats(folder: str | Path, # a checkpoint directory
+                    asset_id: str | None = None, # openpi asset id (needed when there are several)
+                   ) -> tuple[dict[str, NormStats] | None, str | None]: # (statistics, where, relative to folder); (None, None): none
+    "The normalisation statistics a checkpoint holds: openpi's `assets/<asset id>/`, vlasteer's `norm_stats.json`, LeRobot's processors."
+    folder, ids = Path(folder), asset_ids(folder)
+    if asset_id is not None:
+        if asset_id not in ids:
+            raise ValueError(f"unknown --asset-id {asset_id!r}: {folder} has "
+                             + (f"asset ids {', '.join(ids)}" if ids else "no assets/<asset id>/norm_stats.json"))
+        return load_norm_stats(folder / "assets" / asset_id / "norm_stats.json"), f"assets/{asset_id}/norm_stats.json"
+    if len(ids) > 1: raise ValueError(f"{folder} has statistics for {len(ids)} asset ids ({', '.join(ids)}); choose one with --asset-id ID")
+    pipes = {w: sorted(p.name for p in folder.glob(f"policy_{w}processor*.json")) for w in ("pre", "post")}
+    for w, names in pipes.items():
+        if len(names) > 1: raise ValueError(f"{folder} has several LeRobot {w}processor configs ({', '.join(names)}); pass one with --norm-stats PATH")
+    found = [f"assets/{i}/norm_stats.json" for i in ids] + (["norm_stats.json"] if (folder / "norm_stats.json").is_file() else [])
+    lerobot = pipes["pre"] + pipes["post"]
+    if lerobot: found.append(" + ".join(lerobot))
+    if len(found) > 1: raise ValueError(f"{folder} holds statistics in several places ({'; '.join(found)}); choose one with --norm-stats PATH")
+    if not found: return None, None
+    if not lerobot: return load_norm_stats(folder / found[0]), found[0]
+    stats = {}
+    for name in lerobot: stats.update(load_lerobot_norm_stats(folder / name))  # post last: its unnormaliser is what acts on actions
+    return stats, found[0]
+
+def read_norm_stats(path: str | Path, # norm_stats.json, a LeRobot processor config, or a folder holding either
+                    asset_id: str | None = None) -> tuple[dict[str, NormStats], str]: # (statistics, the file they came from)
+    "The statistics `--norm-stats PATH` names."
+    p = Path(path)
+    if p.is_dir():
+        stats, where = find_norm_stats(p, asset_id)
+        if stats is None: raise FileNotFoundError(f"no normalisation statistics in {p} (no norm_stats.json, "
+                                                  "assets/<asset id>/norm_stats.json or LeRobot policy_*processor*.json)")
+        return stats, str(p / where)
+    if asset_id is not None: raise ValueError(f"--asset-id picks among a folder's asset ids; --norm-stats {p} is a file")
+    d = read_json(p, "statistics file", "give openpi's norm_stats.json or a LeRobot policy_preprocessor.json")
+    if isinstance(d, dict) and "steps" in d: return load_lerobot_norm_stats(p), str(p)
+    return _stats_of(d.get("norm_stats", d) if isinstance(d, dict) else d, str(p)), str(p)
 
 # %% ../nbs/01_policy.ipynb #67c1a16d
 class AdaRMSNorm(nn.Module):
@@ -357,6 +464,7 @@ class PaliGemmaWithExpert(nn.Module):
         super().__init__()
         from transformers import PaliGemmaForConditionalGeneration, GemmaModel
         self.paligemma = PaliGemmaForConditionalGeneration(_paligemma_config(cfg))
+        self.paligemma.tie_weights()  # lm_head = embed_tokens; transformers skips the tie under `no_init_weights` (load_policy)
         self.gemma_expert = nn.Module()
         self.gemma_expert.model = GemmaModel(_expert_config(cfg))
         self.gemma_expert.model.embed_tokens = None  # the expert reads action tokens, never text
@@ -378,9 +486,11 @@ class Policy(nn.Module):
     "A pi0 or pi0.5 policy: `infer(obs)` gives an action chunk; hooks see every block of every tower."
     def __init__(self, config: PolicyConfig,
                  tokenizer: PromptTokenizer | None = None, # None: prompts must come pre-tokenised
-                 norm_stats: dict[str, NormStats] | None = None): # "state"/"actions" stats; None: identity
+                 norm_stats: dict[str, NormStats] | None = None, # "state"/"actions" stats; None: identity
+                 require_norm_stats: bool = False): # refuse to act without them (`load_policy` sets it for checkpoints)
         super().__init__()
         self.config, self.tokenizer, self.norm_stats = config, tokenizer, norm_stats
+        self.require_norm_stats, self.norm_stats_source = require_norm_stats, None  # source: where load_policy found them
         self.paligemma_with_expert = PaliGemmaWithExpert(config)
         w, a = config.expert.width, config.action_dim
         self.action_in_proj, self.action_out_proj = nn.Linear(a, w), nn.Linear(w, a)
@@ -434,8 +544,23 @@ def _batched(obs: dict) -> bool:
     return np.ndim(next(iter(obs["image"].values()))) == 4
 
 @patch
+def missing_norm_stats(self: Policy) -> list[str]:
+    "The statistics this policy uses and lacks: `state` (when the state reaches the model) and `actions`."
+    cfg = self.config
+    need = (["state"] if cfg.kind == "pi0" or cfg.discrete_state_input else []) + ["actions"]
+    return [k for k in need if k not in (self.norm_stats or {})]
+
+@patch
+def check_norm_stats(self: Policy):
+    "Raise (one line, naming the fix) when statistics are required and missing."
+    miss = self.missing_norm_stats() if self.require_norm_stats else []
+    if miss: raise ValueError(f"no normalisation statistics for {', '.join(miss)}: give them (--norm-stats PATH, "
+                              "load_policy(norm_stats_path=...)) or run un-normalised on purpose (--no-norm-stats, no_norm_stats=True)")
+
+@patch
 def prepare(self: Policy, obs: dict) -> ModelInputs:
     "Turn an observation dict (batched or not) into `ModelInputs` on the policy's device."
+    self.check_norm_stats()
     cfg, dev = self.config, self.device
     if "images" in obs and "image" not in obs: obs = {**obs, "image": obs["images"]}
     if "image" not in obs or not isinstance(obs["image"], dict) or not obs["image"]:
@@ -726,9 +851,9 @@ def tiny_config(kind: str = "pi05", **overrides) -> PolicyConfig:
 
 def tiny_policy(kind: str = "pi05", # "pi0" or "pi05"
                 seed: int = 0, **overrides) -> Policy:
-    "A randomly initialised small policy with the default tokenizer."
+    "A randomly initialised small policy with the default tokenizer, and no statistics on purpose (random weights saw no data)."
     torch.manual_seed(seed)
-    return Policy(tiny_config(kind, **overrides), tokenizer=default_tokenizer()).eval()
+    return Policy(tiny_config(kind, **overrides), tokenizer=default_tokenizer(), require_norm_stats=False).eval()
 
 @patch
 def example_observation(self: Policy, batch_size: int | None = None, # None: unbatched
@@ -791,8 +916,24 @@ def fit(policy: Policy, batches: Iterable, # yields (obs dict, actions [batch ho
     return losses
 
 # %% ../nbs/01_policy.ipynb #47e6fb9b
-OPTIONAL_KEYS = ("paligemma_with_expert.paligemma.lm_head.weight", "paligemma_with_expert.gemma_expert.lm_head.weight",
-                 "paligemma_with_expert.gemma_expert.model.embed_tokens.weight")
+TIED_KEYS = {"paligemma_with_expert.paligemma.lm_head.weight":  # PaliGemma ties its unembedding to the token embedding
+             "paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"}
+UNUSED_KEYS = ("paligemma_with_expert.gemma_expert.lm_head.weight",  # openpi's expert is a GemmaForCausalLM whose
+               "paligemma_with_expert.gemma_expert.model.embed_tokens.weight")  # embed_tokens is dropped; unused
+OPTIONAL_KEYS = tuple(TIED_KEYS) + UNUSED_KEYS
+
+def tied_groups(module: nn.Module) -> list[list[str]]:
+    "Parameter names that share one tensor; `safetensors.torch.save_model` writes each group once, under one name."
+    groups = {}
+    for n, p in module.named_parameters(remove_duplicate=False): groups.setdefault(id(p), []).append(n)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+def untie(shapes: dict[str, tuple]) -> dict[str, tuple]:
+    "Checkpoint `shapes` with both names of each tied pair, from whichever the file holds."
+    out = dict(shapes)
+    for a, b in TIED_KEYS.items():
+        if a in out or b in out: out.setdefault(a, out.get(b)); out.setdefault(b, out.get(a))
+    return out
 
 def _tensors_to_save(policy: Policy) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items() if k not in OPTIONAL_KEYS}
@@ -809,6 +950,7 @@ def save_policy(policy: Policy, path: str | Path) -> Path:
         save_file(_tensors_to_save(policy), str(tmp / "model.safetensors"))
         meta = dict(action_dim=cfg.action_dim, action_horizon=cfg.action_horizon, paligemma_variant=cfg.paligemma_variant,
                     action_expert_variant=cfg.action_expert_variant, precision=cfg.precision, vlasteer=cfg.to_dict())
+        if not policy.require_norm_stats and policy.missing_norm_stats(): meta["norm_stats_waived"] = True  # the waiver travels
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         if policy.tokenizer is not None: policy.tokenizer.save(tmp / "tokenizer.json")
         if policy.norm_stats:
@@ -832,8 +974,9 @@ def _vision_heads(width: int) -> int:
     return _VISION_HEADS.get(width) or (width // 64 if width >= 64 and width % 64 == 0 else max(1, width // 16))
 
 def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) -> PolicyConfig:
-    "A `PolicyConfig` from a checkpoint's config.json and tensor shapes (keys without a `model.` prefix)."
+    "A `PolicyConfig` from a checkpoint's config.json and tensor shapes (keys without a `model.` prefix, tied names as saved)."
     if "vlasteer" in meta: return PolicyConfig.from_dict({**meta["vlasteer"], **overrides})
+    shapes = untie(shapes)
     if "time_mlp_in.weight" in shapes: kind = "pi05"
     elif "state_proj.weight" in shapes: kind = "pi0"
     else: raise ValueError("checkpoint has neither time_mlp_in (pi0.5) nor state_proj (pi0); is it a pi0 / pi0.5 checkpoint?")
@@ -863,8 +1006,8 @@ def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) ->
     return PolicyConfig(**{**d, **overrides})
 
 def check_keys(policy: Policy, shapes: dict[str, tuple]):
-    "Raise one error listing missing, unexpected and mis-shaped keys."
-    want = {k: tuple(v.shape) for k, v in policy.state_dict().items()}
+    "Raise one error listing missing, unexpected and mis-shaped keys (a tied pair counts as present through either name)."
+    want, shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}, untie(shapes)
     missing = sorted(set(want) - set(shapes) - set(OPTIONAL_KEYS))
     unexpected = sorted(set(shapes) - set(want) - set(OPTIONAL_KEYS))
     bad = sorted(k for k in set(want) & set(shapes) if want[k] != shapes[k])
@@ -876,41 +1019,94 @@ def check_keys(policy: Policy, shapes: dict[str, tuple]):
         raise ValueError(f"checkpoint does not fit a {policy.config.kind} policy of this config: "
                          + "; ".join(m for m in msg if m) + "; is it the right checkpoint and kind?")
 
-def _find(root: Path, names: Sequence[str]) -> Path | None:
-    for n in names:
-        hits = sorted(root.glob(n)) + sorted(root.glob(f"assets/*/{n}"))
+# %% ../nbs/01_policy.ipynb #1902d431
+def _copy_weights(policy: Policy, file: Path, prefix: str):
+    "Fill `policy` from `file` one tensor at a time (cast to each parameter's dtype); a tied pair from either name."
+    from safetensors import safe_open
+    rev = {b: a for a, b in TIED_KEYS.items()}
+    with reading(file, "checkpoint", "is it a complete safetensors file?"), safe_open(str(file), framework="pt") as f, torch.no_grad():
+        keys = {k[len(prefix):] for k in f.keys()}
+        for a, b in TIED_KEYS.items():
+            if {a, b} <= keys and not torch.equal(f.get_tensor(prefix + a), f.get_tensor(prefix + b)):
+                raise ValueError(f"{file}: {a} and {b} are one tied tensor in the model but differ in the file")
+        done = set()
+        for k, v in policy.state_dict().items():
+            if k in UNUSED_KEYS or v.data_ptr() in done: continue
+            v.copy_(f.get_tensor(prefix + (k if k in keys else TIED_KEYS.get(k) or rev[k])))
+            done.add(v.data_ptr())
+
+def _find_tokenizer(root: Path) -> Path | None:
+    for n in ("tokenizer.json", "tokenizer.model", "*.model"):
+        hits = sorted(root.glob(n)) + sorted((root / "assets").rglob(n))
         if hits: return hits[0]
     return None
 
 def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot layout)
                 device: str = "cpu", precision: str | None = None, # None: the checkpoint's
-                tokenizer_path: str | Path | None = None, norm_stats_path: str | Path | None = None,
+                tokenizer_path: str | Path | None = None,
+                norm_stats_path: str | Path | None = None, # norm_stats.json, LeRobot processor config, or a folder; None: the checkpoint's
+                no_norm_stats: bool = False, # run un-normalised on purpose (the checkpoint's statistics are not read)
+                asset_id: str | None = None, # openpi asset id, when the checkpoint holds several
                 **overrides) -> Policy: # e.g. cameras=..., discrete_state_input=...
-    "Load a pi0 / pi0.5 checkpoint; every expected weight must be present with its shape."
-    from safetensors.torch import load_file
+    "Load a pi0 / pi0.5 checkpoint; every expected weight must be present with its shape, statistics found or waived."
     path = Path(path)
     if not path.is_dir(): raise FileNotFoundError(f"no checkpoint directory at {path}")
     files = {n: path / n for n in ("model.safetensors", "config.json")}
     for n, f in files.items():
         if not f.exists(): raise FileNotFoundError(f"{path} has no {n}; expected an openpi or LeRobot pi0/pi0.5 checkpoint")
-    try: meta = json.loads(files["config.json"].read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{files['config.json']} is not valid JSON ({e})") from None
+    if no_norm_stats and (norm_stats_path or asset_id):
+        raise ValueError("--no-norm-stats runs without statistics; drop it, or drop --norm-stats / --asset-id")
+    meta = read_json(files["config.json"], "checkpoint config")
     raw = _shapes(files["model.safetensors"])
     prefix = "model." if raw and all(k.startswith("model.") for k in raw) else ""
     shapes = {k[len(prefix):]: v for k, v in raw.items()}
     cfg = config_from_checkpoint(meta, shapes, **overrides)
-    cfg.precision = "float32"
+    cfg.precision = precision or meta.get("vlasteer", {}).get("precision") or meta.get("precision") or meta.get("dtype") or "float32"
     from transformers.modeling_utils import no_init_weights
-    with no_init_weights(): policy = Policy(cfg)
+    with no_init_weights(): policy = Policy(cfg)  # built in its final precision: a bf16 policy never holds float32 copies
     check_keys(policy, shapes)
-    sd = {k[len(prefix):]: v for k, v in load_file(str(files["model.safetensors"])).items()}
-    policy.load_state_dict({k: v for k, v in sd.items() if k not in OPTIONAL_KEYS}, strict=False)
-    tok = Path(tokenizer_path) if tokenizer_path else _find(path, ["tokenizer.json", "tokenizer.model", "*.model"])
+    _copy_weights(policy, files["model.safetensors"], prefix)
+    tok = Path(tokenizer_path) if tokenizer_path else _find_tokenizer(path)
     if tok is not None: policy.tokenizer = PromptTokenizer.from_file(tok)
-    ns = Path(norm_stats_path) if norm_stats_path else _find(path, ["norm_stats.json"])
-    if ns is not None: policy.norm_stats = load_norm_stats(ns)
-    policy.to_precision(precision or meta.get("vlasteer", {}).get("precision") or meta.get("precision") or meta.get("dtype") or "float32")
+    where = "waived (--no-norm-stats)"
+    if norm_stats_path: policy.norm_stats, where = read_norm_stats(norm_stats_path, asset_id)
+    elif not no_norm_stats: policy.norm_stats, where = find_norm_stats(path, asset_id)
+    policy.norm_stats_source = where
+    policy.require_norm_stats = not no_norm_stats and not meta.get("norm_stats_waived", False)
+    _check_norm_modes(policy, where)
+    if (miss := policy.missing_norm_stats()) and policy.require_norm_stats:
+        if norm_stats_path: raise ValueError(f"{where} has no statistics for {', '.join(miss)}; give complete statistics with --norm-stats PATH")
+        warnings.warn(f"{path} has no normalisation statistics for {', '.join(miss)}; the policy refuses to act until they are "
+                      "given (--norm-stats PATH) or waived (--no-norm-stats)", stacklevel=2)
     return policy.to(device).eval()
+
+def _check_norm_modes(policy: Policy, where):
+    "Statistics without a mode of their own must have what the policy's default mode needs (pi0.5: q01/q99)."
+    q = policy.config.kind == "pi05"
+    for k, s in (policy.norm_stats or {}).items():
+        if k in ("state", "actions") and s.mode is None and not s.has(q):
+            raise ValueError(f"{where}: statistics for {k} have no {'q01/q99' if q else 'mean/std'}, which {policy.config.kind} "
+                             f"normalisation ({'quantile' if q else 'z-score'}) needs")
+
+def policy_from_cli(checkpoint: str | Path, # --checkpoint-dir
+                    norm_stats: str | Path | None = None, # --norm-stats PATH
+                    no_norm_stats: bool = False, # --no-norm-stats
+                    asset_id: str | None = None, # --asset-id ID
+                    device: str = "cpu", tokenizer: str | Path | None = None, # --tokenizer-path
+                    precision: str | None = None) -> Policy:
+    "The policy a command line names, refused at once (one line) when it would act without statistics."
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the refusal below says it in one line
+        policy = load_policy(checkpoint, device, precision, tokenizer, norm_stats, no_norm_stats, asset_id)
+    try: policy.check_norm_stats()
+    except ValueError as e: raise ValueError(f"checkpoint {checkpoint}: {e}") from None
+    return policy
+
+def policy_flags(argv: list[str]) -> list[str]: # argv after `vlasteer.cli.dashed_flags`
+    "`--no-norm-stats` spelled as fastcore's flag for `no_norm_stats` (`dashed_flags` reads `--no-` as a negation)."
+    return ["--no_norm_stats" if a in ("--no-norm-stats", "--no-norm_stats") else a for a in argv]
 
 # %% ../nbs/01_policy.ipynb #cfd39b29
 def load_default_policy() -> Policy:
