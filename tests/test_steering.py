@@ -92,3 +92,19 @@ def test_changed_direction_file_is_not_reported_as_fresh(work):
     save_file({"direction": 2 * v, "raw_difference": -2 * v}, str(work / "moving.safetensors"))  # same path, other content
     r = run_steer(*args)
     assert r.returncode == 1 and "computed from other contents" in r.stderr.strip().splitlines()[-1], r.stderr
+
+
+def test_checkpoint_without_statistics_needs_a_flag(work):
+    "A checkpoint without normalisation statistics is refused in one line until --norm-stats or --no-norm-stats is given."
+    import shutil
+    from vlasteer.policy import ASSETS
+    ck = work / "nostats"
+    shutil.copytree(ASSETS / "default_policy", ck); (ck / "norm_stats.json").unlink()
+    args = ("--spec", str(work / "good.json"), "--tasks", "turn on the stove", "--alphas", "0", "--seeds", "1", "--max-steps", "2",
+            "--checkpoint", str(ck))
+    r = run_steer(*args, "--out", str(work / "ns_refused"))
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and "--norm-stats" in err[-1] and "--no-norm-stats" in err[-1], r.stderr
+    assert not (work / "ns_refused").exists()
+    assert run_steer(*args, "--no-norm-stats", "--out", str(work / "ns_waived")).returncode == 0
+    assert run_steer(*args, "--norm-stats", str(ASSETS / "default_policy" / "norm_stats.json"), "--out", str(work / "ns_given")).returncode == 0

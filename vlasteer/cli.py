@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['INCOMPLETE', 'dashed_flags', 'console', 'one_line', 'cli_errors', 'reading', 'from_fields', 'atomic_path',
-           'dump_json', 'write_json', 'read_json', 'check_overwrite', 'file_digest', 'clean_stale', 'check_output_dir',
-           'atomic_dir', 'mark_incomplete', 'read_incomplete', 'check_complete']
+__all__ = ['INCOMPLETE', 'dashed_flags', 'console_args', 'console', 'one_line', 'cli_errors', 'reading', 'from_fields',
+           'atomic_path', 'dump_json', 'write_json', 'read_json', 'check_overwrite', 'file_digest', 'clean_stale',
+           'check_output_dir', 'atomic_dir', 'mark_incomplete', 'read_incomplete', 'check_complete']
 
 # %% ../nbs/00a_cli.ipynb #fe84dd9c
 _DASHED = re.compile(r"^--([a-z][a-z0-9]*(?:-[a-z0-9]+)+)(?=$|=)")
@@ -24,10 +24,16 @@ def dashed_flags(argv: list[str]) -> list[str]:
         return "--no-" + name[3:].replace("-", "_") if name.startswith("no-") else "--" + name.replace("-", "_")
     return [_DASHED.sub(fix, a) for a in argv]
 
+def console_args(fn: Callable, argv: list[str]) -> list[str]:
+    "`dashed_flags`, except that a flag of `fn` whose own name starts with `no_` (`--no-norm-stats`) is that flag, not a negation."
+    import inspect
+    own = {p for p in inspect.signature(fn).parameters if p.startswith("no_")}
+    return [("--" + a[2:].replace("-", "_")) if a.startswith("--no-") and a[2:].replace("-", "_") in own else a for a in dashed_flags(argv)]
+
 def console(fn: Callable) -> Callable:
     "A console entry point that accepts dashed flags and runs the `call_parse` function `fn`."
     def main():
-        sys.argv[1:] = dashed_flags(sys.argv[1:])
+        sys.argv[1:] = console_args(fn, sys.argv[1:])
         fn()
     main.__doc__ = f"Console entry point for `{fn.__name__}` (dashed flags accepted)."
     return main

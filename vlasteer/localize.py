@@ -265,12 +265,15 @@ def localize_cli(out: str = None, # study folder (resumed when it holds the same
                  seeds: int = None, # seeds per cell (default 20; 10 with --compact)
                  compact: bool = False, # the main job's smaller grid
                  workers: int = None, # processes (default 2)
-                 overwrite: bool = False): # replace a study folder that holds another config
+                 overwrite: bool = False, # replace a study folder that holds another config or policy
+                 norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+                 no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
+                 asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
     "Where does each pair's concept live, and which edit moves the robot? Run (or resume) the study and print the answer."
-    from vlasteer.policy import load_default_policy, load_policy
+    from vlasteer.policy import load_default_policy, policy_from_cli
     with cli_errors():
         if not out: raise ValueError("--out is required (the study folder)")
-        policy = load_policy(checkpoint) if checkpoint else load_default_policy()
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
         dirs = directions_from_root(directions_root) if directions_root else {}
         if config:
             cfg = SweepConfig.from_dict(read_json(config, "sweep config"))

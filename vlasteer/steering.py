@@ -1534,14 +1534,17 @@ def steer_cli(spec: str = None, # steering spec JSON (see `SteeringSpec`)
               first_seed: int = 5000,
               out: str = None, # output folder (resumed when it exists)
               checkpoint: str = None, # policy checkpoint folder (default: the embedded default policy)
-              replan_steps: int = 2, max_steps: int = 50):
+              replan_steps: int = 2, max_steps: int = 50,
+              norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+              no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
+              asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
     "Run a steering spec in the toy kitchen over α and seeds."
-    from vlasteer.policy import load_default_policy, load_policy
+    from vlasteer.policy import load_default_policy, policy_from_cli
     with cli_errors():
         if not spec or not out or not tasks or not alphas: raise ValueError("--spec, --tasks, --alphas and --out are required")
         if seeds < 1: raise ValueError(f"--seeds must be at least 1, got {seeds}")
         sp = load_spec(spec)
-        policy = load_policy(checkpoint) if checkpoint else load_default_policy()
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
         rows = steer_spec_sweep(policy, sp, tasks, alphas, range(first_seed, first_seed + seeds), out, replan_steps, max_steps, progress=True)
     print(f"units: {sp.units()}")
     for r in rows:
@@ -1580,9 +1583,12 @@ def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>
                        config: str = None, # sweep config JSON (default: SweepConfig())
                        checkpoint: str = None, # policy checkpoint folder (default: the embedded default policy)
                        workers: int = None, # processes (overrides the config's)
-                       overwrite: bool = False): # replace a sweep folder that holds another config or policy
+                       overwrite: bool = False, # replace a sweep folder that holds another config or policy
+                       norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+                       no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
+                       asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
     "Run or resume a steering sweep and print the goal check."
-    from vlasteer.policy import load_default_policy, load_policy
+    from vlasteer.policy import load_default_policy, policy_from_cli
     with cli_errors():
         if not directions_root or not out: raise ValueError("--directions-root and --out are required")
         if config:
@@ -1591,7 +1597,7 @@ def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>
             cfg = SweepConfig(methods=[m for m in DEFAULT_METHODS if clusters or m not in ("neurons", "random_neurons")])
         if workers is not None: cfg = SweepConfig.from_dict({**cfg.to_dict(), "workers": workers})
         dirs = directions_from_root(directions_root, cfg.pairs)
-        policy = load_policy(checkpoint) if checkpoint else load_default_policy()
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
         replace_other_sweep(out, cfg, policy, overwrite)
         res = run_sweep(policy, dirs, clusters, out, cfg)
     print(res.goal().to_string(index=False))
