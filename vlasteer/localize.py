@@ -19,8 +19,8 @@ from .steering import (BASELINES, CONTROLS, LAYERED, POSITIONAL, PatchSite, Swee
 
 # %% auto #0
 __all__ = ['FAMILIES', 'localize_main', 'patch_grid', 'study_config', 'localization_table', 'plot_localization', 'verdict',
-           'answer_table', 'goal_rows', 'localize_json', 'patch_cost', 'pair_sentence', 'report_sections', 'localize',
-           'print_answer', 'localize_cli']
+           'site_label', 'answer_table', 'goal_rows', 'localize_json', 'patch_cost', 'pair_sentence', 'report_sections',
+           'localize', 'print_answer', 'localize_cli']
 
 # %% ../nbs/09a_localize.ipynb #7cde2cc1
 def patch_grid(policy, compact: bool = False) -> list[str]:
@@ -61,7 +61,7 @@ def localization_table(res: SweepResult) -> "pandas.DataFrame":
     for _, r in t.iterrows():
         ps = PatchSite.parse(r.layer)
         rows.append(dict(pair=r.pair, test="sufficiency" if r.instructed == "A" else "necessity", site=str(ps), tower=ps.tower,
-                         where=str(ps).split("/")[1], blocks=ps.blocks, span=ps.span, steps=ps.steps, success_b=r.success_b, success_b_ci=r.success_b_ci,
+                         hook=str(ps).split("/")[1], blocks=ps.blocks, span=ps.span, steps=ps.steps, success_b=r.success_b, success_b_ci=r.success_b_ci,
                          success_a=r.success_a, neither=r.neither, n=int(r.n)))
     return pd.DataFrame(rows)
 
@@ -75,7 +75,7 @@ def plot_localization(loc: "pandas.DataFrame", # `localization_table` (or the `l
     from plotly.subplots import make_subplots
     t = loc[loc.pair == pair]
     if not len(t): raise ValueError(f"the sweep has no patch cells for pair {pair!r}")
-    rows = list(dict.fromkeys(f"{r.tower} {r.where} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}") for r in t.itertuples()))
+    rows = list(dict.fromkeys(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}") for r in t.itertuples()))
     cols = sorted(dict.fromkeys(t.blocks), key=_block_order)
     a, b = sim.CONCEPT_PAIRS[pair]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18, subplot_titles=(f"sufficiency: instructed “{a}”, B patched in",
@@ -83,7 +83,7 @@ def plot_localization(loc: "pandas.DataFrame", # `localization_table` (or the `l
     for k, test in enumerate(("sufficiency", "necessity"), 1):
         z = [[None] * len(cols) for _ in rows]; txt = [[""] * len(cols) for _ in rows]
         for r in t[t.test == test].itertuples():
-            i = rows.index(f"{r.tower} {r.where} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}")); j = cols.index(r.blocks)
+            i = rows.index(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}")); j = cols.index(r.blocks)
             z[i][j] = round(float(r.success_b), 3); txt[i][j] = f"{r.success_b:.2f}"
         fig.add_trace(go.Heatmap(z=z, x=[f"blocks {c}" if not c.lstrip("-").isdigit() else f"block {c}" for c in cols], y=rows, text=txt,
                                  texttemplate="%{text}", zmin=0, zmax=1, colorscale="Blues", showscale=k == 2, colorbar=dict(title="B-success"),
@@ -112,9 +112,19 @@ def verdict(flip: float, neither: float, flip_at_0: float, control: float) -> st
     if flip >= 0.2: return "partial"
     return "no effect"
 
-def _row(label, r, base_flip) -> dict:
+def site_label(method: str, layer, pos_site: str = "hook_resid_pre") -> str:
+    "Where a cell's edit acts, in words: a pooled direction at a block's output, a per-position one at blocks' inputs, a patch site."
+    if _isnull(layer): return "every position, every block" if method == "neurons_const" else ""
+    if method in LAYERED: return f"output of block {layer}"
+    if method in POSITIONAL:
+        io = "input" if pos_site == "hook_resid_pre" else "output"
+        return (f"{io} of block {layer}" if str(layer).lstrip("-").isdigit() else f"{io}s of every block" if str(layer) == "all"
+                else f"{io}s of blocks {layer}")
+    return str(layer)
+
+def _row(label, r, base_flip, pos_site="hook_resid_pre") -> dict:
     ctrl = max([v for v in (r.random_matched_flip, r.wrong_pair_flip) if not _isnull(v)], default=float("nan"))
-    return dict(what=label, method=r.method, site="" if _isnull(r.best_layer) else _where(r.best_layer), alpha=r.best_alpha, flip=r.flip,
+    return dict(what=label, method=r.method, site=site_label(r.method, r.best_layer, pos_site), alpha=r.best_alpha, flip=r.flip,
                 flip_ci=f"[{r.flip_ci[0]:.2f}, {r.flip_ci[1]:.2f}]", did_a=r.success_a, neither=r.neither, n=int(r.n),
                 random_control=r.random_matched_flip, wrong_pair=r.wrong_pair_flip, negated=r.negated_flip,
                 verdict=verdict(r.flip, r.neither, base_flip, ctrl))
@@ -133,20 +143,22 @@ def answer_table(res: SweepResult, pair: str) -> "pandas.DataFrame":
     rows = [x for x in (base("prompt_b", "ceiling: instructed B (prompt swap), no edit"), base("none", "floor: instructed A, no edit"),
                         base("blank", "blank prompt, no edit")) if x]
     f0 = float(t[t.method == "none"].success_b.iloc[0])
+    ps = res.config.get("pos_site", "hook_resid_pre")
     for label, m in FAMILIES:
         r = s[s.method == m]
-        if len(r): rows.append(_row(label, r.iloc[0], f0))
-        if m == "raw_pos":
+        if len(r): rows.append(_row(label, r.iloc[0], f0, ps))
+        if m == "raw_pos" and res.config.get("pos_site", "hook_resid_pre") == "hook_resid_pre":
             deep = t[(t.method == m) & t.layer.map(lambda l: not _isnull(l) and not _has_block0(l))]
             if len(deep):
-                d = deep.assign(absa=deep.alpha.abs()).sort_values(["success_b", "absa"], ascending=[False, True], kind="stable").iloc[0]
+                cs = [res._controls(t, pair, m, r.layer, float(r.alpha)) for r in deep.itertuples()]
+                deep = deep.assign(absa=deep.alpha.abs(), ok=[not any(v > 0.1 for v in c if not _isnull(v)) for c in cs],
+                                   rnd=[c[0] for c in cs], wrong=[c[1] for c in cs])
+                d = deep.sort_values(["ok", "success_b", "absa"], ascending=[False, False, True], kind="stable").iloc[0]
                 rr = s[s.method == m].iloc[0].copy()
-                for k in ("flip", "flip_ci", "success_a", "neither", "n"): rr[k] = d[{"flip": "success_b", "flip_ci": "success_b_ci"}.get(k, k)]
-                rr["best_layer"], rr["best_alpha"] = d.layer, float(d.alpha)
-                rr["random_matched_flip"] = res._cell(t, pair, "random_pos", d.layer, float(d.alpha))
-                rr["wrong_pair_flip"] = res._cell(t, pair, "wrong_pair_pos", d.layer, float(d.alpha))
-                rr["negated_flip"] = res._cell(t, pair, m, d.layer, -float(d.alpha))
-                rows.append(_row("per-position raw direction, block 0's input excluded", rr, f0))
+                for k, v in dict(flip=d.success_b, flip_ci=d.success_b_ci, success_a=d.success_a, neither=d.neither, n=d.n, best_layer=d.layer,
+                                 best_alpha=float(d.alpha), random_matched_flip=d.rnd, wrong_pair_flip=d.wrong,
+                                 negated_flip=res._cell(t, pair, m, d.layer, -float(d.alpha))).items(): rr[k] = v
+                rows.append(_row("per-position raw direction, block 0's input excluded", rr, f0, ps))
     return pd.DataFrame(rows)
 
 # %% ../nbs/09a_localize.ipynb #f93f2fa1
@@ -191,14 +203,22 @@ def patch_cost(policy, obs: dict, # a batched observation
 # %% ../nbs/09a_localize.ipynb #a9c25750
 def _pct(v) -> str: return "n/a" if _isnull(v) else f"{v:.2f}"
 
-def pair_sentence(pair: str, goal: dict, loc: "pandas.DataFrame") -> str:
+def pair_sentence(pair: str, goal: dict, loc: "pandas.DataFrame", pos_site: str = "hook_resid_pre",
+                  answer: Sequence[dict] = ()) -> str: # answer: the pair's `answer_table` rows
+
     "One paragraph stating a pair's result: ceiling, best direction-based edit and its controls, the sites that carry B."
     a, b = sim.CONCEPT_PAIRS[pair]
     s = (f"**{pair}** (instructed “{a}”, steered toward “{b}”, n = {goal['n']} seeds per cell): the prompt swap reaches B in "
          f"{_pct(goal['ceiling'])} of the episodes. The best direction-based edit is `{goal['best_method']}` at "
-         f"{_where(goal['site']) if goal['site'] is not None else 'its layer'}, α = {goal['alpha']:g}: B in {goal['flip']:.2f} "
+         f"{site_label(goal['best_method'], goal['site'], pos_site)}, α = {goal['alpha']:g}: B in {goal['flip']:.2f} "
          f"[{goal['flip_ci'][0]:.2f}, {goal['flip_ci'][1]:.2f}], {goal['flip_at_0']:.2f} at α = 0, its matched controls at most "
          f"{_pct(goal['control_max_flip'])}: the goal is {'met' if goal['met'] else 'not met'}.")
+    deep = [r for r in answer if r["what"].endswith("block 0's input excluded")]
+    if goal["best_method"] in POSITIONAL and pos_site == "hook_resid_pre" and _has_block0(goal["site"]) and deep:
+        d = deep[0]
+        s += (f" That edit includes block 0's input, where the per-position difference is the prompts' token-embedding difference (the prompt "
+              f"swap by construction); without block 0 the best per-position raw edit ({d['site']}, α = {d['alpha']:g}) reaches B in "
+              f"{d['flip']:.2f} {d['flip_ci']}, controls {_pct(d['random_control'])} / {_pct(d['wrong_pair'])}: {d['verdict']}.")
     if len(loc):
         suf = loc[(loc.pair == pair) & (loc.test == "sufficiency") & (loc.success_b >= 0.8)]
         single = [r.site for r in suf.itertuples() if r.blocks.lstrip("-").isdigit()]
@@ -220,7 +240,8 @@ def report_sections(study: dict) -> list[dict]:
              "swap there by construction, and the table also gives its best cell without block 0.")
     items = []
     for p, rows in study["answer"].items():
-        items += [f"<p>{_md(pair_sentence(p, goals[p], loc))}</p>" if p in goals else "", pd.DataFrame(rows).set_index("what")]
+        items += [f"<p>{_md(pair_sentence(p, goals[p], loc, study['config'].get('pos_site', 'hook_resid_pre'), rows))}</p>" if p in goals else "",
+                  pd.DataFrame(rows).drop(columns=["method"]).set_index("what")]
     secs = [dict(title="The answer: can each pair be steered, and by which edit?", text=intro, items=[i for i in items if not isinstance(i, str) or i])]
     if len(loc):
         secs.append(dict(title="Where the concept lives: closed-loop activation patching",

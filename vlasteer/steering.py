@@ -1185,8 +1185,17 @@ class SweepResult:
         r = t[(t.pair == pair) & (t.method == method) & (t.alpha == alpha) & t.layer.map(lambda v: v == layer or (_isnull(v) and _isnull(layer)))]
         return float(r.success_b.iloc[0]) if len(r) else float("nan")
 
+    def _controls(self, t, pair: str, method: str, layer, alpha: float) -> tuple[float, float]: # (random, wrong pair) flip, NaN when absent
+        "The flip rates of the controls matched to one cell: same site, same strength."
+        if method in POSITIONAL and method not in CONTROLS:
+            return self._cell(t, pair, "random_pos", layer, alpha), self._cell(t, pair, "wrong_pair_pos", layer, alpha)
+        if method in LAYERED:
+            r = t[(t.pair == pair) & (t.method == "random_direction") & (t.alpha == alpha)]
+            return (float(r.success_b.max()) if len(r) else float("nan")), float("nan")
+        return float("nan"), float("nan")
+
     def summary(self) -> "pandas.DataFrame":
-        "Per pair and method: the best α (and layer), the flip rate there, at α = 0, and the controls matched to that cell."
+        "Per pair and method: the best cell (the highest flip among cells whose matched controls stay ≤ 0.1, else the highest), at α = 0, and its controls."
         import pandas as pd
         t = self.table(); t = t[t.instructed == "A"]; rows = []
         for pair in dict.fromkeys(t.pair):
@@ -1195,17 +1204,18 @@ class SweepResult:
             for m in [m for m in dict.fromkeys(t.method) if m not in ("none",) + BASELINES]:
                 sel = t[(t.pair == pair) & (t.method == m)]
                 if not len(sel): continue
-                best = sel.assign(absa=sel.alpha.abs()).sort_values(["success_b", "absa"], ascending=[False, True], kind="stable").iloc[0]
+                cs = [self._controls(t, pair, m, r.layer, float(r.alpha)) for r in sel.itertuples()]
+                ok = [not any(v > 0.1 for v in c if not _isnull(v)) for c in cs]
+                sel = sel.assign(absa=sel.alpha.abs(), ok=ok, rnd=[c[0] for c in cs], wrong=[c[1] for c in cs])
+                best = sel.sort_values(["ok", "success_b", "absa"], ascending=[False, False, True], kind="stable").iloc[0]
                 l, a = best.layer, float(best.alpha)
-                pos = m in POSITIONAL and m not in CONTROLS
                 rows.append(dict(pair=pair, method=m, best_layer=None if _isnull(l) else l, best_alpha=a,
                                  flip=float(best.success_b), flip_ci=best.success_b_ci, success_a=float(best.success_a), neither=float(best.neither),
                                  n=int(best.n), flip_at_0=float(base.success_b), success_a_at_0=float(base.success_a),
                                  random_direction_max_flip=float(ctrl.success_b.max()) if len(ctrl) else float("nan"),
-                                 random_matched_flip=self._cell(t, pair, "random_pos", l, a) if pos else
-                                     (float(ctrl[ctrl.alpha == a].success_b.max()) if m in LAYERED and len(ctrl[ctrl.alpha == a]) else float("nan")),
-                                 wrong_pair_flip=self._cell(t, pair, "wrong_pair_pos", l, a) if pos else float("nan"),
-                                 negated_flip=self._cell(t, pair, m, l, -a) if m != "patch" else float("nan"), unit=best.unit))
+                                 random_matched_flip=float(best.rnd), wrong_pair_flip=float(best.wrong),
+                                 negated_flip=self._cell(t, pair, m, l, -a) if m != "patch" else float("nan"),
+                                 best_any_flip=float(sel.success_b.max()), unit=best.unit))
         return pd.DataFrame(rows)
 
     def goal(self) -> "pandas.DataFrame":
