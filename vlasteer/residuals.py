@@ -24,7 +24,7 @@ from .contrast import check_indices_in, concept_indices, check_concept_map, lero
 __all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'save_residuals_main', 'merge_residuals_main', 'slice_residuals_main',
            'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only', 'capture_batch',
            'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file', 'policy_fingerprint',
-           'dataset_identity', 'input_digests', 'write_tensors', 'load_pt', 'check_finite', 'read_chunk',
+           'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt', 'check_finite', 'read_chunk',
            'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'capture_residuals', 'missing_chunks',
            'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun', 'slice_run',
            'read_slice', 'episode_halves', 'auroc', 'pair_separation', 'cosine_matrix', 'plot_projections',
@@ -251,7 +251,7 @@ def _spec_mismatch(old: dict, new: dict, where, # how the message names the othe
         else: diff.append(k)
     return f"{where} holds a capture with other settings ({', '.join(diff)} differ); {hint}"
 
-def _rel(path, base) -> str:
+def rel_path(path, base) -> str:
     "`path` relative to the folder `base`: how a run records the files it came from, so that they can move together."
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
@@ -463,8 +463,8 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                 inputs=input_digests(ds_root, checkpoint))
     out = Path(output_dir)
     is_path = checkpoint is not None and Path(checkpoint).exists()
-    provenance = dict(checkpoint=_rel(checkpoint, out) if is_path else checkpoint, config_name=config_name,
-                      lerobot_root=_rel(ds_root, out), concept_map_digest=None if concept_map is None else _json_digest(concept_map),
+    provenance = dict(checkpoint=rel_path(checkpoint, out) if is_path else checkpoint, config_name=config_name,
+                      lerobot_root=rel_path(ds_root, out), concept_map_digest=None if concept_map is None else _json_digest(concept_map),
                       policy_config=policy.config.to_dict())
     _open_run(out, spec, provenance)
     if (out / "metadata.json").is_file(): return read_json(out / "metadata.json", "run metadata", _DAMAGED)
@@ -601,7 +601,7 @@ def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or 
         if why: raise ValueError(why)
     prov = dict(specs[0].get("provenance", {}))
     for k in ("checkpoint", "lerobot_root"):  # recorded relative to the first shard: rebase on the new run
-        if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists(): prov[k] = _rel(shard_dirs[0] / prov[k], run_dir)
+        if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists(): prov[k] = rel_path(shard_dirs[0] / prov[k], run_dir)
     with atomic_folder(run_dir, overwrite, "--run-dir") as work:
         write_json({**specs[0], "provenance": prov}, work / "capture.json")
         for d in shard_dirs:
