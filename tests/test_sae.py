@@ -219,8 +219,7 @@ def test_train_overwrite_and_leftovers(work, tmp_path):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors", "vlasteer.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
-    src = json.loads((out / "vlasteer.json").read_text())["source"]
-    assert src["streamed"] is False and (out / src["slices"][0]).resolve() == (work / "slices" / f"layer{LAYER:02d}" / "a.safetensors").resolve()
+    assert json.loads((out / "vlasteer.json").read_text())["concepts"] == {"a": 400, "b": 400, "c": 400, "d": 400}
 
 
 @pytest.fixture(scope="module")

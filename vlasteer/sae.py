@@ -1172,14 +1172,15 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
             data = load_slices(slices)
             train, held = holdout_split(data, holdout_fraction, seed)
             d_model, hook, lay, concepts = next(iter(data.values())).d_model, _common(data, "hook"), _common(data, "layer"), {c: s.n for c, s in data.items()}
-            source = dict(slices=[rel_path(s.path, out) for s in data.values()], streamed=False)
+            source = None  # what the main job's step writes too
         init = None
         if sae_release or sae_id or sae_path or finetuned_sae_path:
             init = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, d_model)
         sae, info = train_sae(train, cfg, init=init, hook_name=hook, progress=not quiet, buffer_rows=buffer_rows)
         table = fidelity_table(sae, held or train, dense_threshold=0.1, device=device)
-        extra = dict(train=cfg.to_dict(), info=info, hook=hook, layer=lay, concepts=concepts, source=source,
+        extra = dict(train=cfg.to_dict(), info=info, hook=hook, layer=lay, concepts=concepts,
                      fidelity_on="held-out rows" if held else "training rows (no hold-out)", fidelity=table.reset_index().to_dict("records"))
+        if source is not None: extra["source"] = source  # streamed: which files, relative to the SAE directory
         save_sae(sae, out, extra, overwrite=overwrite)
     print(f"trained {info['architecture']} SAE d_in={info['d_in']} d_sae={info['d_sae']}: {info['steps']} steps in {info['seconds']:.1f}s "
           f"({info['steps_per_s']:.0f} steps/s)")
