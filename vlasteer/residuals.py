@@ -21,13 +21,13 @@ from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resol
 from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
 
 # %% auto #0
-__all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'save_residuals_main', 'merge_residuals_main', 'slice_residuals_main',
-           'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only', 'capture_batch',
-           'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file', 'policy_fingerprint',
-           'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt', 'check_finite', 'read_chunk',
-           'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'capture_residuals', 'missing_chunks',
-           'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun', 'slice_run',
-           'read_slice', 'episode_halves', 'auroc', 'pair_separation', 'cosine_matrix', 'plot_projections',
+__all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'BUILTIN_POLICIES', 'save_residuals_main', 'merge_residuals_main',
+           'slice_residuals_main', 'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only',
+           'capture_batch', 'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file',
+           'policy_fingerprint', 'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt',
+           'check_finite', 'read_chunk', 'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'capture_residuals',
+           'missing_chunks', 'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun',
+           'slice_run', 'read_slice', 'episode_halves', 'auroc', 'pair_separation', 'cosine_matrix', 'plot_projections',
            'plot_cosine_matrix', 'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli',
            'slice_residuals_cli']
 
@@ -255,14 +255,19 @@ def rel_path(path, base) -> str:
     "`path` relative to the folder `base`: how a run records the files it came from, so that they can move together."
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
+BUILTIN_POLICIES = ("default", "tiny")  # the names load_capture_policy knows without a checkpoint path
+
+def _is_checkpoint_path(checkpoint) -> bool:
+    return checkpoint is not None and str(checkpoint) not in BUILTIN_POLICIES and Path(checkpoint).exists()
+
 def _json_digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def input_digests(dataset_root, # the dataset folder (the one holding meta/info.json)
-                  checkpoint=None, # the checkpoint folder or file; None (or a label such as "default"): not a file
+                  checkpoint=None, # the checkpoint folder or file; None or a built-in name ("default", "tiny"): not a file
                  ) -> dict: # name -> file_digest of its bytes
     "Content digests of the files a capture reads: every file of the dataset and, when it is one, of the checkpoint."
     out = dict(dataset=file_digest(dataset_root))
-    if checkpoint is not None and Path(checkpoint).exists(): out["checkpoint"] = file_digest(checkpoint)
+    if _is_checkpoint_path(checkpoint): out["checkpoint"] = file_digest(checkpoint)
     return out
 
 
@@ -432,7 +437,8 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                       seed: int = 0, # seeds the expert's noise
                       capture_adarms: bool = False, # write pi0.5's adaRMS conditioning once
                       num_workers: int = 0, # DataLoader workers reading batches ahead (0: read inline)
-                      checkpoint: str | None = None, config_name: str | None = None, # provenance, recorded
+                      checkpoint: str | None = None, # the checkpoint path (digested, recorded relative to the run) or a built-in name
+                      config_name: str | None = None, # recorded; also names the policy when `checkpoint` is None
                       stop_early: bool = True, # VLM only: stop each pass after the last recorded layer
                       progress: bool = False, # tqdm bar over frames
                       on_chunk: Callable | None = None, # called with each chunk number once its files are written
@@ -462,8 +468,7 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                 frames=dict(count=int(len(frames)), sha256=_frames_sha(frames), source="concept_map" if concept_map is not None else "dataset"),
                 inputs=input_digests(ds_root, checkpoint))
     out = Path(output_dir)
-    is_path = checkpoint is not None and Path(checkpoint).exists()
-    provenance = dict(checkpoint=rel_path(checkpoint, out) if is_path else checkpoint, config_name=config_name,
+    provenance = dict(checkpoint=rel_path(checkpoint, out) if _is_checkpoint_path(checkpoint) else checkpoint, config_name=config_name,
                       lerobot_root=rel_path(ds_root, out), concept_map_digest=None if concept_map is None else _json_digest(concept_map),
                       policy_config=policy.config.to_dict())
     _open_run(out, spec, provenance)
