@@ -21,16 +21,17 @@ from fastcore.script import Param, call_parse
 # %% auto #0
 __all__ = ['SLICE_SUFFIXES', 'SAE_CFG', 'SAE_WEIGHTS', 'STANDARD_KEYS', 'ARCHITECTURES', 'NORMALIZATIONS', 'LR_SCHEDULERS',
            'PAIR_KEYS', 'PAIR_FILES', 'ConceptSlice', 'slice_path', 'layer_dir', 'save_slice', 'load_slice',
-           'load_slices', 'sae_lens', 'read_sae_cfg', 'check_sae_width', 'sae_from_disk', 'sae_from_pretrained',
-           'load_state_file', 'apply_state', 'sae_from_state', 'load_sae', 'SAETrainConfig', 'DiskRows', 'disk_rows',
-           'run_rows', 'stream_batches', 'activation_batches', 'train_sae', 'save_sae', 'iter_chunks',
-           'decode_direction', 'encode_chunks', 'latent_sums', 'latent_mean', 'latent_activations', 'FidelityWarning',
-           'sae_fidelity', 'fidelity_table', 'check_fidelity', 'plot_fidelity', 'PairSpec', 'load_pairs_config',
-           'write_pairs_config', 'LatentMean', 'SliceStats', 'split_halves', 'slice_stats', 'cosine', 'PairDirection',
-           'direction_from_stats', 'pair_direction', 'compute_directions', 'write_pair_direction',
-           'load_pair_direction', 'PairwiseStats', 'pairwise_stats', 'write_pairwise_stats', 'load_pairwise_stats',
-           'plot_cosines', 'plot_norms', 'PairLatents', 'explorer_data', 'explorer_figure', 'LatentExplorer',
-           'holdout_split', 'train_sae_cli', 'sae_directions_cli', 'train_sae_main', 'sae_directions_main']
+           'slice_files', 'load_slices', 'sae_lens', 'read_sae_cfg', 'check_sae_width', 'sae_from_disk',
+           'sae_from_pretrained', 'load_state_file', 'apply_state', 'sae_from_state', 'load_sae', 'SAETrainConfig',
+           'DiskRows', 'disk_rows', 'run_rows', 'stream_batches', 'activation_batches', 'train_sae', 'save_sae',
+           'iter_chunks', 'decode_direction', 'encode_chunks', 'latent_sums', 'latent_mean', 'latent_activations',
+           'FidelityWarning', 'sae_fidelity', 'fidelity_table', 'check_fidelity', 'plot_fidelity', 'PairSpec',
+           'load_pairs_config', 'write_pairs_config', 'LatentMean', 'SliceStats', 'split_halves', 'slice_stats',
+           'cosine', 'PairDirection', 'direction_from_stats', 'pair_direction', 'compute_directions',
+           'write_pair_direction', 'load_pair_direction', 'PairwiseStats', 'pairwise_stats', 'write_pairwise_stats',
+           'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents', 'explorer_data', 'explorer_figure',
+           'LatentExplorer', 'holdout_split', 'train_sae_cli', 'sae_directions_cli', 'train_sae_main',
+           'sae_directions_main']
 
 # %% ../nbs/08_sae.ipynb #eeddf235
 SLICE_SUFFIXES = (".safetensors", ".pt")
@@ -133,9 +134,9 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
                          "was it captured at another hook or from another model?")
     return sl
 
-def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
-                d_model: int | None = None) -> dict[str, ConceptSlice]: # concept -> slice
-    "Read every slice in `sources` (folders: their `.safetensors` and `.pt` files, sorted); all must share one width."
+def slice_files(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
+               ) -> list[Path]:
+    "The slice files `sources` name: files as given, folders' `.safetensors` and `.pt` files sorted."
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     files = []
     for s in map(Path, sources):
@@ -145,6 +146,12 @@ def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or
             files += found
         else: files.append(s)
     if not files: raise ValueError("no concept slices given")
+    return files
+
+def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
+                d_model: int | None = None) -> dict[str, ConceptSlice]: # concept -> slice
+    "Read every slice in `sources` (folders: their `.safetensors` and `.pt` files, sorted); all must share one width."
+    files = slice_files(sources)
     out: dict[str, ConceptSlice] = {}
     for f in files:
         sl = load_slice(f, d_model)
@@ -394,16 +401,9 @@ class DiskRows:
 def disk_rows(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
               d_model: int | None = None) -> DiskRows:
     "The rows of concept slices on disk, for streaming (`.safetensors` only: a `.pt` file cannot be read in pieces)."
-    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
-    files = []
-    for s in map(Path, sources):
-        if s.is_dir():
-            found = sorted(p for p in s.iterdir() if p.suffix in SLICE_SUFFIXES and not p.name.startswith("."))
-            if not found: raise FileNotFoundError(f"folder {s} holds no concept slices ({' or '.join(SLICE_SUFFIXES)} files)")
-            files += found
-        elif not s.is_file(): raise FileNotFoundError(f"no concept slice at {s}")
-        else: files.append(s)
-    if not files: raise ValueError("no concept slices given")
+    files = slice_files(sources)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise FileNotFoundError(f"no concept slice at {missing[0]}")
     pt = [str(f) for f in files if f.suffix != ".safetensors"]
     if pt: raise ValueError(f"cannot stream {pt[:3]}: .pt files are read whole; load them in memory (no --stream) or save them as .safetensors")
     sizes, labels, hooks, layers = [], [], set(), set()
