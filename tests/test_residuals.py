@@ -3,7 +3,7 @@
 The notebook nbs/07_residuals.ipynb tests the functions; these tests run the console entry points in subprocesses,
 including one that is killed (SIGKILL) in the middle of a capture and then run again.
 """
-import json, os, signal, subprocess, sys, time
+import ast, builtins, json, os, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import torch
 from vlasteer.data import convert_libero_to_lerobot, load_lerobot_dataset, synthetic_libero_demo, write_libero_hdf5
 from vlasteer.contrast import build_concept_map, contrast_from_lerobot, save_concept_map
 from vlasteer.policy import GemmaSize, save_policy, tiny_policy
-from vlasteer.residuals import read_chunk, read_slice
+from vlasteer.residuals import read_chunk, read_slice, write_tensors
 
 from conftest import entry_command, entry_env, run_entry_point
 ENV = entry_env()
@@ -88,7 +88,7 @@ def test_reference_run(data, reference):
     n = data["n"]
     assert meta["complete"] and meta["frames"]["count"] == n and meta["num_chunks"] == -(-n // 2)
     assert meta["counts"] == {"instructions": {"layer01": n}, "decision": {"layer01": n}}
-    assert meta["config_name"] == "tiny_test" and meta["checkpoint"] == str(data["ckpt"])
+    assert meta["config_name"] == "tiny_test" and (reference / meta["checkpoint"]).resolve() == data["ckpt"].resolve()
     assert len(meta["files"]) == 2 * meta["num_chunks"] and meta["dataset"]["total_frames"] == n
     c = read_chunk(reference / "instructions" / "layer01_chunk0001.safetensors")
     assert c["residuals"].shape == (2, 64) and c["index"].tolist() == [2, 3]
@@ -186,3 +186,135 @@ def test_bad_input(data, reference, tmp_path, case):
     if case == "other_model": assert_same_run(reference, out)   # the run it refused is untouched
     else: assert not out.exists()
     assert not [p for p in tmp_path.rglob(".*")]
+
+
+# ---- reliability: each class of failure a user met, as the console scripts see it ----------------------------------
+
+MODULES = ("residuals.py", "sae.py")
+
+
+def unbound_names(path: Path) -> list[str]:
+    "Names a module reads that it never defines or imports (the check of the repository's stop hook)."
+    t = ast.parse(path.read_text())
+    bound = set(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__"}
+    for n in ast.walk(t):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)): bound.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): bound.add(n.name)
+        elif isinstance(n, ast.arg): bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)): bound.update((a.asname or a.name).split(".")[0] for a in n.names)
+        elif isinstance(n, ast.ExceptHandler) and n.name: bound.add(n.name)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)): bound.update(n.names)
+    return sorted({f"{path.name}:{n.lineno}: {n.id}" for n in ast.walk(t)
+                   if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id not in bound})
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_modules_bind_every_name(module):
+    "A name imported only by a hidden notebook cell passes the notebook tests and breaks the console script."
+    assert unbound_names(Path(__file__).resolve().parents[1] / "vlasteer" / module) == []
+
+
+@pytest.mark.parametrize("config_name", ["tiny", "default"])
+def test_capture_without_checkpoint(data, tmp_path, config_name):
+    "The main job's recorded command: the built-in policies, no --checkpoint-path."
+    out = tmp_path / "run"
+    r = run_entry("save_residuals_main", "--config-name", config_name, "--output-dir", str(out), "--lerobot-root", str(data["root"]),
+                  "--repo-id", "test/slide", "--layers", "1", "--token-groups", "instructions", "--batch-size", "8", "--quiet")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert (meta["checkpoint"], meta["config_name"]) == (config_name, config_name) and meta["frames"]["count"] == data["n"]
+
+
+def one_error_line(r, want: str):
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and want in lines[0], r.stderr
+    return lines[0]
+
+
+def test_resume_refuses_changed_dataset(data, tmp_path):
+    "The dataset's bytes changed under the same path between two shards of a capture: the old chunks are stale."
+    root = tmp_path / "lerobot"; shutil.copytree(data["root"], root)
+    args = [str(root) if a == str(data["root"]) else a for a in capture_args(data, tmp_path / "run")]
+    r = run_entry("save_residuals_main", *args, "--shard-index", "0", "--num-shards", "2")
+    assert r.returncode == 0, r.stderr
+    info = root / "meta" / "info.json"; info.write_text(json.dumps(json.loads(info.read_text()), indent=2))  # same content, other bytes
+    r = run_entry("save_residuals_main", *args, "--shard-index", "1", "--num-shards", "2")
+    one_error_line(r, "was captured from other input files: the content of the dataset (digest")
+    assert not (tmp_path / "run" / "metadata.json").exists()
+
+
+def test_damaged_chunk_of_a_resumed_run(data, tmp_path):
+    out = tmp_path / "run"
+    r = run_entry("save_residuals_main", *capture_args(data, out, "--shard-index", "0", "--num-shards", "2"))
+    assert r.returncode == 0, r.stderr
+    f = out / "decision" / "layer01_chunk0001.safetensors"
+    f.write_bytes(f.read_bytes()[:64])
+    r = run_entry("save_residuals_main", *capture_args(data, out, "--shard-index", "0", "--num-shards", "2"))
+    line = one_error_line(r, f"cannot read residual chunk {f} (")
+    assert "run the capture again to recompute it" in line
+
+
+@pytest.mark.parametrize("case", ["extra_chunk", "nan_chunk", "pickled_chunk"])
+def test_slice_refuses_what_a_run_does_not_declare(data, reference, tmp_path, case):
+    run = tmp_path / "run"; shutil.copytree(reference, run)
+    if case == "extra_chunk":   # a chunk file metadata.json does not list is not part of the run
+        shutil.copy(run / "instructions" / "layer01_chunk0000.safetensors", run / "instructions" / "layer01_chunk9999.safetensors")
+        want = "holds files its metadata.json does not list (instructions/layer01_chunk9999.safetensors)"
+    if case == "nan_chunk":     # non-finite residuals are refused by the first step that reads them
+        f = run / "instructions" / "layer01_chunk0003.safetensors"
+        c = read_chunk(f); c["residuals"][1, 2] = float("nan")
+        write_tensors(f, {k: v for k, v in c.items() if torch.is_tensor(v)}, c["metadata"])
+        want = f"residual chunk {f} holds NaN or inf in 1 of 2 rows"
+    if case == "pickled_chunk":  # a seed run's .pt chunk holding a pickled object: refused, and the message does not invite unpickling
+        run = tmp_path / "seed_run"; (run / "instructions").mkdir(parents=True)
+        torch.save({"residuals": torch.zeros(2, 4), "note": Path("x")}, run / "instructions" / "layer01_chunk0000.pt")
+        want = "it is a pickle of Python objects (it names pathlib"
+    r = run_entry("slice_residuals_main", "--run-dir", str(run), "--concept-map-path", str(data["cmap"]), "--output-dir",
+                  str(tmp_path / "slices"), "--token-type", "instructions")
+    line = one_error_line(r, want)
+    assert "weights_only` set to `False`" not in line and "Re-running" not in line
+    assert not (tmp_path / "slices").exists()
+
+
+def test_overwrite_rule_and_leftovers(data, reference, tmp_path):
+    "Slices (a folder): refused when present unless --overwrite, replaced whole; temp folders of killed runs are removed."
+    out = tmp_path / "slices"
+    args = ["--run-dir", str(reference), "--concept-map-path", str(data["cmap"]), "--output-dir", str(out), "--quiet"]
+    assert run_entry("slice_residuals_main", *args).returncode == 0
+    (out / "layer01" / "stale.safetensors").write_bytes(b"from an earlier run")
+    one_error_line(run_entry("slice_residuals_main", *args), f"{out} exists; pass --overwrite to replace it")
+    assert (out / "layer01" / "stale.safetensors").exists()
+    # what killed runs left: the partial folder of this version (a dead process) and of earlier ones
+    dead = subprocess.Popen([sys.executable, "-c", "pass"]); dead.wait()
+    for name in (f".slices.partial-0badc0de-{dead.pid}@{socket.gethostname()}", ".slices.partial-k3j_x9a2"):
+        (tmp_path / name / "layer01").mkdir(parents=True)
+    r = run_entry("slice_residuals_main", *args, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "layer01").iterdir()) == ["slide left.safetensors", "slide right.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slices"]
+    slices = json.loads((out / "slices.json").read_text())
+    assert (out / slices["run"]).resolve() == reference.resolve()
+
+
+def test_merge_overwrite(data, tmp_path):
+    for i in range(2):
+        assert run_entry("save_residuals_main", *capture_args(data, tmp_path / f"s{i}", "--shard-index", str(i), "--num-shards", "2")).returncode == 0
+    args = ["--run-dir", str(tmp_path / "merged"), "--shard-dirs", str(tmp_path / "s0"), str(tmp_path / "s1")]
+    assert run_entry("merge_residuals_main", *args).returncode == 0
+    one_error_line(run_entry("merge_residuals_main", *args), "exists; pass --overwrite to replace it")
+    assert run_entry("merge_residuals_main", *args, "--overwrite").returncode == 0
+
+
+def test_recorded_paths_survive_a_move(data, tmp_path):
+    "A job writes into a temporary folder and renames it at the end: the run's recorded paths must still point at its inputs."
+    work = tmp_path / ".job.tmp"; work.mkdir()
+    shutil.copytree(data["root"], work / "lerobot")
+    args = [str(work / "lerobot") if a == str(data["root"]) else a for a in capture_args(data, work / "residuals" / "run")]
+    (work / "residuals").mkdir()
+    assert run_entry("save_residuals_main", *args).returncode == 0
+    work.rename(tmp_path / "job")
+    run = tmp_path / "job" / "residuals" / "run"
+    meta = json.loads((run / "metadata.json").read_text())
+    assert (run / meta["dataset"]["root"] / "meta" / "info.json").is_file()
+    assert ".job.tmp" not in json.dumps(meta) + (run / "capture.json").read_text()

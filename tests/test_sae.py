@@ -4,7 +4,7 @@ The notebook nbs/08_sae.ipynb tests the functions; these tests run the console e
 Each run that reaches SAELens pays its import (several seconds); the bad-input cases that need no SAE fail
 before that import.
 """
-import json, os, subprocess, sys
+import json, os, shutil, socket, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -123,8 +123,13 @@ def test_directions(work, sae_dir):
             out[str(p.relative_to(d))] = ({k: v.numpy().tobytes() for k, v in t.items()}, m)
         return out
     before = contents()
-    r = run_entry("sae_directions_main", *args)
+    r = run_entry("sae_directions_main", *args)  # existing outputs: refused without --overwrite, untouched
+    assert r.returncode == 1 and r.stderr.strip().endswith(f"{d} exists; pass --overwrite to replace it, or choose another output path"), r.stderr
+    assert contents() == before
+    (d / "old_pair").mkdir()                      # the layer folder is replaced whole
+    r = run_entry("sae_directions_main", *args, "--overwrite")
     assert r.returncode == 0, r.stderr
+    assert not (d / "old_pair").exists()
     assert contents() == before and len(before) == 3 * 4 + 1
     assert not any(p.name.startswith(".") for p in d.iterdir())
 
@@ -154,6 +159,12 @@ def _bad_case(work: Path, sae_dir: Path, tmp: Path, case: str) -> tuple[list[str
         sae, want = ["--sae-path", str(sae_dir), "--finetuned-sae-path", str(tmp / "ft.pt")], "unknown keys ['W_gate']"
     elif case == "offline_release":
         sae, want = ["--sae-release", "gemma-2b-it-res-jb", "--sae-id", "blocks.12.hook_resid_post"], "cannot load SAE 'gemma-2b-it-res-jb'"
+    elif case == "damaged_slice":
+        f = tmp / "cut.safetensors"; f.write_bytes(Path(sl("a")).read_bytes()[:50])
+        pairs, want = [PairSpec("ac", "a", sl("a"), "cut", str(f))], f"cannot read concept slice {f} ("
+    elif case == "pickled_slice":
+        torch.save({"residuals": torch.zeros(3, WIDTH), "source": Path("x")}, tmp / "p.pt")
+        pairs, want = [PairSpec("ap", "a", sl("a"), "p", str(tmp / "p.pt"))], "it is a pickle of Python objects (it names pathlib"
     elif case == "bad_config":
         (tmp / "pairs.json").write_text(json.dumps({"pairs": [{"name": "ab", "positive_label": "a"}]}))
         return ["--pairs-config", str(tmp / "pairs.json"), "--output-root", str(tmp / "out"), *sae], "missing"
@@ -161,7 +172,8 @@ def _bad_case(work: Path, sae_dir: Path, tmp: Path, case: str) -> tuple[list[str
     return ["--pairs-config", str(tmp / "pairs.json"), "--output-root", str(tmp / "out"), "--layer", str(LAYER), *sae], want
 
 
-@pytest.mark.parametrize("case", ["wrong_width", "empty_slice", "nan", "missing_file", "no_cfg", "unknown_keys", "offline_release", "bad_config"])
+@pytest.mark.parametrize("case", ["wrong_width", "empty_slice", "nan", "missing_file", "no_cfg", "unknown_keys", "offline_release", "bad_config",
+                                  "damaged_slice", "pickled_slice"])
 def test_directions_bad_input(work, sae_dir, tmp_path, case):
     args, want = _bad_case(work, sae_dir, tmp_path, case)
     r = run_entry("sae_directions_main", *args, "--quiet")
@@ -169,6 +181,7 @@ def test_directions_bad_input(work, sae_dir, tmp_path, case):
     errors = [l for l in r.stderr.strip().splitlines() if l.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), r.stderr
     assert want in errors[0], errors[0]
+    assert "Re-running" not in errors[0] and "weights_only` set to `False`" not in errors[0]
     assert not (tmp_path / "out").exists()  # nothing written, not even the output root
 
 
@@ -186,8 +199,68 @@ def test_train_bad_input(work, tmp_path, case):
     assert r.returncode != 0
     errors = [l for l in r.stderr.strip().splitlines() if l.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: "), r.stderr
-    want = {"exists": "not empty", "nan": "NaN or inf", "bad_arch": "architecture must be one of", "no_slices": "holds no concept slices"}[case]
+    want = {"exists": "sae exists; pass --overwrite to replace it", "nan": "NaN or inf", "bad_arch": "architecture must be one of", "no_slices": "holds no concept slices"}[case]
     assert want in errors[0], errors[0]
     if case == "exists": assert [p.name for p in out.iterdir()] == ["keep.txt"]
     else: assert not out.exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_train_overwrite_and_leftovers(work, tmp_path):
+    "An existing SAE directory is replaced only with --overwrite, whole; what a killed run left beside it is removed."
+    out = tmp_path / "sae"
+    args = ["--slices", str(work / "slices" / f"layer{LAYER:02d}"), "--output-dir", str(out), "--steps", "20", "--d-sae", "32", "--quiet"]
+    assert run_entry("train_sae_main", *args).returncode == 0
+    (out / "notes.txt").write_text("by hand")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"]); dead.wait()
+    for name in (f".sae.partial-0badc0de-{dead.pid}@{socket.gethostname()}", ".sae.tmpa1b2c3d4"):  # this version's and earlier ones'
+        (tmp_path / name).mkdir(); (tmp_path / name / "cfg.json").write_text("{}")
+    r = run_entry("train_sae_main", *args, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cfg.json", "sae_weights.safetensors", "vlasteer.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sae"]
+    assert json.loads((out / "vlasteer.json").read_text())["concepts"] == {"a": 400, "b": 400, "c": 400, "d": 400}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    "A residual run of the tiny policy over a small LeRobot dataset (two layers, instructions and decision)."
+    from vlasteer.data import convert_libero_to_lerobot, synthetic_libero_demo, write_libero_hdf5
+    from vlasteer.policy import tiny_policy
+    from vlasteer.residuals import capture_residuals
+    d = tmp_path_factory.mktemp("sae_run")
+    (d / "libero").mkdir()
+    write_libero_hdf5(d / "libero" / "a_demo.hdf5", [synthetic_libero_demo(num_frames=40 + 5 * j, image_size=16, seed=j) for j in range(4)],
+                      "slide left", env_name="SlideEnv")
+    root = convert_libero_to_lerobot(d / "libero", "test/slide", d / "lerobot")
+    capture_residuals(tiny_policy(seed=0), root, d / "run", [0, 1], "test/slide", batch_size=16, samples_per_file=32)
+    return d / "run"
+
+
+def test_train_from_a_run_streamed(run_dir, tmp_path):
+    "--run-dir: the chunk files of one group and layer, streamed through a small buffer; fidelity on held-out rows."
+    out = tmp_path / "sae"
+    r = run_entry("train_sae_main", "--run-dir", str(run_dir), "--layer", "1", "--token-type", "decision", "--output-dir", str(out),
+                  "--d-sae", "128", "--steps", "60", "--batch-size", "32", "--buffer-rows", "96", "--holdout-fraction", "0.25",
+                  "--threads", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    extra = json.loads((out / "vlasteer.json").read_text())
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    n = meta["frames"]["count"]
+    assert extra["hook"] == "vlm.blocks.1.hook_resid_post" and extra["layer"] == 1 and extra["concepts"] == {"decision/vlm": n}
+    assert (out / extra["source"]["run"]).resolve() == run_dir.resolve()
+    assert [row["concept"] for row in extra["fidelity"]] == ["all"] and extra["fidelity"][0]["n"] < n // 3
+    assert extra["info"]["steps"] == 60 and extra["info"]["train_rows"] + extra["fidelity"][0]["n"] == n
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert (cfg["d_in"], cfg["d_sae"]) == (meta["token_groups"][0]["d_model"], 128)
+    # the streamed rows are the run's: a chunk holding NaN stops training, naming the file
+    bad = tmp_path / "run"; shutil.copytree(run_dir, bad)
+    f = bad / "decision" / "layer01_chunk0002.safetensors"
+    t = load_file(str(f)); t["residuals"][5, 0] = float("nan")
+    with safe_open(str(run_dir / "decision" / "layer01_chunk0002.safetensors"), framework="pt") as h: m = h.metadata()
+    save_file(t, str(f), metadata=m)
+    r = run_entry("train_sae_main", "--run-dir", str(bad), "--layer", "1", "--token-type", "decision", "--output-dir", str(tmp_path / "sae2"),
+                  "--steps", "200", "--batch-size", "32", "--buffer-rows", "96", "--quiet")
+    errors = [l for l in r.stderr.strip().splitlines() if l.strip()]
+    assert r.returncode == 1 and len(errors) == 1 and f"residual file {f} holds NaN or inf" in errors[0], r.stderr
+    assert not (tmp_path / "sae2").exists()

@@ -5,7 +5,7 @@
 # %% ../nbs/07_residuals.ipynb #7f20844e
 from __future__ import annotations
 
-import contextlib, hashlib, json, os, re, shutil, sys, time, uuid
+import contextlib, hashlib, json, os, pickle, re, shutil, socket, sys, time, uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,18 +15,21 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import atomic_path, cli_errors, console, from_fields, read_json, write_json, one_line as _one_line
-from .data import POLICY_CAMERAS, atomic_dir, lerobot_obs_batch, load_lerobot_dataset
+from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json, reading, write_json,
+                          one_line as _one_line)
+from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
 
 # %% auto #0
-__all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'save_residuals_main', 'merge_residuals_main', 'slice_residuals_main',
-           'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only', 'capture_batch',
-           'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file', 'policy_fingerprint',
-           'dataset_identity', 'write_tensors', 'read_chunk', 'capture_residuals', 'missing_chunks', 'finalize_run',
-           'merge_runs', 'ResidualRun', 'slice_run', 'read_slice', 'episode_halves', 'auroc', 'pair_separation',
-           'cosine_matrix', 'plot_projections', 'plot_cosine_matrix', 'load_capture_policy', 'save_residuals_cli',
-           'merge_residuals_cli', 'slice_residuals_cli']
+__all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'BUILTIN_POLICIES', 'save_residuals_main', 'merge_residuals_main',
+           'slice_residuals_main', 'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only',
+           'capture_batch', 'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file',
+           'policy_fingerprint', 'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt',
+           'check_finite', 'read_chunk', 'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'capture_residuals',
+           'missing_chunks', 'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun',
+           'slice_run', 'read_slice', 'episode_halves', 'auroc', 'pair_separation', 'cosine_matrix', 'plot_projections',
+           'plot_cosine_matrix', 'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli',
+           'slice_residuals_cli']
 
 # %% ../nbs/07_residuals.ipynb #d06e1964
 TOKEN_GROUPS = ("instructions", "decision")
@@ -198,9 +201,11 @@ def chunk_file(run_dir, group: TokenGroup, layer: int, chunk: int) -> Path:
 RUN_FORMAT = "vlasteer.residuals/1"
 
 def policy_fingerprint(policy) -> str:
-    "A short hash of a policy's config and weights (4096 evenly spaced values of every tensor)."
+    "A short hash of a policy's config and weights (4096 evenly spaced values of every tensor a checkpoint holds)."
+    from vlasteer.policy import OPTIONAL_KEYS  # the LM heads: not in checkpoints, not loaded, and no residual depends on them
     h = hashlib.sha256(json.dumps(policy.config.to_dict(), sort_keys=True, default=str).encode())
     for name, p in sorted(policy.state_dict().items()):
+        if name in OPTIONAL_KEYS: continue
         x = p.detach().flatten()
         h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
         h.update(x[::max(1, x.numel() // 4096)][:4096].float().cpu().numpy().tobytes())
@@ -225,13 +230,19 @@ def _policy_spec(policy) -> dict:
 def _frames_sha(idx: np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 def _spec_mismatch(old: dict, new: dict, where, # how the message names the other run
-                   hint: str = "run the same command as before to resume it, or use a new --output-dir") -> str | None:
+                   hint: str = "run the same command as before to resume it, or use a new --output-dir",
+                   stale: str = "use a new --output-dir, or delete it to capture again") -> str | None:
     "Why a run directory's spec differs from this capture's (None when it does not)."
     if old == new: return None
     ow, nw = old.get("policy", {}).get("width"), new.get("policy", {}).get("width")
     if ow != nw:
         return (f"{where} was captured from another model (widths {ow}, this policy's {nw}); "
                 "use a new --output-dir for this checkpoint")
+    oi, ni = old.get("inputs") or {}, new.get("inputs") or {}
+    changed = [k for k in sorted(set(oi) | set(ni)) if oi.get(k) != ni.get(k)]
+    if changed:
+        what = ", ".join(f"the {k} (digest {oi.get(k)} then, {ni.get(k)} now)" for k in changed)
+        return f"{where} was captured from other input files: the content of {what} changed; its chunks are stale: {stale}"
     diff = []
     for k in sorted(set(old) | set(new)):
         if old.get(k) == new.get(k): continue
@@ -239,6 +250,26 @@ def _spec_mismatch(old: dict, new: dict, where, # how the message names the othe
             diff += [f"{k}.{j}" for j in sorted(set(old[k]) | set(new[k])) if old[k].get(j) != new[k].get(j)]
         else: diff.append(k)
     return f"{where} holds a capture with other settings ({', '.join(diff)} differ); {hint}"
+
+def rel_path(path, base) -> str:
+    "`path` relative to the folder `base`: how a run records the files it came from, so that they can move together."
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+BUILTIN_POLICIES = ("default", "tiny")  # the names load_capture_policy knows without a checkpoint path
+
+def _is_checkpoint_path(checkpoint) -> bool:
+    return checkpoint is not None and str(checkpoint) not in BUILTIN_POLICIES and Path(checkpoint).exists()
+
+def _json_digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+def input_digests(dataset_root, # the dataset folder (the one holding meta/info.json)
+                  checkpoint=None, # the checkpoint folder or file; None or a built-in name ("default", "tiny"): not a file
+                 ) -> dict: # name -> file_digest of its bytes
+    "Content digests of the files a capture reads: every file of the dataset and, when it is one, of the checkpoint."
+    out = dict(dataset=file_digest(dataset_root))
+    if _is_checkpoint_path(checkpoint): out["checkpoint"] = file_digest(checkpoint)
+    return out
+
 
 # %% ../nbs/07_residuals.ipynb #834c7a44
 def write_tensors(path, tensors: dict, metadata: dict | None = None) -> Path:
@@ -248,27 +279,44 @@ def write_tensors(path, tensors: dict, metadata: dict | None = None) -> Path:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
     return Path(path)
 
+def load_pt(path, what: str = "file", # what the file should be, for the messages
+            fix: str = "", device: str = "cpu"):
+    "`torch.load(path, weights_only=True)`; a file holding pickled objects other than tensors is refused in one line."
+    with reading(path, what, fix):
+        try: return torch.load(path, map_location=device, weights_only=True)
+        except pickle.UnpicklingError as e: refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+    # torch's own message suggests loading the file unsafely; say what was refused instead
+    obj = f" (it names {refused[1]})" if refused else ""
+    raise ValueError(f"refused {what} {path}: it is a pickle of Python objects{obj}, not only tensors; vlasteer reads .pt files "
+                     "with torch.load(weights_only=True) and loaded nothing from it; save the tensors alone (torch.save of a tensor "
+                     "or a dict of tensors, or .safetensors)")
+
 _PT_ROWS = ("residuals", "activations", "acts")
 _PT_INDEX = ("index", "indices", "sample_indices", "global_index")
+_CHUNK_FIX = "is it a complete residual chunk? Delete it and run the capture again to recompute it"
+
+def check_finite(x: torch.Tensor, what) -> torch.Tensor:
+    "`x`, or a one-line error naming `what` when a row holds NaN or inf."
+    bad = (~torch.isfinite(x)).reshape(len(x), -1).any(1) if x.numel() else torch.zeros(0, dtype=torch.bool)
+    if bad.any():
+        raise ValueError(f"{what} holds NaN or inf in {int(bad.sum())} of {len(x)} rows (first: row {int(bad.nonzero()[0])}); "
+                         "recapture them (in float32 if bfloat16 overflowed) or drop those frames")
+    return x
 
 def read_chunk(path, device: str = "cpu") -> dict: # residuals [n d] float32; index, episode_index, task_index [n] int64 or None; metadata
-    "Read one chunk file: vlasteer's `.safetensors` or the seed's `.pt`."
+    "Read one chunk file: vlasteer's `.safetensors` or the seed's `.pt`; non-finite residuals are refused."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no chunk file at {path}")
     out = dict(index=None, episode_index=None, task_index=None, metadata={})
     if path.suffix == ".safetensors":
         from safetensors import safe_open
-        try:
-            with safe_open(str(path), framework="pt", device=str(device)) as f:
-                keys = set(f.keys())
-                if "residuals" not in keys: raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); not a residual chunk")
-                out.update({k: f.get_tensor(k) for k in ("residuals", "index", "episode_index", "task_index") if k in keys})
-                out["metadata"] = dict(f.metadata() or {})
-        except ValueError: raise
-        except Exception as e: raise ValueError(f"cannot read {path} ({_one_line(e)}); is it a complete .safetensors file?") from None
+        with reading(path, "residual chunk", _CHUNK_FIX), safe_open(str(path), framework="pt", device=str(device)) as f:
+            keys = set(f.keys())
+            out.update({k: f.get_tensor(k) for k in ("residuals", "index", "episode_index", "task_index") if k in keys})
+            out["metadata"] = dict(f.metadata() or {})
+        if "residuals" not in keys: raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); not a residual chunk")
     elif path.suffix == ".pt":
-        try: obj = torch.load(path, map_location=device, weights_only=True)
-        except Exception as e: raise ValueError(f"cannot read {path} with torch.load(weights_only=True) ({_one_line(e)}); vlasteer never unpickles arbitrary objects") from None
+        obj = load_pt(path, "residual chunk", device=device)
         if isinstance(obj, dict):
             k = next((k for k in _PT_ROWS if k in obj), None)
             if k is None: raise ValueError(f"{path} holds a dict with keys {sorted(map(str, obj))[:8]}; expected residuals under one of {_PT_ROWS}")
@@ -281,11 +329,61 @@ def read_chunk(path, device: str = "cpu") -> dict: # residuals [n d] float32; in
         else: raise ValueError(f"{path} holds a {type(obj).__name__}; expected a tensor [n d] or a dict of tensors")
     else: raise ValueError(f"{path} is neither .safetensors nor .pt")
     x = out["residuals"]
-    if x.dim() != 2: raise ValueError(f"{path} has residuals of shape {tuple(x.shape)}; expected one pooled row per frame, [n d_model]")
-    out["residuals"] = x.float()
+    if not torch.is_tensor(x) or x.dim() != 2:
+        raise ValueError(f"{path} has residuals of shape {tuple(getattr(x, 'shape', ()))}; expected one pooled row per frame, [n d_model]")
+    out["residuals"] = check_finite(x.float(), f"residual chunk {path}")
     if out["index"] is not None and len(out["index"]) != len(x):
         raise ValueError(f"{path} has {len(x)} rows but {len(out['index'])} indices")
     return out
+
+
+# %% ../nbs/07_residuals.ipynb #b8633977
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-[0-9a-f]{8}-(?P<pid>\d+)@(?P<host>.+)$")
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def stale_temp_dirs(target) -> list[Path]: # temp folders beside `target` that no live process is writing
+    "What killed runs writing `target` left beside it: its temp folders whose process is gone (or of another machine)."
+    target, host, out = Path(target), socket.gethostname(), []
+    legacy = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial-|tmp)[A-Za-z0-9_]{{8}}$")  # earlier versions' names
+    if not target.parent.is_dir(): return out
+    for p in sorted(target.parent.iterdir()):
+        if not p.name.startswith(f".{target.name}.") or not p.is_dir(): continue
+        m = _TEMP_NAME.match(p.name)
+        if m and m["name"] == target.name and not (m["host"] == host and _alive(int(m["pid"]))): out.append(p)
+        elif not m and legacy.match(p.name): out.append(p)
+    return out
+
+def check_folder_target(target, overwrite: bool = False, flag: str = "--output-dir") -> Path:
+    "Check, before any work, that a command may write the folder `target` (parent present; replaced only with `overwrite`)."
+    target = Path(target)
+    if not target.parent.is_dir(): raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
+    if target.exists() and not target.is_dir(): raise FileExistsError(f"{flag} {target} is a file; give a folder")
+    return check_overwrite(target, overwrite)
+
+@contextlib.contextmanager
+def atomic_folder(target, # the folder to produce; its parent must exist
+                  overwrite: bool = False, # replace an existing (non-empty) target
+                  flag: str = "--output-dir"): # how messages name the target
+    "Yield an empty temp sibling of `target` to fill; on success it becomes `target`, on failure it is removed."
+    target = check_folder_target(target, overwrite, flag)
+    for p in stale_temp_dirs(target): shutil.rmtree(p, ignore_errors=True)
+    tag = f"{uuid.uuid4().hex[:8]}-{os.getpid()}@{socket.gethostname()}"
+    work, old = target.with_name(f".{target.name}.partial-{tag}"), target.with_name(f".{target.name}.old-{tag}")
+    work.mkdir()
+    try:
+        yield work
+        if target.exists():
+            check_overwrite(target, overwrite)  # written by someone else meanwhile?
+            target.rename(old)
+        work.rename(target)
+    finally:
+        for p in (work, old): shutil.rmtree(p, ignore_errors=True)
+
 
 # %% ../nbs/07_residuals.ipynb #4d918387
 def _identity(x): return x
@@ -339,19 +437,19 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                       seed: int = 0, # seeds the expert's noise
                       capture_adarms: bool = False, # write pi0.5's adaRMS conditioning once
                       num_workers: int = 0, # DataLoader workers reading batches ahead (0: read inline)
-                      checkpoint: str | None = None, config_name: str | None = None, # provenance, recorded
+                      checkpoint: str | None = None, # the checkpoint path (digested, recorded relative to the run) or a built-in name
+                      config_name: str | None = None, # recorded; also names the policy when `checkpoint` is None
                       stop_early: bool = True, # VLM only: stop each pass after the last recorded layer
                       progress: bool = False, # tqdm bar over frames
                       on_chunk: Callable | None = None, # called with each chunk number once its files are written
+                      finalize: bool = True, # write metadata.json when this shard finds the run complete (False: the caller does)
                      ) -> dict: # metadata.json's content once the run is complete, else this shard's summary
     "Capture residuals at `layers` for the frames of a LeRobot dataset into a chunked, resumable run directory."
     cfg = CaptureConfig(layers, tuple(towers), tuple(groups), batch_size, samples_per_file, max_samples_per_layer or None,
                         seed, capture_adarms).resolve(policy)
     tgroups = cfg.token_groups
     if capture_adarms and policy.config.kind != "pi05": raise ValueError("--capture-adarms needs a pi0.5 policy (pi0 has no adaRMS conditioning)")
-    cmap_path = None
-    if concept_map is not None and not isinstance(concept_map, dict):
-        cmap_path, concept_map = str(concept_map), load_concept_map(concept_map)
+    if concept_map is not None and not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
     if concept_map is not None: check_concept_map(concept_map)
     if lerobot_root is None:
         lerobot_root = (concept_map or {}).get("lerobot_root")
@@ -361,14 +459,18 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
     cameras = _policy_cameras(policy)
     shard_chunks(1, shard_index, num_shards)  # validates the shard arguments
     ds = load_lerobot_dataset(lerobot_root, repo_id)
-    ident = dataset_identity(ds, lerobot_root)
+    ds_root = resolve_lerobot_root(lerobot_root, repo_id)
+    ident = dataset_identity(ds, ds_root)
+    checkpoint = checkpoint if checkpoint is not None else config_name  # a path, or the name of a built-in policy
     frames = select_frames(len(ds), concept_map, cfg.max_samples_per_layer)
     spec = dict(format=RUN_FORMAT, config=cfg.to_dict(), policy=_policy_spec(policy),
                 dataset={k: v for k, v in ident.items() if k != "root"},
-                frames=dict(count=int(len(frames)), sha256=_frames_sha(frames), source="concept_map" if concept_map is not None else "dataset"))
-    provenance = dict(checkpoint=checkpoint, config_name=config_name, lerobot_root=str(lerobot_root), concept_map=cmap_path,
-                      policy_config=policy.config.to_dict())
+                frames=dict(count=int(len(frames)), sha256=_frames_sha(frames), source="concept_map" if concept_map is not None else "dataset"),
+                inputs=input_digests(ds_root, checkpoint))
     out = Path(output_dir)
+    provenance = dict(checkpoint=rel_path(checkpoint, out) if _is_checkpoint_path(checkpoint) else checkpoint, config_name=config_name,
+                      lerobot_root=rel_path(ds_root, out), concept_map_digest=None if concept_map is None else _json_digest(concept_map),
+                      policy_config=policy.config.to_dict())
     _open_run(out, spec, provenance)
     if (out / "metadata.json").is_file(): return read_json(out / "metadata.json", "run metadata", _DAMAGED)
     for g in tgroups: (out / g.name).mkdir(exist_ok=True)
@@ -379,6 +481,9 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
         for _, _, f in files_of(k):
             for t in f.parent.glob(f".{f.name}.tmp-*"): t.unlink(missing_ok=True)
     todo = [k for k in mine if not all(f.is_file() for *_, f in files_of(k))]
+    for k in mine:  # a damaged finished chunk is found now, not after hours of work
+        if k not in todo:
+            for g, _, f in files_of(k): _chunk_header(f, spec, g.tower)
     if cfg.capture_adarms and not (out / "adarms.safetensors").is_file():
         write_tensors(out / "adarms.safetensors", adarms_conditioning(policy), {"what": "pi0.5 adaRMS conditioning per denoising step"})
     batches, owner = [], []
@@ -393,7 +498,7 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
         for g, l, f in files_of(k):
             if f.is_file(): continue
             meta = dict(group=g.name, tower=g.tower, layer=l, hook=g.hook(l), tokens=g.tokens or "valid", reduce=g.reduce,
-                        steps=g.steps or "", chunk=k, token_type=g.name, format=RUN_FORMAT)
+                        steps=g.steps or "", chunk=k, token_type=g.name, format=RUN_FORMAT, inputs=_json_digest(spec["inputs"]))
             write_tensors(f, {"residuals": torch.cat(buf[(g.name, g.tower, l)]), **ex}, meta)
         buf.clear(); extras.clear()
         if on_chunk is not None: on_chunk(k)
@@ -405,12 +510,14 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                                  "capture needs a dataset whose rows are its global frame indices (load it whole)")
             noise = frame_noise(policy, rows_i, cfg.seed) if _needs_expert(tgroups) else None
             got = capture_batch(policy, obs, tgroups, cfg.layers, noise, stop_early)
+            for (gname, tower, l), v in got.items():
+                check_finite(v, f"the {tower} residual at block {l} ({gname}) of frames {int(rows_i[0])}-{int(rows_i[-1])}")
             for key, v in got.items(): buf.setdefault(key, []).append(v)
             extras.append(extra)
             bar.update(len(rows_i))
             if i + 1 == len(batches) or owner[i + 1] != owner[i]: flush(owner[i])
     finally: bar.close()
-    meta = finalize_run(out, strict=False)
+    meta = finalize_run(out, strict=False) if finalize else None
     if meta is not None: return meta
     return dict(complete=False, shard_index=shard_index, num_shards=num_shards, chunks=list(mine), written=todo,
                 missing=missing_chunks(out))
@@ -430,10 +537,23 @@ def missing_chunks(run_dir) -> list: # chunk numbers with at least one file miss
     "The chunks of a run whose files are not all written yet."
     return sorted({k for k, _, _, f in _expected(run_dir, _run_spec(run_dir)["spec"]) if not f.is_file()})
 
-def _header(path) -> tuple[tuple, dict]:
+def _header(path) -> tuple[tuple, dict, dict]: # (shape of residuals, {"index": ...}, metadata)
     from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        return tuple(f.get_slice("residuals").get_shape()), {"index": f.get_tensor("index")}
+    with reading(path, "residual chunk", _CHUNK_FIX), safe_open(str(path), framework="pt") as f:
+        return tuple(f.get_slice("residuals").get_shape()), {"index": f.get_tensor("index")}, dict(f.metadata() or {})
+
+def _chunk_header(path, spec: dict, tower: str):
+    "`_header` of a chunk of `tower` in the run described by `spec`; a chunk of another model or other input files is refused."
+    shape, t, meta = _header(path)
+    width = spec["policy"]["width"][tower]
+    if shape[1] != width:
+        raise ValueError(f"{path} has width {shape[1]} but this run's model has {tower} width {width}; "
+                         "the run directory mixes captures of different models")
+    want = _json_digest(spec["inputs"]) if spec.get("inputs") else None
+    if want is not None and meta.get("inputs") != want:
+        raise ValueError(f"{path} was captured from other input files than its run (input digests {meta.get('inputs')} vs the run's "
+                         f"{want}); the run directory mixes captures: delete the chunk and run the capture again")
+    return shape, t, meta
 
 def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (else return None)
                 ) -> dict | None: # metadata.json's content
@@ -451,11 +571,8 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
     width = spec["policy"]["width"]
     files, counts, first_index, h = [], {}, {}, hashlib.sha256()
     for k, g, l, f in exp:
-        shape, t = _header(f)
+        shape, t, _ = _chunk_header(f, spec, g.tower)
         idx = t["index"].numpy()
-        if shape[1] != width[g.tower]:
-            raise ValueError(f"{f} has width {shape[1]} but this run's model has {g.tower} width {width[g.tower]}; "
-                             "the run directory mixes captures of different models")
         if k not in first_index: first_index[k] = idx; h.update(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
         elif not np.array_equal(first_index[k], idx):
             raise ValueError(f"{f} holds other frames than the rest of chunk {k}; the run directory mixes captures")
@@ -470,7 +587,7 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
                 config_name=prov.get("config_name"), policy={**spec["policy"], "config": prov.get("policy_config")},
                 layers=list(cfg.layers), towers=list(cfg.towers), token_groups=groups,
                 dataset={**spec["dataset"], "root": prov.get("lerobot_root")},
-                frames={**spec["frames"], "concept_map": prov.get("concept_map")},
+                frames={**spec["frames"], "concept_map_digest": prov.get("concept_map_digest")}, inputs=spec.get("inputs"),
                 samples_per_file=cfg.samples_per_file, num_chunks=len(first_index), counts=counts, files=files,
                 adarms="adarms.safetensors" if (run_dir / "adarms.safetensors").is_file() else None)
     write_json(meta, run_dir / "metadata.json")
@@ -478,6 +595,7 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
 
 def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or a shared run directory
                shard_dirs: Sequence | None = None, # run directories of the shards, when they wrote separately
+               overwrite: bool = False, # with shard_dirs: replace an existing run_dir
               ) -> dict: # metadata.json's content
     "Join the shards of a capture into one complete run (checking they are shards of the same capture)."
     if not shard_dirs: return finalize_run(run_dir)
@@ -486,9 +604,11 @@ def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or 
     for d, s in zip(shard_dirs[1:], specs[1:]):
         why = _spec_mismatch(specs[0]["spec"], s["spec"], f"shard {d}", f"it is not a shard of the capture in {shard_dirs[0]}")
         if why: raise ValueError(why)
-    with atomic_dir(run_dir, "--run-dir") as work:
-        work.mkdir()
-        write_json(specs[0], work / "capture.json")
+    prov = dict(specs[0].get("provenance", {}))
+    for k in ("checkpoint", "lerobot_root"):  # recorded relative to the first shard: rebase on the new run
+        if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists(): prov[k] = rel_path(shard_dirs[0] / prov[k], run_dir)
+    with atomic_folder(run_dir, overwrite, "--run-dir") as work:
+        write_json({**specs[0], "provenance": prov}, work / "capture.json")
         for d in shard_dirs:
             for k, g, l, f in _expected(d, specs[0]["spec"]):
                 dst = work / f.relative_to(d)
@@ -501,6 +621,40 @@ def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or 
         meta = finalize_run(work)
     meta = finalize_run(run_dir)  # paths relative to the final folder
     return meta
+
+# %% ../nbs/07_residuals.ipynb #fc3d8377
+def launcher_shard(shard_index: int | None = None, num_shards: int | None = None, # the flags (None: not given)
+                   device: str = "cpu", # the --device flag
+                   env: dict | None = None, # the environment (None: os.environ)
+                  ) -> tuple[int, int, str, bool]: # (shard_index, num_shards, device, whether a launcher set them)
+    "This process's shard and device: the flags, else a launcher's RANK / WORLD_SIZE / LOCAL_RANK; a contradiction is an error."
+    env = os.environ if env is None else env
+    if "RANK" not in env or "WORLD_SIZE" not in env:
+        return (0 if shard_index is None else shard_index), (1 if num_shards is None else num_shards), device, False
+    try: rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), env.get("LOCAL_RANK")
+    except ValueError: raise ValueError(f"RANK={env['RANK']!r} / WORLD_SIZE={env['WORLD_SIZE']!r} in the environment are not integers") from None
+    clash = [f"--{n} {v} but {e}={w}" for n, v, e, w in (("shard-index", shard_index, "RANK", rank), ("num-shards", num_shards, "WORLD_SIZE", world))
+             if v is not None and v != w]
+    if clash: raise ValueError(f"{' and '.join(clash)} (set by the launcher, e.g. torchrun); drop the flags under a launcher or make them agree")
+    if device == "cuda" and local is not None: device = f"cuda:{int(local)}"
+    return rank, world, device, True
+
+def wait_for_all_shards(env: dict | None = None, # the environment (None: os.environ)
+                        timeout_s: float = 7 * 24 * 3600, # how long the first rank may wait for the last
+                       ) -> bool: # whether the ranks met (False: no rendezvous in the environment)
+    "Under a launcher with a rendezvous: wait until every rank has finished (a gloo barrier; the group is made here only if none exists)."
+    import datetime, torch.distributed as dist
+    env = os.environ if env is None else env
+    if not dist.is_available() or not all(k in env for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")): return False
+    own = not dist.is_initialized()
+    if own:
+        dist.init_process_group("gloo", init_method=f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}", rank=int(env["RANK"]),
+                                world_size=int(env["WORLD_SIZE"]), timeout=datetime.timedelta(seconds=timeout_s))
+    try: dist.barrier()
+    finally:
+        if own: dist.destroy_process_group()
+    return True
+
 
 # %% ../nbs/07_residuals.ipynb #58a14937
 @dataclass
@@ -520,7 +674,20 @@ class ResidualRun:
                 raise ValueError(f"run {p} is unfinished (no metadata.json): run the capture command again (or merge its shards) to finish it")
             if not any(p.glob("*/layer*_chunk*")): raise ValueError(f"{p} holds no residual chunks ({{group}}/layerNN_chunkNNNN files)")
             meta = {"seed": meta or {}}
-        return cls(p, meta)
+        run = cls(p, meta)
+        if not run.is_seed: run._check_files()
+        return run
+
+    def _check_files(self):
+        "A run is the files its metadata.json lists: one missing, or one more in its folders, is an error naming them."
+        listed = {f["path"] for f in self.metadata["files"]}
+        have = {str(f.relative_to(self.path)) for f in self.path.glob("*/**/*")
+                if f.is_file() and not any(q.startswith(".") for q in f.relative_to(self.path).parts)}
+        for names, what, fix in ((sorted(have - listed), "holds files its metadata.json does not list", "move them out of the run"),
+                                 (sorted(listed - have), "lacks files its metadata.json lists", "the run is damaged: capture it again")):
+            if names:
+                show = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+                raise ValueError(f"run {self.path} {what} ({show}); a run is exactly the files it lists: {fix}")
 
     @property
     def is_seed(self) -> bool: return "seed" in self.metadata
@@ -539,7 +706,10 @@ class ResidualRun:
     def d_model(self, group: str, tower: str = "vlm") -> int | None:
         return None if self.is_seed else int(next(g["d_model"] for g in self.metadata["token_groups"] if (g["name"], g["tower"]) == (group, tower)))
     def files(self, group: str, layer: int, tower: str = "vlm") -> list:
-        "The chunk files of one group and layer, in chunk order."
+        "The chunk files of one group and layer, in chunk order (of a vlasteer run: those its metadata.json lists)."
+        if not self.is_seed:
+            fs = [f for f in self.metadata["files"] if (f["group"], f["tower"], int(f["layer"])) == (group, tower, int(layer))]
+            return [self.path / f["path"] for f in sorted(fs, key=lambda f: int(f["chunk"]))]
         stem = f"layer{layer:02d}" if tower == "vlm" else f"{tower}_layer{layer:02d}"
         fs = [f for f in (self.path / group).glob(f"{stem}_chunk*") if f.suffix in (".safetensors", ".pt") and not f.name.startswith(".")]
         return sorted(fs, key=lambda f: int(re.search(r"_chunk(\d+)", f.name)[1]))
@@ -564,11 +734,12 @@ def slice_run(run_dir, # a complete run directory
               tower: str = "vlm", # the group's tower
               device: str = "cpu", # where chunks are read (the seed's --device)
               d_model: int | None = None, # refuse a run of another width (e.g. the SAE's d_in)
+             overwrite: bool = False, # replace an existing output_dir
              ) -> list: # the written slice files
     "Cut a run into one `layerNN/<concept>.safetensors` per concept and layer."
     run = ResidualRun.open(run_dir)
-    if not isinstance(concept_map, dict): cmap_path, concept_map = str(concept_map), load_concept_map(concept_map)
-    else: cmap_path = None
+    if not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
+    check_folder_target(output_dir, overwrite)  # before reading any chunk
     token_type = "instructions" if token_type == "instruction" else token_type
     if (token_type, tower) not in run.groups:
         raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} (--token-type / --tower)")
@@ -599,7 +770,7 @@ def slice_run(run_dir, # a complete run directory
             out[(l, c)] = (torch.cat(xs)[torch.from_numpy(order)].float().contiguous(), torch.from_numpy(i[order].astype(np.int64)), len(idx[c]) - len(i))
     written = []
     run_ref = os.path.relpath(os.path.abspath(run.path), os.path.abspath(output_dir))  # relative: the pair moves together
-    with atomic_dir(output_dir) as work:
+    with atomic_folder(output_dir, overwrite) as work:
         for (l, c), (x, i, missing) in out.items():
             (work / f"layer{l:02d}").mkdir(parents=True, exist_ok=True)
             hook = group.hook(l) if group else f"{tower}.blocks.{l}.hook_resid_post"
@@ -608,7 +779,8 @@ def slice_run(run_dir, # a complete run directory
                         frames_in_concept=len(i) + missing, frames_missing=missing, run=run_ref)
             write_tensors(work / f"layer{l:02d}" / f"{c}.safetensors", {"residuals": x, "index": i}, meta)
             written.append(Path(output_dir) / f"layer{l:02d}" / f"{c}.safetensors")
-        write_json(dict(run=run_ref, concept_map=cmap_path, token_type=token_type, tower=tower, layers=list(layers),
+        write_json(dict(run=run_ref, concept_map_digest=_json_digest(concept_map), token_type=token_type, tower=tower, layers=list(layers),
+                        inputs=None if run.is_seed else dict(run_metadata=file_digest(run.path / "metadata.json")),
                          slices={f"layer{l:02d}/{c}": dict(rows=int(len(i)), missing=int(m)) for (l, c), (_, i, m) in out.items()}),
                     work / "slices.json")
     return written
@@ -691,7 +863,7 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
                         config_name: str | None = None, # without a checkpoint: default or tiny
                         device: str = "cpu", precision: str | None = None):
     "The policy a capture CLI runs, and a string naming where it came from."
-    from vlasteer.policy import load_policy
+    from vlasteer.policy import load_default_policy, load_policy, tiny_policy
     if checkpoint_path:
         p = Path(checkpoint_path)
         if p.is_file(): p = p.parent
@@ -702,13 +874,6 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
     else: raise ValueError(f"unknown --config-name {config_name!r} without --checkpoint-path; use default or tiny, or give --checkpoint-path")
     if precision: pol.to_precision(precision)
     return pol.to(device).eval(), src
-
-def _torchrun_shard(shard_index, num_shards, device):
-    "Shard and device from torchrun's RANK / WORLD_SIZE / LOCAL_RANK when the flags leave them open."
-    if shard_index is None and num_shards is None and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        shard_index, num_shards = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-        if device == "cuda" and "LOCAL_RANK" in os.environ: device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return (0 if shard_index is None else shard_index), (1 if num_shards is None else num_shards), device
 
 @call_parse
 def save_residuals_cli(
@@ -725,8 +890,8 @@ def save_residuals_cli(
         batch_size: int = 32, # frames per forward pass
         samples_per_file: int = 4096, # rows per chunk file
         max_samples_per_layer: int = 0, # capture at most this many frames (0: all)
-        shard_index: int = None, # this process's shard (default: torchrun's RANK, else 0)
-        num_shards: int = None, # number of shards (default: torchrun's WORLD_SIZE, else 1)
+        shard_index: int = None, # this process's shard (default: the launcher's RANK, e.g. torchrun's, else 0)
+        num_shards: int = None, # number of shards (default: the launcher's WORLD_SIZE, else 1)
         num_workers: int = 0, # DataLoader workers reading frames ahead
         capture_adarms: bool = False, # also write pi0.5's adaRMS conditioning (once per run)
         seed: int = 0, # seeds the expert's initial noise
@@ -738,16 +903,23 @@ def save_residuals_cli(
     with cli_errors():
         if not output_dir: raise ValueError("missing --output-dir (the run directory); see --help")
         if not layers: raise ValueError("missing --layers (block indices, e.g. --layers 12); see --help")
-        shard_index, num_shards, device = _torchrun_shard(shard_index, num_shards, device)
+        shard_index, num_shards, device, launched = launcher_shard(shard_index, num_shards, device)
+        meet = launched and num_shards > 1 and all(k in os.environ for k in ("MASTER_ADDR", "MASTER_PORT"))  # rank 0 finalises
         if device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
         groups = tuple(token_groups) if token_groups else (("instructions", "decision") if capture_instructions else ("decision",))
         pol, src = load_capture_policy(checkpoint_path, config_name, device, precision)
         meta = capture_residuals(pol, lerobot_root, output_dir, layers, repo_id, tuple(towers or ("vlm",)), groups, batch_size,
                                  samples_per_file, max_samples_per_layer or None, concept_map_path, shard_index, num_shards, seed,
-                                 capture_adarms, num_workers, checkpoint=src, config_name=config_name, progress=not quiet)
+                                 capture_adarms, num_workers, checkpoint=src, config_name=config_name, progress=not quiet,
+                                 finalize=not meet)
+        if meet and not meta.get("complete"):
+            wait_for_all_shards()
+            if shard_index == 0: meta = finalize_run(output_dir, strict=False) or {**meta, "missing": missing_chunks(output_dir)}
     if meta.get("complete"):
         print(f"run complete: {meta['frames']['count']} frames x {len(meta['layers'])} layer(s), groups "
               f"{sorted(meta['counts'])}, {meta['num_chunks']} chunks in {output_dir} (metadata.json)")
+    elif meet and shard_index != 0:
+        print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); rank 0 writes metadata.json")
     else:
         print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); {len(meta['missing'])} chunk(s) "
               f"of other shards missing; the last shard to finish writes metadata.json (or run vlasteer_merge_residuals)")
@@ -756,29 +928,31 @@ def save_residuals_cli(
 def merge_residuals_cli(
         run_dir: str = None, # the run: a shared run directory, or the new folder to join --shard-dirs into
         shard_dirs: Param("run directories the shards wrote separately", str, nargs="+") = None,
+        overwrite: bool = False, # with --shard-dirs: replace an existing --run-dir
         quiet: bool = False, # print nothing on success
        ):
     "Join the shards of a residual capture into one complete run (writes metadata.json)."
     with cli_errors():
         if not run_dir: raise ValueError("missing --run-dir; see --help")
-        meta = merge_runs(run_dir, shard_dirs)
+        meta = merge_runs(run_dir, shard_dirs, overwrite)
     if not quiet: print(f"run complete: {meta['frames']['count']} frames, {meta['num_chunks']} chunks in {run_dir}")
 
 @call_parse
 def slice_residuals_cli(
         run_dir: str = None, # a complete run directory (or the seed's)
         concept_map_path: str = None, # concept map JSON (vlasteer_map_concept_samples)
-        output_dir: str = None, # slices folder to create (absent or empty): layerNN/<concept>.safetensors
+        output_dir: str = None, # slices folder to create: layerNN/<concept>.safetensors (an existing one only with --overwrite)
         layers: Param("layers to slice (default: every layer of the run)", int, nargs="+") = None,
         token_type: str = "instructions", # token group: instructions or decision
         tower: str = "vlm", # the group's tower: vlm or expert
         device: str = "cpu", # where chunks are read
+        overwrite: bool = False, # replace an existing --output-dir
         quiet: bool = False, # print nothing on success
        ):
     "Cut a residual run into one tensor per concept and layer (layerNN/<concept>.safetensors)."
     with cli_errors():
         if not run_dir or not concept_map_path or not output_dir: raise ValueError("missing --run-dir, --concept-map-path or --output-dir; see --help")
-        files = slice_run(run_dir, concept_map_path, output_dir, layers, token_type, tower, device)
+        files = slice_run(run_dir, concept_map_path, output_dir, layers, token_type, tower, device, overwrite=overwrite)
     if not quiet:
         for f in files: print(f"[slice] {f.parent.name}/{f.name}: {read_slice(f)[0].shape[0]} rows")
         print(f"[slice] wrote {len(files)} slices to {output_dir}")

@@ -4,7 +4,9 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, dashed_flags, dump_json, from_fields, read_json, write_json, one_line as _one_line
+from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, file_digest, from_fields, read_json, reading,
+                          write_json, one_line as _one_line)
+from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
 
 import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
 from dataclasses import asdict, dataclass, field
@@ -15,15 +17,17 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
+
 # %% auto #0
 __all__ = ['SLICE_SUFFIXES', 'SAE_CFG', 'SAE_WEIGHTS', 'STANDARD_KEYS', 'ARCHITECTURES', 'NORMALIZATIONS', 'LR_SCHEDULERS',
            'PAIR_KEYS', 'PAIR_FILES', 'ConceptSlice', 'slice_path', 'layer_dir', 'save_slice', 'load_slice',
-           'load_slices', 'sae_lens', 'read_sae_cfg', 'check_sae_width', 'sae_from_disk', 'sae_from_pretrained',
-           'load_state_file', 'apply_state', 'sae_from_state', 'load_sae', 'SAETrainConfig', 'activation_batches',
-           'train_sae', 'save_sae', 'iter_chunks', 'decode_direction', 'encode_chunks', 'latent_sums', 'latent_mean',
-           'latent_activations', 'FidelityWarning', 'sae_fidelity', 'fidelity_table', 'check_fidelity', 'plot_fidelity',
-           'PairSpec', 'load_pairs_config', 'write_pairs_config', 'LatentMean', 'SliceStats', 'split_halves',
-           'slice_stats', 'cosine', 'PairDirection', 'direction_from_stats', 'pair_direction', 'compute_directions',
+           'slice_files', 'load_slices', 'sae_lens', 'read_sae_cfg', 'check_sae_width', 'sae_from_disk',
+           'sae_from_pretrained', 'load_state_file', 'apply_state', 'sae_from_state', 'load_sae', 'SAETrainConfig',
+           'DiskRows', 'disk_rows', 'run_rows', 'stream_batches', 'activation_batches', 'train_sae', 'save_sae',
+           'iter_chunks', 'decode_direction', 'encode_chunks', 'latent_sums', 'latent_mean', 'latent_activations',
+           'FidelityWarning', 'sae_fidelity', 'fidelity_table', 'check_fidelity', 'plot_fidelity', 'PairSpec',
+           'load_pairs_config', 'write_pairs_config', 'LatentMean', 'SliceStats', 'split_halves', 'slice_stats',
+           'cosine', 'PairDirection', 'direction_from_stats', 'pair_direction', 'compute_directions',
            'write_pair_direction', 'load_pair_direction', 'PairwiseStats', 'pairwise_stats', 'write_pairwise_stats',
            'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents', 'explorer_data', 'explorer_figure',
            'LatentExplorer', 'holdout_split', 'train_sae_cli', 'sae_directions_cli', 'train_sae_main',
@@ -90,12 +94,7 @@ def save_slice(sl: ConceptSlice, path: str | Path) -> Path:
     return Path(path)
 
 # %% ../nbs/08_sae.ipynb #bdc3c754
-def _torch_load(path: Path, what: str):
-    "`torch.load(weights_only=True)`, with a one-line error for anything else."
-    try: return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"cannot read {what} {path} with torch.load(weights_only=True): {_one_line(e)[:200]}; "
-                         "only tensors and plain containers are accepted") from None
+_SLICE_FIX = "is it a complete concept slice (vlasteer_slice_residuals writes them)?"
 
 def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `.pt` files
                d_model: int | None = None, # required width; None: any
@@ -106,21 +105,17 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
     if not path.is_file(): raise FileNotFoundError(f"no concept slice at {path}")
     if path.suffix == ".safetensors":
         from safetensors import safe_open
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta, keys = f.metadata() or {}, set(f.keys())
-                if "residuals" not in keys:
-                    raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); is it a concept slice?")
-                x = f.get_tensor("residuals")
-                idx = f.get_tensor("index") if "index" in keys else None
-        except ValueError: raise
-        except Exception as e: raise ValueError(f"cannot read {path}: {_one_line(e)}; is it a complete safetensors file?") from None
+        with reading(path, "concept slice", _SLICE_FIX), safe_open(str(path), framework="pt") as f:
+            meta, keys = f.metadata() or {}, set(f.keys())
+            x = f.get_tensor("residuals") if "residuals" in keys else None
+            idx = f.get_tensor("index") if "index" in keys else None
+        if x is None: raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); is it a concept slice?")
         layer = meta.get("layer")
         sl = ConceptSlice(concept or meta.get("concept") or path.stem, x, idx,
                           layer=int(layer) if layer not in (None, "") else None, hook=meta.get("hook"),
                           token_type=meta.get("token_type"), path=path)
     elif path.suffix == ".pt":
-        obj = _torch_load(path, "concept slice")
+        obj = load_pt(path, "concept slice")
         idx, name = None, None
         if isinstance(obj, dict):
             key = next((k for k in ("residuals", "activations") if k in obj), None)
@@ -139,9 +134,9 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
                          "was it captured at another hook or from another model?")
     return sl
 
-def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
-                d_model: int | None = None) -> dict[str, ConceptSlice]: # concept -> slice
-    "Read every slice in `sources` (folders: their `.safetensors` and `.pt` files, sorted); all must share one width."
+def slice_files(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
+               ) -> list[Path]:
+    "The slice files `sources` name: files as given, folders' `.safetensors` and `.pt` files sorted."
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     files = []
     for s in map(Path, sources):
@@ -151,6 +146,12 @@ def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or
             files += found
         else: files.append(s)
     if not files: raise ValueError("no concept slices given")
+    return files
+
+def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
+                d_model: int | None = None) -> dict[str, ConceptSlice]: # concept -> slice
+    "Read every slice in `sources` (folders: their `.safetensors` and `.pt` files, sorted); all must share one width."
+    files = slice_files(sources)
     out: dict[str, ConceptSlice] = {}
     for f in files:
         sl = load_slice(f, d_model)
@@ -191,7 +192,10 @@ def sae_from_disk(path: str | Path, # a SAELens directory
     "Load a SAELens SAE directory."
     path = Path(path); read_sae_cfg(path)
     sl = sae_lens()
-    try: return sl.SAE.load_from_disk(str(path), device=device)
+    try:
+        with reading(path, "SAELens SAE directory", "was it written by SAE.save_model (or vlasteer_train_sae)?"):
+            return sl.SAE.load_from_disk(str(path), device=device)
+    except ValueError: raise
     except Exception as e: raise ValueError(f"SAELens cannot load the SAE in {path}: {_one_line(e)[:300]}") from None
 
 def sae_from_pretrained(release: str, # SAELens release, e.g. "gemma-2b-it-res-jb"
@@ -215,10 +219,9 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file(): raise FileNotFoundError(f"no fine-tuned SAE state dict at {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        try: sd = load_file(str(path))
-        except Exception as e: raise ValueError(f"cannot read {path}: {_one_line(e)}") from None
+        with reading(path, "fine-tuned SAE state dict", "is it a complete .safetensors file?"): sd = load_file(str(path))
     else:
-        sd = _torch_load(path, "fine-tuned SAE state dict")
+        sd = load_pt(path, "fine-tuned SAE state dict")
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict): sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise ValueError(f"{path} is not a non-empty dict of named tensors; expected an SAE state dict ({', '.join(STANDARD_KEYS)})")
@@ -317,6 +320,154 @@ class SAETrainConfig:
         "Build from `to_dict`'s output; unknown keys are an error."
         return from_fields(cls, d)
 
+# %% ../nbs/08_sae.ipynb #7ba90713
+_FILE_FIX = "is it a complete .safetensors file with a 'residuals' tensor (a residual chunk or a concept slice)?"
+
+def _rows_and_meta(path: Path) -> tuple[int, int, dict]: # (rows, width, metadata) from the header
+    from safetensors import safe_open
+    with reading(path, "residual file", _FILE_FIX), safe_open(str(path), framework="pt") as f:
+        shape, meta = f.get_slice("residuals").get_shape(), dict(f.metadata() or {})
+    if len(shape) != 2: raise ValueError(f"{path} has residuals of shape {tuple(shape)}; expected [n d_model]")
+    return int(shape[0]), int(shape[1]), meta
+
+@dataclass
+class DiskRows:
+    "Residual rows in `.safetensors` files on disk (run chunks or concept slices), read a piece at a time."
+    files: list              # the files, each holding `residuals` [n d_model]
+    sizes: list              # rows stored in each file
+    d_model: int
+    labels: list             # each file's concept (a run's chunks: "all")
+    masks: list | None = None  # per file: bool [size] of the rows taken (None: every row)
+    hook: str | None = None
+    layer: int | None = None
+
+    def keep(self, i: int) -> np.ndarray | None: return None if self.masks is None else self.masks[i]
+    @property
+    def rows(self) -> list: return [int(s) if self.masks is None else int(self.masks[i].sum()) for i, s in enumerate(self.sizes)]
+    @property
+    def n(self) -> int: return sum(self.rows)
+    def __repr__(self): return f"DiskRows({len(self.files)} files, n={self.n}, d_model={self.d_model}, hook={self.hook!r})"
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[DiskRows, DiskRows]: # (training rows, held-out rows)
+        "Hold out a seeded `fraction` of every file's rows (each file keeps at least one training row)."
+        if not 0 <= fraction < 1: raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+        train, held = [], []
+        for i, size in enumerate(self.sizes):
+            have = np.ones(size, bool) if self.masks is None else self.masks[i]
+            idx = np.flatnonzero(have)[np.random.default_rng([seed, i]).permutation(int(have.sum()))]
+            k = min(len(idx) - 1, round(fraction * len(idx))) if fraction > 0 else 0
+            h = np.zeros(size, bool); h[idx[:k]] = True
+            train.append(have & ~h); held.append(h)
+        mk = lambda m: DiskRows(self.files, self.sizes, self.d_model, self.labels, m, self.hook, self.layer)
+        return mk(train), mk(held)
+
+    def pieces(self, piece_rows: int) -> list: # (file number, start, stop) with at least one row taken
+        return [(i, s, min(s + piece_rows, size)) for i, size in enumerate(self.sizes) for s in range(0, size, piece_rows)
+                if self.masks is None or self.masks[i][s:s + piece_rows].any()]
+
+    def read(self, i: int, start: int, stop: int) -> torch.Tensor: # [rows d_model] float32, the taken rows of the piece
+        "Rows `start:stop` of file `i` (those taken), checked for NaN and inf."
+        from safetensors import safe_open
+        path = self.files[i]
+        with reading(path, "residual file", _FILE_FIX), safe_open(str(path), framework="pt") as f:
+            x = f.get_slice("residuals")[start:stop]
+        x = check_finite(x.float(), f"residual file {path}")
+        keep = self.keep(i)
+        return x if keep is None else x[torch.from_numpy(keep[start:stop])]
+
+    def iter_rows(self, piece_rows: int = 4096) -> Iterator[torch.Tensor]:
+        "Every taken row, in file order, a piece at a time."
+        for p in self.pieces(piece_rows): yield self.read(*p)
+
+    def by_label(self) -> dict: # label -> DiskRows of its files
+        out = {}
+        for lab in dict.fromkeys(self.labels):
+            ii = [i for i, l in enumerate(self.labels) if l == lab]
+            out[lab] = DiskRows([self.files[i] for i in ii], [self.sizes[i] for i in ii], self.d_model, [lab] * len(ii),
+                                None if self.masks is None else [self.masks[i] for i in ii], self.hook, self.layer)
+        return out
+
+    def mean(self, max_rows: int = 1 << 16, seed: int = 0) -> torch.Tensor: # [d_model] float32
+        "The mean row of a seeded sample of whole pieces holding about `max_rows` rows (every row when they fit)."
+        if self.n == 0: raise ValueError("no residual rows to train on")
+        if self.n <= max_rows: return torch.cat(list(self.iter_rows(max_rows))).mean(0)  # as the in-memory path computes it
+        pieces = self.pieces(max(1, max_rows // 8))
+        s, n = torch.zeros(self.d_model, dtype=torch.float64), 0
+        for j in np.random.default_rng([seed, 1]).permutation(len(pieces)):
+            x = self.read(*pieces[j]); s += x.sum(0, dtype=torch.float64); n += len(x)
+            if n >= max_rows: break
+        return (s / n).float()
+
+def disk_rows(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
+              d_model: int | None = None) -> DiskRows:
+    "The rows of concept slices on disk, for streaming (`.safetensors` only: a `.pt` file cannot be read in pieces)."
+    files = slice_files(sources)
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing: raise FileNotFoundError(f"no concept slice at {missing[0]}")
+    pt = [str(f) for f in files if f.suffix != ".safetensors"]
+    if pt: raise ValueError(f"cannot stream {pt[:3]}: .pt files are read whole; load them in memory (no --stream) or save them as .safetensors")
+    sizes, labels, hooks, layers = [], [], set(), set()
+    for f in files:
+        n, w, meta = _rows_and_meta(f)
+        if n == 0: raise ValueError(f"concept slice {f} is empty (0 rows); capture residuals for this concept or drop it")
+        if d_model is not None and w != d_model:
+            raise ValueError(f"concept slice {f} has width {w}, expected {d_model}; every slice must come from the same hook")
+        d_model = w
+        sizes.append(n); labels.append(meta.get("concept") or f.stem); hooks.add(meta.get("hook")); layers.add(meta.get("layer"))
+    dup = sorted({l for l in labels if labels.count(l) > 1})
+    if dup: raise ValueError(f"concept(s) {dup} appear in more than one slice file; give each slice its own concept")
+    hooks, layers = hooks - {None, ""}, layers - {None, ""}
+    return DiskRows(files, sizes, d_model, labels, None, hooks.pop() if len(hooks) == 1 else None,
+                    int(layers.pop()) if len(layers) == 1 else None)
+
+def run_rows(run_dir, # a complete residual run (vlasteer's)
+             layer: int | None = None, # block index (None: the run's only layer)
+             token_type: str = "instructions", tower: str = "vlm") -> DiskRows:
+    "The rows of one token group and layer of a residual run: the chunk files its metadata.json lists."
+    run = ResidualRun.open(run_dir)
+    if run.is_seed: raise ValueError(f"{run.path} is not a vlasteer run (no metadata.json of its format); slice it first and pass --slices")
+    token_type = "instructions" if token_type == "instruction" else token_type
+    if (token_type, tower) not in run.groups:
+        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} (--token-type / --tower)")
+    have = run.layers(token_type, tower)
+    if layer is None:
+        if len(have) != 1: raise ValueError(f"run {run.path} holds layers {have}; pass --layer")
+        layer = have[0]
+    layer = int(layer) % run.metadata["policy"]["depth"] if int(layer) < 0 else int(layer)
+    if layer not in have: raise ValueError(f"layer {layer} is not in run {run.path}; it has {have}")
+    listed = {f["path"]: f for f in run.metadata["files"]}
+    files = run.files(token_type, layer, tower)
+    hook = next(g for g in run.metadata["token_groups"] if (g["name"], g["tower"]) == (token_type, tower))["hooks"][str(layer)]
+    return DiskRows(files, [int(listed[str(f.relative_to(run.path))]["rows"]) for f in files], run.d_model(token_type, tower),
+                    ["all"] * len(files), None, hook, layer)
+
+
+# %% ../nbs/08_sae.ipynb #079d1ab4
+def stream_batches(src: DiskRows, batch_size: int, seed: int = 0, # seeds the piece order and the shuffles
+                   buffer_rows: int = 1 << 16, # rows held in the shuffle buffer (memory: about 2 x buffer_rows x d_model x 4 bytes)
+                  ) -> Iterator[torch.Tensor]: # endless [batch d_model]
+    "Endless shuffled batches of the rows of `src`, read from disk a piece at a time through a shuffle buffer."
+    n = src.n
+    if n < batch_size: raise ValueError(f"only {n} residuals for a batch size of {batch_size}; capture more or lower the batch size")
+    if buffer_rows < 2 * batch_size: raise ValueError(f"the shuffle buffer ({buffer_rows} rows) must hold at least two batches of {batch_size}")
+    if n <= buffer_rows:  # everything fits: read once, then exactly the in-memory batches
+        yield from activation_batches(torch.cat(list(src.iter_rows(buffer_rows))), batch_size, seed)
+        return
+    g = torch.Generator().manual_seed(seed)
+    pieces = src.pieces(max(1, buffer_rows // 8))
+    parts, have = [], 0
+    while True:
+        for j in torch.randperm(len(pieces), generator=g).tolist():
+            parts.append(src.read(*pieces[j])); have += len(parts[-1])
+            if have < buffer_rows: continue
+            buf = torch.cat(parts); parts.clear()
+            buf = buf[torch.randperm(len(buf), generator=g)]
+            emit = (len(buf) - buffer_rows // 2) // batch_size * batch_size
+            for i in range(0, emit, batch_size): yield buf[i:i + batch_size]
+            parts, have = [buf[emit:].clone()], len(buf) - emit  # a copy: the emitted rows' storage is freed
+            del buf
+
+
 # %% ../nbs/08_sae.ipynb #d5420e27
 def _matrix(x, what="residuals") -> torch.Tensor:
     if isinstance(x, ConceptSlice): return x.residuals
@@ -343,7 +494,7 @@ def _quiet_sae_lens(progress: bool):
     try: yield
     finally: st.tqdm, sc.tqdm = saved
 
-def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, x: torch.Tensor, hook_name: str | None):
+def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, mean: torch.Tensor, hook_name: str | None):
     "A SAELens training SAE: fresh, or holding `init`'s weights and settings."
     meta = sl.saes.sae.SAEMetadata(hook_name=hook_name) if hook_name else sl.saes.sae.SAEMetadata()
     if init is None:
@@ -354,7 +505,7 @@ def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, x: torch.Tensor, hoo
             if cfg.k > common["d_sae"]: raise ValueError(f"k={cfg.k} exceeds d_sae={common['d_sae']}")
             sae = sl.TopKTrainingSAE(sl.TopKTrainingSAEConfig(k=cfg.k, **common))
         if cfg.init_b_dec == "mean":
-            with torch.no_grad(): sae.b_dec.copy_(x.mean(0))
+            with torch.no_grad(): sae.b_dec.copy_(mean)
         return sae
     arch = init.cfg.architecture()
     if arch not in ARCHITECTURES: raise ValueError(f"fine-tuning supports {ARCHITECTURES} SAEs; this one is {arch!r}")
@@ -369,19 +520,26 @@ def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, x: torch.Tensor, hoo
     sae.load_state_dict({k: v.detach().to(cfg.device, torch.float32) for k, v in init.state_dict().items()})
     return sae
 
-def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, or a dict of them
+def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, or DiskRows (streamed from disk)
               cfg: SAETrainConfig = None, # knobs; None: the defaults
               init=None,                  # an SAE to fine-tune; None: train from scratch
               hook_name: str | None = None, # recorded in the SAE's metadata
-              progress: bool = False) -> tuple: # (inference SAE, info dict)
+              progress: bool = False,
+              buffer_rows: int = 1 << 16, # DiskRows: rows in the shuffle buffer (memory: about 2 x buffer_rows x d_model x 4 bytes)
+             ) -> tuple: # (inference SAE, info dict)
     "Train (or fine-tune) an SAE on residuals with SAELens's `SAETrainer`; returns the SAE as SAELens reloads it."
     cfg = cfg or SAETrainConfig()
-    x = _matrix(residuals)
+    if isinstance(residuals, DiskRows):
+        d_in, n_rows = residuals.d_model, residuals.n
+        batches, mean = stream_batches(residuals, cfg.batch_size, cfg.seed, buffer_rows), residuals.mean(buffer_rows, cfg.seed)
+    else:
+        x = _matrix(residuals)
+        d_in, n_rows, batches, mean = x.shape[1], x.shape[0], activation_batches(x, cfg.batch_size, cfg.seed), x.mean(0)
     if cfg.encoder_only and init is None: raise ValueError("encoder_only fine-tunes an existing SAE; pass init (or drop --encoder-only)")
     sl = sae_lens()
     from sae_lens.config import SAETrainerConfig, LoggingConfig
     torch.manual_seed(cfg.seed)
-    sae = _training_sae(sl, cfg, x.shape[1], init, x, hook_name)
+    sae = _training_sae(sl, cfg, d_in, init, mean, hook_name)
     if cfg.encoder_only:
         for n, p in sae.named_parameters(): p.requires_grad_(n in ("W_enc", "b_enc"))
     tcfg = SAETrainerConfig(total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size,
@@ -389,7 +547,7 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, or a dict of them
                             lr_warm_up_steps=cfg.lr_warm_up_steps, device=cfg.device, dead_feature_window=cfg.dead_feature_window,
                             feature_sampling_window=cfg.steps, n_batches_for_norm_estimate=min(100, cfg.steps),
                             logger=LoggingConfig(log_to_wandb=False))
-    trainer = sl.SAETrainer(tcfg, sae, activation_batches(x, cfg.batch_size, cfg.seed))
+    trainer = sl.SAETrainer(tcfg, sae, batches)
     t0 = time.perf_counter()
     with _quiet_sae_lens(progress): trainer.fit()
     seconds = time.perf_counter() - t0
@@ -398,31 +556,20 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, or a dict of them
         out = sl.SAE.load_from_disk(d, device=cfg.device).eval().requires_grad_(False)
     info = dict(steps=trainer.n_training_steps, samples=trainer.n_training_samples, seconds=round(seconds, 3),
                 steps_per_s=round(trainer.n_training_steps / max(seconds, 1e-9), 2), d_in=out.cfg.d_in, d_sae=out.cfg.d_sae,
-                architecture=out.cfg.architecture(), train_l0=out.cfg.metadata.get("l0"), train_rows=x.shape[0],
+                architecture=out.cfg.architecture(), train_l0=out.cfg.metadata.get("l0"), train_rows=n_rows,
                 torch_threads=torch.get_num_threads(), finetuned=init is not None, encoder_only=cfg.encoder_only)
     return out, info
 
 # %% ../nbs/08_sae.ipynb #07be836f
-def _fresh_dir(path: Path) -> Path:
-    "Check that `path` can be created (absent or empty, parent present); return it."
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())): raise FileExistsError(f"{path} exists and is not empty; choose a new directory")
-    if not path.parent.is_dir(): raise FileNotFoundError(f"parent folder {path.parent} does not exist; create it first")
-    return path
-
 def save_sae(sae, path: str | Path, # a SAELens inference SAE (or a training one) and the directory to create
-             extra: dict | None = None) -> Path: # JSON written as vlasteer.json beside cfg.json
-    "Write `sae` as a SAELens directory (`cfg.json` + `sae_weights.safetensors`), atomically."
-    path = _fresh_dir(Path(path))
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
-    try:
+             extra: dict | None = None, # JSON written as vlasteer.json beside cfg.json
+             overwrite: bool = False) -> Path: # replace an existing directory
+    "Write `sae` as a SAELens directory (`cfg.json` + `sae_weights.safetensors`), whole (a temp folder renamed into place)."
+    with atomic_folder(path, overwrite) as tmp:
         (sae.save_inference_model if hasattr(sae, "save_inference_model") else sae.save_model)(str(tmp))
         if extra is not None: write_json(extra, tmp / "vlasteer.json")
-        if path.exists(): path.rmdir()
-        tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return path
+    return Path(path)
+
 
 # %% ../nbs/08_sae.ipynb #572bb2f6
 def iter_chunks(x, # [n d_model] tensor, a ConceptSlice, or an iterable of [rows d_model] tensors
@@ -505,10 +652,17 @@ def sae_fidelity(sae, x, # [n d_model] or a stream of chunks
     return dict(n=n, variance_explained=1 - sse / total if total > 0 else float("nan"), mse=sse / (n * d),
                 cosine=cos / n, l0=l0 / n, dead=int((fires == 0).sum()), dense=int((rate > dense_threshold).sum()), d_sae=sae.cfg.d_sae)
 
-def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] tensor
+def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] tensor; or DiskRows (streamed, per label)
                    batch_size: int = 4096, dense_threshold: float = 0.1, device: str | None = None):
     "A `pandas.DataFrame` of `sae_fidelity` per concept, plus the pooled row `all`."
     import pandas as pd
+    if isinstance(slices, DiskRows):  # streamed from disk: one pass per concept, one for the pooled row
+        if slices.n == 0: raise ValueError("no residual rows to measure fidelity on")
+        parts = {k: v for k, v in slices.by_label().items() if v.n}
+        rows = [dict(concept=k, **sae_fidelity(sae, v.iter_rows(batch_size), batch_size, dense_threshold, device)) for k, v in parts.items()]
+        if len(parts) > 1 or next(iter(parts)) != "all":
+            rows.append(dict(concept="all", **sae_fidelity(sae, slices.iter_rows(batch_size), batch_size, dense_threshold, device)))
+        return pd.DataFrame(rows).set_index("concept")
     if not slices: raise ValueError("no concept slices to measure fidelity on")
     mats = {k: (v.residuals if isinstance(v, ConceptSlice) else _matrix(v, k)) for k, v in slices.items()}
     rows = [dict(concept=k, **sae_fidelity(sae, m, batch_size, dense_threshold, device)) for k, m in mats.items()]
@@ -735,15 +889,21 @@ def load_pair_direction(folder: str | Path) -> PairDirection:
     missing = [f"{f}.safetensors" for f in PAIR_FILES if not (folder / f"{f}.safetensors").is_file()] + \
               ([] if (folder / "summary.json").is_file() else ["summary.json"])
     if missing: raise FileNotFoundError(f"{folder} lacks {missing}; is it a pair folder written by sae_directions?")
+    fix = "is it a pair folder written by vlasteer_sae_directions? Compute it again"
     def read(f):
-        with safe_open(str(folder / f"{f}.safetensors"), framework="pt") as h: return {k: h.get_tensor(k) for k in h.keys()}, h.metadata() or {}
+        p = folder / f"{f}.safetensors"
+        with reading(p, "pair direction file", fix), safe_open(str(p), framework="pt") as h: return {k: h.get_tensor(k) for k in h.keys()}, h.metadata() or {}
     (pm, pmeta), (nm, nmeta) = read("positive_latent_mean"), read("negative_latent_mean")
     ld, rd = read("latent_direction")[0], read("residual_direction")[0]
-    s = json.loads((folder / "summary.json").read_text())
-    split = {k: float("nan") if v is None else v for k, v in s["split_half_cosine"].items()}
-    return PairDirection(s["name"], LatentMean(pmeta["concept"], int(pmeta["count"]), pm["mean"]),
-                         LatentMean(nmeta["concept"], int(nmeta["count"]), nm["mean"]),
-                         ld["direction"], rd["direction"], rd["raw_difference"], split, s.get("layer"), s.get("hook"))
+    s = read_json(folder / "summary.json", "pair summary", fix)
+    with reading(folder, "pair folder", fix):  # files with other tensors or keys than this writer's: named, one line
+        split = {k: float("nan") if v is None else v for k, v in s["split_half_cosine"].items()}
+        d = PairDirection(s["name"], LatentMean(pmeta["concept"], int(pmeta["count"]), pm["mean"]),
+                          LatentMean(nmeta["concept"], int(nmeta["count"]), nm["mean"]),
+                          ld["direction"], rd["direction"], rd["raw_difference"], split, s.get("layer"), s.get("hook"))
+    for name, v in (("latent_direction", d.latent_direction), ("residual_direction", d.residual_direction)):
+        if not torch.isfinite(v).all(): raise ValueError(f"pair folder {folder}: {name} holds NaN or inf; compute it again")
+    return d
 
 # %% ../nbs/08_sae.ipynb #294697ed
 @dataclass
@@ -795,7 +955,8 @@ def load_pairwise_stats(folder: str | Path) -> PairwiseStats:
     from safetensors import safe_open
     f = Path(folder) / "pairwise_stats.safetensors"
     if not f.is_file(): raise FileNotFoundError(f"no pairwise_stats.safetensors in {folder}")
-    with safe_open(str(f), framework="pt") as h:
+    with reading(f, "pairwise stats file", "was it written by vlasteer_sae_directions? Compute it again"), \
+         safe_open(str(f), framework="pt") as h:
         return PairwiseStats(json.loads(h.metadata()["names"]), *(h.get_tensor(k) for k in PairwiseStats.TENSORS))
 
 def plot_cosines(stats: PairwiseStats): # -> plotly Figure
@@ -961,7 +1122,13 @@ def _common(slices: dict[str, ConceptSlice], attr: str):
 
 @call_parse
 def train_sae_cli(slices: Param("concept slice files or folders holding them (layerNN/)", str, nargs="+") = None,
-                  output_dir: str = None,  # SAELens directory to create (absent or empty; its parent must exist)
+                  output_dir: str = None,  # SAELens directory to create (its parent must exist; an existing one only with --overwrite)
+                  run_dir: str = None,  # instead of --slices: train on a residual run's chunk files, streamed from disk
+                  layer: int = None,  # with --run-dir: the block (default: the run's only layer)
+                  token_type: str = "instructions",  # with --run-dir: the token group (instructions or decision)
+                  tower: str = "vlm",  # with --run-dir: the group's tower
+                  stream: bool = False,  # stream --slices from disk instead of loading them (bounded memory)
+                  buffer_rows: int = 65536,  # streaming: rows in the shuffle buffer (memory about 2 x rows x d_model x 4 bytes)
                   architecture: str = "standard",  # standard (ReLU + L1) or topk
                   d_sae: int = None,  # latents; default: expansion * d_model
                   expansion: int = 4,  # d_sae = expansion * d_model when --d-sae is not given
@@ -981,28 +1148,40 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
                   seed: int = 0,
                   device: str = "cpu",
                   threads: int = None,  # torch CPU threads (default: torch's choice); 1 is often fastest for small SAEs
+                  overwrite: bool = False,  # replace an existing --output-dir
                   quiet: bool = False,  # no progress bar
                  ):
-    "Train (or fine-tune) a SAELens SAE on concept slices and write it as a SAELens directory."
+    "Train (or fine-tune) a SAELens SAE on concept slices (or a run's chunks, streamed) and write it as a SAELens directory."
     with cli_errors():
-        _require(slices=slices, output_dir=output_dir)
+        _require(output_dir=output_dir)
+        if bool(slices) == bool(run_dir): raise ValueError("give --slices (concept slice files or folders) or --run-dir (a residual run), not both")
         _set_threads(threads)
-        out = _fresh_dir(Path(output_dir))
+        out = check_folder_target(output_dir, overwrite)
         cfg = SAETrainConfig(architecture=architecture, d_sae=d_sae, expansion=expansion, l1_coefficient=l1_coefficient, k=k, lr=lr,
                              steps=steps, batch_size=batch_size, normalize_activations=normalize_activations, encoder_only=encoder_only,
                              seed=seed, device=device)
-        data = load_slices(slices)
-        d_model = next(iter(data.values())).d_model
-        train, held = holdout_split(data, holdout_fraction, seed)
+        if run_dir or stream:  # from disk: rows are read a piece at a time, held-out rows are masks
+            data = run_rows(run_dir, layer, token_type, tower) if run_dir else disk_rows(slices)
+            train, held = data.split(holdout_fraction, seed)
+            held = held if held.n else None
+            d_model, hook, lay, concepts = data.d_model, data.hook, data.layer, dict(zip(data.labels, data.rows))
+            if run_dir: concepts = {f"{token_type}/{tower}": data.n}
+            source = dict(run=rel_path(run_dir, out), metadata_digest=file_digest(Path(run_dir) / "metadata.json")) if run_dir else \
+                     dict(slices=[rel_path(f, out) for f in data.files], streamed=True)
+        else:
+            data = load_slices(slices)
+            train, held = holdout_split(data, holdout_fraction, seed)
+            d_model, hook, lay, concepts = next(iter(data.values())).d_model, _common(data, "hook"), _common(data, "layer"), {c: s.n for c, s in data.items()}
+            source = None  # what the main job's step writes too
         init = None
         if sae_release or sae_id or sae_path or finetuned_sae_path:
             init = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, d_model)
-        hook = _common(data, "hook")
-        sae, info = train_sae(train, cfg, init=init, hook_name=hook, progress=not quiet)
+        sae, info = train_sae(train, cfg, init=init, hook_name=hook, progress=not quiet, buffer_rows=buffer_rows)
         table = fidelity_table(sae, held or train, dense_threshold=0.1, device=device)
-        extra = dict(train=cfg.to_dict(), info=info, hook=hook, layer=_common(data, "layer"), concepts={c: s.n for c, s in data.items()},
+        extra = dict(train=cfg.to_dict(), info=info, hook=hook, layer=lay, concepts=concepts,
                      fidelity_on="held-out rows" if held else "training rows (no hold-out)", fidelity=table.reset_index().to_dict("records"))
-        save_sae(sae, out, extra)
+        if source is not None: extra["source"] = source  # streamed: which files, relative to the SAE directory
+        save_sae(sae, out, extra, overwrite=overwrite)
     print(f"trained {info['architecture']} SAE d_in={info['d_in']} d_sae={info['d_sae']}: {info['steps']} steps in {info['seconds']:.1f}s "
           f"({info['steps_per_s']:.0f} steps/s)")
     print(table[["n", "variance_explained", "mse", "l0", "dead", "dense"]].round(4).to_string())
@@ -1022,6 +1201,7 @@ def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, posit
                        min_variance_explained: float = 0.9,  # warn when the SAE explains less of a concept's variance
                        split_seed: int = 0,  # seeds the split-half check
                        threads: int = None,  # torch CPU threads (default: torch's choice)
+                       overwrite: bool = False,  # replace an existing OUTPUT_ROOT/layerNN (the whole folder)
                        quiet: bool = False,  # no progress bar
                       ):
     "Latent and residual directions of concept pairs through an SAE, with their pairwise cosine structure."
@@ -1042,8 +1222,8 @@ def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, posit
             layer = layers.pop()
         elif layers - {layer}: raise ValueError(f"--layer {layer} but the slices were captured at layer(s) {sorted(layers)}")
         out_dir = layer_dir(root, layer)
-        clash = [q.name for q in pairs if (out_dir / q.name).exists() and not (out_dir / q.name).is_dir()]
-        if clash: raise FileExistsError(f"{out_dir} holds files named like pairs {clash}; move them or rename the pairs")
+        if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give another --output-root")
+        check_overwrite(out_dir, overwrite)  # before any work
         sae = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, widths.pop())
         by_label = {}
         for q in pairs:
@@ -1052,21 +1232,15 @@ def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, posit
         table = fidelity_table(sae, {lab: slices[p] for lab, p in by_label.items()}, batch_size, device=device)
         dirs = compute_directions(sae, pairs, slices, batch_size, split_seed, device, progress=not quiet)
         stats = pairwise_stats(dirs)
-        sae_src = dict(release=sae_release, sae_id=sae_id, path=sae_path, finetuned_path=finetuned_sae_path,
+        sae_src = dict(release=sae_release, sae_id=sae_id, path=sae_path and rel_path(sae_path, out_dir),
+                       finetuned_path=finetuned_sae_path and rel_path(finetuned_sae_path, out_dir),
                        d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture(), hook_name=sae.cfg.metadata.get("hook_name"))
-        root.mkdir(exist_ok=True); out_dir.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sae_directions.tmp"))
-        try:
+        root.mkdir(exist_ok=True)
+        with atomic_folder(out_dir, overwrite, "--output-root layer folder") as tmp:  # the layer folder, written whole
             for d in dirs: (tmp / d.name).mkdir(); write_pair_direction(d, tmp / d.name)
             write_pairwise_stats(stats, tmp)
             write_json(dict(sae=sae_src, min_variance_explained=min_variance_explained, rows=table.reset_index().to_dict("records")),
                        tmp / "sae_fidelity.json")
-            for d in dirs:  # replace each pair folder: rename the old one aside, the new one in, then drop the old
-                dst, old = out_dir / d.name, None
-                if dst.exists(): old = tmp / f".old.{d.name}"; dst.rename(old)
-                (tmp / d.name).rename(dst)
-            for f in ("pairwise_stats.safetensors", "pairwise_stats.json", "sae_fidelity.json"): os.replace(tmp / f, out_dir / f)
-        finally: shutil.rmtree(tmp, ignore_errors=True)
     print(f"SAE d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae}; fidelity on the concept slices:")
     print(table[["n", "variance_explained", "mse", "l0", "dead", "dense"]].round(4).to_string())
     _fidelity_warnings(table, min_variance_explained)
