@@ -174,7 +174,7 @@ def test_overwrite_rule(demo_dir, tmp_path):
     for entry, args, target in (("convert_libero_main", conv, out), ("dump_observations_main", dump, obs)):
         before = sorted(str(q.relative_to(target)) for q in target.rglob("*"))
         line = one_error_line(run_entry(entry, *args))
-        assert f"{target} exists and is not empty; pass --overwrite to replace it" in line, line
+        assert f"{target} exists; pass --overwrite to replace it" in line, line
         assert sorted(str(q.relative_to(target)) for q in target.rglob("*")) == before  # untouched
         r = run_entry(entry, *args, "--overwrite")
         assert r.returncode == 0, r.stderr

@@ -235,7 +235,7 @@ def test_replay_every_recorded_command(main_run, tmp_path):
     for want in ("vlasteer_generate_demos", "vlasteer_convert_libero", "vlasteer_dump_observations", "vlasteer_ffn_probe",
                  "vlasteer_cluster", "vlasteer_build_contrasting_pairs", "vlasteer_map_concept_samples",
                  "vlasteer_save_residuals", "vlasteer_slice_residuals", "vlasteer_train_sae", "vlasteer_sae_directions",
-                 "vlasteer_steering_sweep"):
+                 "vlasteer_localize"):
         assert want in scripts, (want, scripts)
     records, failures = replay(main_run, tmp_path / "replay")
     assert len(records) == len(cmds)

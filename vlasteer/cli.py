@@ -135,21 +135,44 @@ def check_overwrite(path: str | Path, # an output file or folder the command is 
     path = Path(path)
     exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if exists and not overwrite:
-        state = "exists and is not empty" if path.is_dir() else "exists"
+        state = "exists"  # (a folder: exists and is not empty)
         raise FileExistsError(f"{name + ' ' if name else ''}{path} {state}; pass {flag} to replace it, or choose another output path")
     return path
 
+def _content(f: Path, h) -> None:
+    "Feed `h` what a file holds: its bytes, except where the writer's bytes vary for the same content."
+    if f.suffix == ".safetensors":  # the header's metadata map has no fixed order: hash it canonically, then the data
+        raw = f.read_bytes()
+        n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+        try: head = json.loads(raw[8:8 + n])
+        except (ValueError, UnicodeDecodeError): head = None
+        if isinstance(head, dict) and n >= 0:
+            h.update(json.dumps(head, sort_keys=True).encode()); h.update(raw[8 + n:]); return
+    if f.suffix == ".json":  # a writer that iterates a set or a hash map orders keys differently from run to run
+        try: h.update(json.dumps(json.loads(f.read_text()), sort_keys=True).encode()); return
+        except (ValueError, UnicodeDecodeError): pass  # not JSON after all: the bytes
+    if f.suffix == ".parquet":  # the datasets library writes a random fingerprint into the footer: hash the data pages and the schema
+        raw = f.read_bytes()
+        if len(raw) >= 12 and raw[-4:] == b"PAR1":
+            n = int.from_bytes(raw[-8:-4], "little")
+            try:
+                import pyarrow.parquet as pq
+                schema = pq.read_schema(f).remove_metadata()
+                h.update(raw[:max(0, len(raw) - 8 - n)]); h.update(str(schema).encode()); return
+            except Exception: pass  # a damaged footer: fall back to the bytes
+    with open(f, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
+
 def file_digest(path: str | Path, # a file, or a folder (every file under it, by relative path)
                 size: int = 16) -> str: # hex digits kept
-    "SHA-256 of a file's bytes or of a folder's files (names and bytes); what a result records of its inputs."
+    "SHA-256 of a file's content or of a folder's files (names and content); what a result records of its inputs."
     import hashlib
     path, h = Path(path), hashlib.sha256()
     if not path.exists(): raise FileNotFoundError(f"cannot fingerprint {path}: it does not exist")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
     for f in files:
         if f != path: h.update(str(f.relative_to(path)).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
+        _content(f, h)
     return h.hexdigest()[:size]
 
 # %% ../nbs/00a_cli.ipynb #99cff44b

@@ -417,7 +417,8 @@ def step_ffn(ctx: JobContext) -> StepResult:
     c = ctx.config
     files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"), batch_size=c.obs_batch_size,
                               max_batches=c.obs_max_batches, seed=c.seed, progress=ctx.progress)
-    params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz", files=[f.name for f in files])
+    params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz", files=[f.name for f in files],
+                  norm_stats=ctx.state["policy"].norm_stats_source)
     proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files), "vlm", top_k_per_layer=c.top_k_per_layer, top_n_tokens=10,
                      store_value_vectors=True, seed=c.seed, progress=ctx.progress, params=params)
     save_projections(ctx.path("ffn", "projections.json"), proj)
@@ -620,8 +621,7 @@ def step_sae(ctx: JobContext) -> StepResult:
 def step_directions(ctx: JobContext) -> StepResult:
     "Each pair's latent / residual / raw directions per layer, split-half checks, cosines across pairs."
     from vlasteer import sim
-    from vlasteer.sae import (PairSpec, compute_directions, fidelity_table, layer_dir, load_slices, pairwise_stats, plot_cosines,
-                              slice_path, write_pair_direction, write_pairs_config, write_pairwise_stats)
+    from vlasteer.sae import PairSpec, layer_dir, load_slices, plot_cosines, sae_source, slice_path, write_layer_directions, write_pairs_config
     import pandas as pd
     labels, saes = ctx.state["labels"], ctx.state["saes"]
     rows, figs, paths, summ, cmds = [], [], {p: {} for p in sim.CONCEPT_PAIRS}, {}, []
@@ -633,22 +633,17 @@ def step_directions(ctx: JobContext) -> StepResult:
                         os.path.relpath(q.negative_path, ctx.work / "directions")) for q in pairs]
         write_pairs_config(rel, ctx.path("directions", f"pairs_layer{l:02d}.json"))
         slices = load_slices(layer_dir(sdir, l))
-        dirs = compute_directions(saes[l], pairs, {q.positive_path: slices[q.positive_label] for q in pairs} |
-                                  {q.negative_path: slices[q.negative_label] for q in pairs}, split_seed=ctx.config.seed)
-        stats = pairwise_stats(dirs)
-        out = layer_dir(ctx.work / "directions", l); out.mkdir(parents=True, exist_ok=True)
+        out = layer_dir(ctx.work / "directions", l); out.parent.mkdir(parents=True, exist_ok=True)
+        dirs, stats, table = write_layer_directions(saes[l], pairs, {q.positive_path: slices[q.positive_label] for q in pairs} |
+                                                    {q.negative_path: slices[q.negative_label] for q in pairs}, out,
+                                                    sae_source(saes[l], out, path=ctx.work / "sae" / f"layer{l:02d}"), split_seed=ctx.config.seed)
         for d in dirs:
-            (out / d.name).mkdir(); write_pair_direction(d, out / d.name)
             paths[d.name][l] = out / d.name
             s = d.summary()
             rows.append(dict(layer=l, pair=d.name, positive=f"{d.positive.concept} ({d.positive.count})", negative=f"{d.negative.concept} ({d.negative.count})",
                              split_half_latent=d.split_half["latent"], split_half_residual=d.split_half["residual"], split_half_raw=d.split_half["raw"],
                              residual_vs_raw=s["residual_vs_raw_cosine"], norm_latent=s["norms"]["latent"], norm_residual=s["norms"]["residual"],
                              norm_raw=s["norms"]["raw"]))
-        write_pairwise_stats(stats, out)
-        table = fidelity_table(saes[l], slices)
-        write_json(dict(sae=dict(path=f"$RUN/sae/layer{l:02d}", d_in=saes[l].cfg.d_in, d_sae=saes[l].cfg.d_sae),
-                        min_variance_explained=0.9, rows=table.reset_index().to_dict("records")), out / "sae_fidelity.json")
         f = plot_cosines(stats); f.update_layout(title=f"layer {l}: cosine between pair directions")
         figs.append(f)
         summ[f"layer{l:02d}"] = dict(pairwise=stats.to_dict(), directions={d.name: d.summary() for d in dirs})

@@ -30,8 +30,8 @@ __all__ = ['SLICE_SUFFIXES', 'SAE_CFG', 'SAE_WEIGHTS', 'STANDARD_KEYS', 'ARCHITE
            'cosine', 'PairDirection', 'direction_from_stats', 'pair_direction', 'compute_directions',
            'write_pair_direction', 'load_pair_direction', 'PairwiseStats', 'pairwise_stats', 'write_pairwise_stats',
            'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents', 'explorer_data', 'explorer_figure',
-           'LatentExplorer', 'holdout_split', 'train_sae_cli', 'sae_directions_cli', 'train_sae_main',
-           'sae_directions_main']
+           'LatentExplorer', 'sae_source', 'write_layer_directions', 'holdout_split', 'train_sae_cli',
+           'sae_directions_cli', 'train_sae_main', 'sae_directions_main']
 
 # %% ../nbs/08_sae.ipynb #eeddf235
 SLICE_SUFFIXES = (".safetensors", ".pt")
@@ -1085,6 +1085,31 @@ class LatentExplorer:
         except ImportError: return static
         return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}
 
+# %% ../nbs/08_sae.ipynb #5e1c7ba6
+def sae_source(sae, out_dir, release: str | None = None, sae_id: str | None = None, path=None, finetuned_path=None) -> dict:
+    "Where an SAE came from, as `sae_fidelity.json` records it (local paths relative to `out_dir`)."
+    return dict(release=release, sae_id=sae_id, path=path and rel_path(path, out_dir), finetuned_path=finetuned_path and rel_path(finetuned_path, out_dir),
+                d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture(), hook_name=sae.cfg.metadata.get("hook_name"))
+
+def write_layer_directions(sae, pairs: Sequence[PairSpec], slices: dict, # resolved path -> ConceptSlice
+                           out_dir, # OUTPUT_ROOT/layerNN, written whole (its parent must exist)
+                           source: dict, # `sae_source`
+                           min_variance_explained: float = 0.9, batch_size: int = 4096, split_seed: int = 0,
+                           device: str | None = "cpu", overwrite: bool = False, progress: bool = False) -> tuple: # (directions, stats, fidelity table)
+    "Fidelity, directions, pairwise statistics and sae_fidelity.json of one layer, as one folder."
+    by_label = {}
+    for q in pairs:
+        for lab, p in ((q.positive_label, q.positive_path), (q.negative_label, q.negative_path)):
+            if by_label.setdefault(lab, p) != p: raise ValueError(f"label {lab!r} names two different slices ({by_label[lab]} and {p})")
+    table = fidelity_table(sae, {lab: slices[p] for lab, p in by_label.items()}, batch_size, device=device)
+    dirs = compute_directions(sae, pairs, slices, batch_size, split_seed, device, progress=progress)
+    stats = pairwise_stats(dirs)
+    with atomic_folder(out_dir, overwrite, "--output-root layer folder") as tmp:
+        for d in dirs: (tmp / d.name).mkdir(); write_pair_direction(d, tmp / d.name)
+        write_pairwise_stats(stats, tmp)
+        write_json(dict(sae=source, min_variance_explained=min_variance_explained, rows=table.reset_index().to_dict("records")), tmp / "sae_fidelity.json")
+    return dirs, stats, table
+
 # %% ../nbs/08_sae.ipynb #c1cc8d0b
 def _require(**flags):
     missing = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v in (None, "")]
@@ -1225,22 +1250,10 @@ def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, posit
         if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give another --output-root")
         check_overwrite(out_dir, overwrite)  # before any work
         sae = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, widths.pop())
-        by_label = {}
-        for q in pairs:
-            for lab, p in ((q.positive_label, q.positive_path), (q.negative_label, q.negative_path)):
-                if by_label.setdefault(lab, p) != p: raise ValueError(f"label {lab!r} names two different slices ({by_label[lab]} and {p})")
-        table = fidelity_table(sae, {lab: slices[p] for lab, p in by_label.items()}, batch_size, device=device)
-        dirs = compute_directions(sae, pairs, slices, batch_size, split_seed, device, progress=not quiet)
-        stats = pairwise_stats(dirs)
-        sae_src = dict(release=sae_release, sae_id=sae_id, path=sae_path and rel_path(sae_path, out_dir),
-                       finetuned_path=finetuned_sae_path and rel_path(finetuned_sae_path, out_dir),
-                       d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture(), hook_name=sae.cfg.metadata.get("hook_name"))
         root.mkdir(exist_ok=True)
-        with atomic_folder(out_dir, overwrite, "--output-root layer folder") as tmp:  # the layer folder, written whole
-            for d in dirs: (tmp / d.name).mkdir(); write_pair_direction(d, tmp / d.name)
-            write_pairwise_stats(stats, tmp)
-            write_json(dict(sae=sae_src, min_variance_explained=min_variance_explained, rows=table.reset_index().to_dict("records")),
-                       tmp / "sae_fidelity.json")
+        src = sae_source(sae, out_dir, sae_release, sae_id, sae_path, finetuned_sae_path)
+        dirs, stats, table = write_layer_directions(sae, pairs, slices, out_dir, src, min_variance_explained, batch_size, split_seed, device,
+                                                    overwrite, progress=not quiet)
     print(f"SAE d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae}; fidelity on the concept slices:")
     print(table[["n", "variance_explained", "mse", "l0", "dead", "dense"]].round(4).to_string())
     _fidelity_warnings(table, min_variance_explained)
