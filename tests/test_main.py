@@ -84,3 +84,15 @@ def test_bad_input(tmp_path):
     assert "is not a vlasteer run folder" in one_error_line(run_main("--out", str(tmp_path / "mine"), "--quick"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     assert sorted(q.name for q in tmp_path.iterdir()) == ["mine"]  # nothing written
+
+
+def test_report_leads_with_the_steering_answer(quick_run):
+    "Section 1 of the report is the steering answer; summary.json keeps one goal row per pair a program can read."
+    text = (quick_run["out"] / "report.html").read_text(encoding="utf-8")
+    h2 = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert h2[0] == "1. The answer: can each pair be steered, and by which edit?", h2[:3]
+    assert h2[1] == "2. Where the concept lives: closed-loop activation patching", h2[:3]
+    goal = json.loads((quick_run["out"] / "summary.json").read_text())["steering"]["goal"]
+    assert [g["pair"] for g in goal] == ["stove"]  # the quick study runs one pair
+    assert {"pair", "best_method", "site", "alpha", "flip", "n", "flip_at_0", "random_control_max_flip", "met"} <= set(goal[0])
+    assert (quick_run["out"] / "steering" / "localize.json").is_file()

@@ -239,7 +239,8 @@ def report_sections(study: dict) -> list[dict]:
              "and strength; at block 0's input the per-position direction equals the difference of the prompts' token embeddings, so it is the prompt "
              "swap there by construction, and the table also gives its best cell without block 0.")
     items = []
-    for p, rows in study["answer"].items():
+    for p in [g["pair"] for g in study["goal"]] + [p for p in study["answer"] if p not in goals]:
+        rows = study["answer"][p]
         items += [f"<p>{_md(pair_sentence(p, goals[p], loc, study['config'].get('pos_site', 'hook_resid_pre'), rows))}</p>" if p in goals else "",
                   pd.DataFrame(rows).drop(columns=["method"]).set_index("what")]
     secs = [dict(title="The answer: can each pair be steered, and by which edit?", text=intro, items=[i for i in items if not isinstance(i, str) or i])]

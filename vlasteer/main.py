@@ -673,7 +673,7 @@ def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> "vlasteer.s
 def step_steering(ctx: JobContext) -> StepResult:
     "The steering study: where each pair's instruction is read (patching), every family of edit with its controls, the ceiling and floor."
     from vlasteer import steering
-    from vlasteer.localize import goal_rows, localize, patch_cost, report_sections as answer_sections
+    from vlasteer.localize import localize, patch_cost, report_sections as answer_sections, site_label
     from vlasteer.ffn import kitchen_batches
     policy = ctx.state["policy"]
     cfg = sweep_config(ctx.config, ctx.state["layers"], policy)
@@ -682,9 +682,12 @@ def step_steering(ctx: JobContext) -> StepResult:
     films = steering.record_films(policy, res, dirs, cl)
     details = [s for s in steering.report_sections(res, policy, films) if not s["title"].startswith("Steering: does the best method")]
     for g in doc["goal"]:
-        ctx.say(f"      {g['pair']}: ceiling (prompt swap) {g['ceiling']:.2f}; best direction-based edit {g['best_method']} at {g['site']}, "
-                f"α={g['alpha']:g}: B {g['flip']:.2f} [{g['flip_ci'][0]:.2f}, {g['flip_ci'][1]:.2f}] (n={g['n']}), α=0 {g['flip_at_0']:.2f}, "
-                f"controls ≤ {g['control_max_flip'] if g['control_max_flip'] is not None else float('nan'):.2f}: goal {'met' if g['met'] else 'not met'}")
+        deep = [r for r in doc["answer"][g["pair"]] if r["what"].endswith("block 0's input excluded")]
+        ctrl = "n/a" if g["control_max_flip"] is None else f"{g['control_max_flip']:.2f}"
+        ctx.say(f"      {g['pair']}: prompt swap {g['ceiling']:.2f}; best direction-based edit {g['best_method']} at "
+                f"{site_label(g['best_method'], g['site'], cfg.pos_site)}, α={g['alpha']:g}: B {g['flip']:.2f} [{g['flip_ci'][0]:.2f}, "
+                f"{g['flip_ci'][1]:.2f}] (n={g['n']}), α=0 {g['flip_at_0']:.2f}, controls ≤ {ctrl}: goal {'met' if g['met'] else 'not met'}"
+                + (f"; without block 0's input: B {deep[0]['flip']:.2f} at {deep[0]['site']} ({deep[0]['verdict']})" if deep else ""))
     a, b = next(iter(steering.sim.CONCEPT_PAIRS.values()))
     cost = patch_cost(policy, kitchen_batches([a], num_states=8, image_size=ctx.config.image_size)[0], source=b, repeats=3)
     ctx.say("      patching cost per policy call: " + ", ".join(f"{s} ×{r:.2f}" for s, r in cost["ratio"].items()) + f" (plain call {cost['plain'] * 1e3:.0f} ms)")
@@ -729,7 +732,7 @@ STEPS = [("demos", "scripted demos -> LIBERO .hdf5", step_demos),
          ("residuals", "instruction residuals, sliced by concept", step_residuals),
          ("sae", "one SAE per layer (SAELens)", step_sae),
          ("directions", "pair directions + pairwise stats", step_directions),
-         ("steering", "steering sweep", step_steering)]
+         ("steering", "steering study: ceiling, patching, edits and controls", step_steering)]
 
 def main_job(out="runs/demo", # the run folder (its parent must exist; a finished run there is replaced)
              config: MainJobConfig | None = None, # None: MainJobConfig()

@@ -191,6 +191,12 @@ def sae_from_disk(path: str | Path, # a SAELens directory
                   device: str = "cpu"):
     "Load a SAELens SAE directory."
     path = Path(path); read_sae_cfg(path)
+    weights = path / "sae_weights.safetensors"
+    if weights.is_file():  # a damaged weights file is named as such, not as a broken directory
+        from safetensors import safe_open
+        with reading(weights, "SAE weights file", "train or save the SAE again"):
+            with safe_open(str(weights), "pt") as f:
+                for k in f.keys(): f.get_slice(k).get_shape()
     sl = sae_lens()
     try:
         with reading(path, "SAELens SAE directory", "was it written by SAE.save_model (or vlasteer_train_sae)?"):
