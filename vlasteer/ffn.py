@@ -406,6 +406,9 @@ class _Tensors:
         self.prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
         self.keys = {k[len(self.prefix):] for k in keys}
     def get(self, key: str) -> torch.Tensor:
+        from vlasteer.policy import TIED_KEYS
+        partner = {**TIED_KEYS, **{v: k for k, v in TIED_KEYS.items()}}.get(key)  # tied tensors are saved under one of their names
+        if key not in self.keys and partner in self.keys: key = partner
         if key not in self.keys: raise ValueError(f"{self.file} has no tensor {key}; is it a pi0 / pi0.5 checkpoint?")
         return self.f.get_tensor(self.prefix + key)
 

@@ -861,13 +861,14 @@ def plot_cosine_matrix(names: list, m: np.ndarray, title: str = "cosine between 
 # %% ../nbs/07_residuals.ipynb #b6c5875e
 def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folder (or its model.safetensors)
                         config_name: str | None = None, # without a checkpoint: default or tiny
-                        device: str = "cpu", precision: str | None = None):
+                        device: str = "cpu", precision: str | None = None,
+                        norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None): # `policy_from_cli`'s flags
     "The policy a capture CLI runs, and a string naming where it came from."
-    from vlasteer.policy import load_default_policy, load_policy, tiny_policy
+    from vlasteer.policy import load_default_policy, policy_from_cli, tiny_policy
     if checkpoint_path:
         p = Path(checkpoint_path)
         if p.is_file(): p = p.parent
-        pol = load_policy(p, device=device, precision=precision)
+        pol = policy_from_cli(p, norm_stats, no_norm_stats, asset_id, device, precision=precision)
         return pol.eval(), str(p)
     if config_name in (None, "default"): pol, src = load_default_policy(), "default"
     elif config_name == "tiny": pol, src = tiny_policy(), "tiny"
@@ -897,6 +898,9 @@ def save_residuals_cli(
         seed: int = 0, # seeds the expert's initial noise
         device: str = "cpu", # cpu, cuda or cuda:N (under torchrun, cuda means cuda:LOCAL_RANK)
         precision: str = None, # float32 or bfloat16 (default: the checkpoint's)
+        norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+        no_norm_stats: bool = False, # capture from the checkpoint without statistics, explicitly
+        asset_id: str = None, # which assets/<id>/norm_stats.json of the checkpoint
         quiet: bool = False, # no progress bar
        ):
     "Capture a policy's residuals at chosen layers for the frames of a LeRobot dataset (chunked, resumable, shardable)."
@@ -907,7 +911,7 @@ def save_residuals_cli(
         meet = launched and num_shards > 1 and all(k in os.environ for k in ("MASTER_ADDR", "MASTER_PORT"))  # rank 0 finalises
         if device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
         groups = tuple(token_groups) if token_groups else (("instructions", "decision") if capture_instructions else ("decision",))
-        pol, src = load_capture_policy(checkpoint_path, config_name, device, precision)
+        pol, src = load_capture_policy(checkpoint_path, config_name, device, precision, norm_stats, no_norm_stats, asset_id)
         meta = capture_residuals(pol, lerobot_root, output_dir, layers, repo_id, tuple(towers or ("vlm",)), groups, batch_size,
                                  samples_per_file, max_samples_per_layer or None, concept_map_path, shard_index, num_shards, seed,
                                  capture_adarms, num_workers, checkpoint=src, config_name=config_name, progress=not quiet,
