@@ -34,7 +34,7 @@ libero: $(LIBERO_STAMP)
 
 # LIBERO's scene assets: ../shared/libero-assets beside the clone, unless VLASTEER_LIBERO_ASSETS names them.
 # `make test` runs the `#| libero` cells and tests/test_libero.py where they exist, and always in CI (which then needs them).
-export VLASTEER_LIBERO_ASSETS ?= $(abspath $(CURDIR)/../shared/libero-assets)
+export VLASTEER_LIBERO_ASSETS ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/libero-assets) $(abspath $(CURDIR)/../../shared/libero-assets)) $(abspath $(CURDIR)/../shared/libero-assets))
 LIBERO_FLAGS := $(if $(or $(CI),$(wildcard $(VLASTEER_LIBERO_ASSETS))),--flags libero)
 
 ## The main job on the embedded default.

@@ -63,7 +63,7 @@ def test_convert_bad_input(demo_dir, tmp_path, case):
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    want = {"no_hdf5": "holds no .hdf5 files", "foreign": "no 'data' group", "exists": "not empty; pass --overwrite",
+    want = {"no_hdf5": "holds no .hdf5 files", "foreign": "no 'data' group", "exists": "exists; pass --overwrite",
             "no_parent": "does not exist"}[case]
     assert want in lines[0]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp folder left
