@@ -2,6 +2,8 @@
 import os, subprocess, sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 def entry_env(**extra: str) -> dict:
@@ -18,3 +20,12 @@ def run_entry_point(module: str, entry: str, *args: str, env: dict | None = None
     "Run `module.entry()` in a subprocess with `args` as argv; capture its output."
     return subprocess.run(entry_command(module, entry, *args), capture_output=True, text=True,
                           env={**entry_env(), **(env or {})}, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def quick_main_run(tmp_path_factory) -> Path:
+    "One quick main-job run through its console entry point (`vlasteer_demo --quick`), shared by the tests that only read it."
+    out = tmp_path_factory.mktemp("quick_main") / "run"
+    r = run_entry_point("vlasteer.main", "main_job_main", "--out", str(out), "--quick", "--quiet", timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out

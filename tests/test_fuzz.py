@@ -13,17 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_entry_point
+
 
 REPO_ID = "vlasteer/toy_kitchen"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    "One quick main-job run, through its console entry point; its folder holds one file of every format."
-    out = tmp_path_factory.mktemp("fuzz") / "run"
-    r = run_entry_point("vlasteer.main", "main_job_main", "--out", str(out), "--quick", "--quiet", timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+def run(quick_main_run) -> Path:
+    "The shared quick main-job run (conftest.py): its folder holds one file of every format; the seed's formats are added beside it."
+    out = quick_main_run
     extra = out.parent / "extra"
     extra.mkdir()
     import torch

@@ -39,12 +39,9 @@ def console_scripts() -> dict:
 
 
 @pytest.fixture(scope="module")
-def main_run(tmp_path_factory) -> Path:
-    "One quick main-job run, through its console entry point."
-    out = tmp_path_factory.mktemp("main") / "run"
-    r = run_entry_point("vlasteer.main", "main_job_main", "--out", str(out), "--quick", "--quiet", timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return out
+def main_run(quick_main_run) -> Path:
+    "The shared quick main-job run (conftest.py), read only."
+    return quick_main_run
 
 
 def recorded_commands(run: Path) -> list[tuple[str, str]]:
