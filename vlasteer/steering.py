@@ -30,8 +30,8 @@ __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'SITE_ALIASES', 'PATCH_S
            'random_neurons', 'choose_cluster', 'blocks_of', 'raw_pos_direction', 'sae_pos_direction',
            'sae_clamp_pos_latents', 'random_pos_direction', 'wrong_pair_pos_direction', 'neurons_constant', 'PatchSite',
            'patch_site', 'SweepConfig', 'Cell', 'sweep_cells', 'episode_record', 'bootstrap_ci', 'cell_stats',
-           'calibrate_positions', 'cell_spec', 'cell_task', 'portable_spec', 'check_prompt_layout', 'check_sweep',
-           'run_sweep', 'SweepResult', 'pd_concat', 'load_sweep', 'best_layer', 'plot_dose_response', 'plot_layers',
+           'calibrate_positions', 'cell_spec', 'cell_task', 'portable_spec', 'SweepResult', 'pd_concat', 'load_sweep',
+           'check_prompt_layout', 'check_sweep', 'run_sweep', 'best_layer', 'plot_dose_response', 'plot_layers',
            'plot_summary', 'png_data_uri', 'filmstrip', 'plot_filmstrip', 'filmstrip_html', 'SteeringState',
            'explorer_figure', 'explorer_filmstrip', 'SteeringExplorer', 'record_films', 'report_sections',
            'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'replace_other_sweep', 'steering_sweep_cli']
@@ -1053,100 +1053,6 @@ def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
     return d.get("inputs") == _inputs(cell_spec(setups[c.pair], c), cells_dir.parent)
 
 
-# %% ../nbs/09_steering.ipynb #a67efb80
-def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"):
-    "Refuse two prompts whose tokens would sit at different positions (patching needs one layout)."
-    if policy.tokenizer is None: return
-    st = np.zeros(min(8, policy.config.action_dim), np.float32)
-    ea, eb = (policy.tokenizer.encode(t, st, policy.config.discrete_state_input, policy.config.max_token_len) for t in (task_a, task_b))
-    if not (np.array_equal(ea["mask"], eb["mask"]) and np.array_equal(ea["instruction"], eb["instruction"])):
-        raise ValueError(f"{what} needs prompts of one layout, but {task_a!r} and {task_b!r} tokenize to {int(ea['instruction'].sum())} and "
-                         f"{int(eb['instruction'].sum())} instruction tokens ({int(ea['mask'].sum())} and {int(eb['mask'].sum())} in all); "
-                         "patch between prompts of the same length, or use the per-position methods (they align at the span's start)")
-
-def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
-    "Check a sweep against the policy and its inputs (patch sites, prompt layouts, directions' widths) before anything runs."
-    for s in cfg.patch_sites:
-        ps = PatchSite.parse(s)
-        blocks_of(ps.blocks, getattr(policy.config, ps.tower).depth)
-    for w in cfg.pos_layers: blocks_of(w, policy.config.vlm.depth)
-    if "patch" in cfg.methods:
-        for p in cfg.pairs: check_prompt_layout(policy, *sim.CONCEPT_PAIRS[p])
-    pooled = [m for m in cfg.methods if m in LAYERED + ("random_direction",)]
-    if pooled:
-        for p in cfg.pairs:
-            if p not in directions: raise ValueError(f"no directions for pair {p!r}; directions has {sorted(directions)}")
-            for l in sorted(set(cfg.layers) | {cfg.control_layer}):
-                if l not in {int(k) for k in directions[p]}: raise ValueError(f"pair {p!r} has no pair folder at layer {l}; it has {sorted(directions[p])}")
-                f = str(Path(directions[p][l] if l in directions[p] else directions[p][str(l)]) / "residual_direction.safetensors")
-                w = read_direction(f + ":raw_difference").shape[0]
-                if w != policy.config.vlm.width:
-                    raise ValueError(f"direction {f} has width {w} but the policy's VLM has width {policy.config.vlm.width}; was it computed on another model?")
-    if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
-        raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
-
-def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction} ({} without pooled methods)
-              clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
-              out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
-              config: SweepConfig | None = None, progress: bool = True) -> SweepResult:
-    "Run (or resume) a steering sweep and return its results."
-    from vlasteer.residuals import policy_fingerprint
-    cfg = config or SweepConfig()
-    out = Path(out_dir); cells_dir = out / "cells"
-    if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
-    prev = _saved(out / "config.json")
-    if prev is not None and prev != json.loads(dump_json(cfg.to_dict())):  # as written
-        raise ValueError(f"{out} holds a sweep with another config; use a new --out (or delete {out}) to change it")
-    fp = policy_fingerprint(policy)
-    prev_fp = (_saved(out / "policy.json") or {}).get("fingerprint")
-    if prev_fp is not None and prev_fp != fp:
-        raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new --out for this policy")
-    check_sweep(policy, cfg, directions, clusters_path)  # everything that can be checked before a file is written
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
-    write_json(dict(fingerprint=fp, config=policy.config.to_dict()), out / "policy.json", sort_keys=True)
-    compiler = SpecCompiler(policy)
-    cal = calibrate_positions(policy, cfg, out, progress)
-    setups = {p: _setup_pair(policy, p, directions, clusters_path, cfg, compiler, cal.get(p)) for p in cfg.pairs}
-    cells = sweep_cells(cfg)
-    for c in cells:  # check every spec (files, widths, clusters) before running anything
-        sp = cell_spec(setups[c.pair], c)
-        if sp is not None: compiler.hooks(sp)
-    todo = [c for c in cells if not _fresh(c, cells_dir, setups)]
-    stale = [c.id for c in todo if (cells_dir / f"{c.id}.json").is_file()]
-    if stale and progress: print(f"recomputing {len(stale)} cell(s) whose input files changed (e.g. {stale[0]})")
-    if todo and cfg.workers > 1:
-        import concurrent.futures as cf, multiprocessing as mp
-        from vlasteer.policy import save_policy
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            ckpt = save_policy(policy, Path(tmp) / "policy")
-            shares = [todo[w::cfg.workers] for w in range(cfg.workers)]  # interleaved: equal work per process
-            from tqdm.auto import tqdm
-            before = {c.id: (cells_dir / f"{c.id}.json").stat().st_mtime_ns if (cells_dir / f"{c.id}.json").is_file() else None for c in todo}
-            def written(): return sum((cells_dir / f"{c.id}.json").is_file() and (cells_dir / f"{c.id}.json").stat().st_mtime_ns != before[c.id] for c in todo)
-            with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as ex, \
-                 tqdm(total=len(todo) * len(cfg.seeds), desc=f"steered episodes ({cfg.workers} processes)", unit="ep", disable=not progress, mininterval=2) as bar:
-                from vlasteer import steering as m
-                plain = {p: asdict(v) for p, v in setups.items()}
-                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha, c.instructed) for c in sh], plain, cfg.to_dict(), str(cells_dir)))
-                        for sh in shares if sh]
-                while True:  # the workers write cell files; count them for the bar
-                    finished, _ = cf.wait(futs, timeout=2)
-                    bar.update(written() * len(cfg.seeds) - bar.n)
-                    if len(finished) == len(futs): break
-                for f in futs: f.result()  # re-raise a worker's error
-    elif todo:
-        _run_cells(policy, todo, setups, cfg, cells_dir, progress, compiler)
-    res = load_sweep(out, cells)
-    res.setups = setups
-    write_json(dict(config=cfg.to_dict(), setups={p: dict(task_a=s.task_a, task_b=s.task_b, unit_norms={str(k): v for k, v in s.unit_norms.items()},
-                                                          positions=_relative(s.positions, out), token_saes=_relative(s.token_saes, out),
-                                                          cluster=None if s.cluster is None else {k: v for k, v in s.cluster.items() if k not in ("members", "path")} | {"size": len(s.cluster["members"]), "path": _relative(s.cluster["path"], out)})
-                                                 for p, s in setups.items()},
-                     cells=[dict(c["cell"], **cell_stats(c["episodes"])) for c in res.cells]), out / "sweep.json", sort_keys=True)
-    return res
-
-
 # %% ../nbs/09_steering.ipynb #58da8d71
 NO_CURVE = ("none", "patch") + BASELINES  # methods without a dose-response curve
 
@@ -1258,6 +1164,100 @@ def load_sweep(out_dir, cells: Sequence[Cell] | None = None) -> SweepResult:
         got.append(d)
     if missing: raise ValueError(f"sweep {out} is missing {len(missing)} cell(s) (e.g. {missing[0]}); run it again to finish them")
     return SweepResult(got, cfg, out=str(out))
+
+
+# %% ../nbs/09_steering.ipynb #a67efb80
+def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"):
+    "Refuse two prompts whose tokens would sit at different positions (patching needs one layout)."
+    if policy.tokenizer is None: return
+    st = np.zeros(min(8, policy.config.action_dim), np.float32)
+    ea, eb = (policy.tokenizer.encode(t, st, policy.config.discrete_state_input, policy.config.max_token_len) for t in (task_a, task_b))
+    if not (np.array_equal(ea["mask"], eb["mask"]) and np.array_equal(ea["instruction"], eb["instruction"])):
+        raise ValueError(f"{what} needs prompts of one layout, but {task_a!r} and {task_b!r} tokenize to {int(ea['instruction'].sum())} and "
+                         f"{int(eb['instruction'].sum())} instruction tokens ({int(ea['mask'].sum())} and {int(eb['mask'].sum())} in all); "
+                         "patch between prompts of the same length, or use the per-position methods (they align at the span's start)")
+
+def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
+    "Check a sweep against the policy and its inputs (patch sites, prompt layouts, directions' widths) before anything runs."
+    for s in cfg.patch_sites:
+        ps = PatchSite.parse(s)
+        blocks_of(ps.blocks, getattr(policy.config, ps.tower).depth)
+    for w in cfg.pos_layers: blocks_of(w, policy.config.vlm.depth)
+    if "patch" in cfg.methods:
+        for p in cfg.pairs: check_prompt_layout(policy, *sim.CONCEPT_PAIRS[p])
+    pooled = [m for m in cfg.methods if m in LAYERED + ("random_direction",)]
+    if pooled:
+        for p in cfg.pairs:
+            if p not in directions: raise ValueError(f"no directions for pair {p!r}; directions has {sorted(directions)}")
+            for l in sorted(set(cfg.layers) | {cfg.control_layer}):
+                if l not in {int(k) for k in directions[p]}: raise ValueError(f"pair {p!r} has no pair folder at layer {l}; it has {sorted(directions[p])}")
+                f = str(Path(directions[p][l] if l in directions[p] else directions[p][str(l)]) / "residual_direction.safetensors")
+                w = read_direction(f + ":raw_difference").shape[0]
+                if w != policy.config.vlm.width:
+                    raise ValueError(f"direction {f} has width {w} but the policy's VLM has width {policy.config.vlm.width}; was it computed on another model?")
+    if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
+        raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
+
+def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction} ({} without pooled methods)
+              clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
+              out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
+              config: SweepConfig | None = None, progress: bool = True) -> SweepResult:
+    "Run (or resume) a steering sweep and return its results."
+    from vlasteer.residuals import policy_fingerprint
+    cfg = config or SweepConfig()
+    out = Path(out_dir); cells_dir = out / "cells"
+    if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
+    prev = _saved(out / "config.json")
+    if prev is not None and prev != json.loads(dump_json(cfg.to_dict())):  # as written
+        raise ValueError(f"{out} holds a sweep with another config; use a new --out (or delete {out}) to change it")
+    fp = policy_fingerprint(policy)
+    prev_fp = (_saved(out / "policy.json") or {}).get("fingerprint")
+    if prev_fp is not None and prev_fp != fp:
+        raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new --out for this policy")
+    check_sweep(policy, cfg, directions, clusters_path)  # everything that can be checked before a file is written
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
+    write_json(dict(fingerprint=fp, config=policy.config.to_dict()), out / "policy.json", sort_keys=True)
+    compiler = SpecCompiler(policy)
+    cal = calibrate_positions(policy, cfg, out, progress)
+    setups = {p: _setup_pair(policy, p, directions, clusters_path, cfg, compiler, cal.get(p)) for p in cfg.pairs}
+    cells = sweep_cells(cfg)
+    for c in cells:  # check every spec (files, widths, clusters) before running anything
+        sp = cell_spec(setups[c.pair], c)
+        if sp is not None: compiler.hooks(sp)
+    todo = [c for c in cells if not _fresh(c, cells_dir, setups)]
+    stale = [c.id for c in todo if (cells_dir / f"{c.id}.json").is_file()]
+    if stale and progress: print(f"recomputing {len(stale)} cell(s) whose input files changed (e.g. {stale[0]})")
+    if todo and cfg.workers > 1:
+        import concurrent.futures as cf, multiprocessing as mp
+        from vlasteer.policy import save_policy
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            ckpt = save_policy(policy, Path(tmp) / "policy")
+            shares = [todo[w::cfg.workers] for w in range(cfg.workers)]  # interleaved: equal work per process
+            from tqdm.auto import tqdm
+            before = {c.id: (cells_dir / f"{c.id}.json").stat().st_mtime_ns if (cells_dir / f"{c.id}.json").is_file() else None for c in todo}
+            def written(): return sum((cells_dir / f"{c.id}.json").is_file() and (cells_dir / f"{c.id}.json").stat().st_mtime_ns != before[c.id] for c in todo)
+            with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as ex, \
+                 tqdm(total=len(todo) * len(cfg.seeds), desc=f"steered episodes ({cfg.workers} processes)", unit="ep", disable=not progress, mininterval=2) as bar:
+                from vlasteer import steering as m
+                plain = {p: asdict(v) for p, v in setups.items()}
+                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha, c.instructed) for c in sh], plain, cfg.to_dict(), str(cells_dir)))
+                        for sh in shares if sh]
+                while True:  # the workers write cell files; count them for the bar
+                    finished, _ = cf.wait(futs, timeout=2)
+                    bar.update(written() * len(cfg.seeds) - bar.n)
+                    if len(finished) == len(futs): break
+                for f in futs: f.result()  # re-raise a worker's error
+    elif todo:
+        _run_cells(policy, todo, setups, cfg, cells_dir, progress, compiler)
+    res = load_sweep(out, cells)
+    res.setups = setups
+    write_json(dict(config=cfg.to_dict(), setups={p: dict(task_a=s.task_a, task_b=s.task_b, unit_norms={str(k): v for k, v in s.unit_norms.items()},
+                                                          positions=_relative(s.positions, out), token_saes=_relative(s.token_saes, out),
+                                                          cluster=None if s.cluster is None else {k: v for k, v in s.cluster.items() if k not in ("members", "path")} | {"size": len(s.cluster["members"]), "path": _relative(s.cluster["path"], out)})
+                                                 for p, s in setups.items()},
+                     cells=[dict(c["cell"], **cell_stats(c["episodes"])) for c in res.cells]), out / "sweep.json", sort_keys=True)
+    return res
 
 
 # %% ../nbs/09_steering.ipynb #13c110a8
