@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_ffn.ipynb #7b425553
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, dashed_flags, read_json, one_line as _one_line
+from .cli import atomic_path, cli_errors, console_args, dashed_flags, read_json, one_line as _one_line
 import contextlib, glob, json, math, os, re, sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +15,7 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import TOWER_PATHS, n_blocks, record, resolve_hook
-from .policy import Policy, PromptTokenizer, load_default_policy, policy_flags, policy_from_cli, tiny_policy
+from .policy import Policy, PromptTokenizer, load_default_policy, policy_from_cli, tiny_policy
 
 # %% auto #0
 __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE', 'PROJECTIONS_FORMAT', 'BUILTIN_POLICIES',
@@ -537,4 +537,4 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
 
 def ffn_probe_main():
     "Console entry point `vlasteer_ffn_probe` (dashed flags as the seed's)."
-    sys.argv[1:] = policy_flags(dashed_flags(sys.argv[1:])); ffn_probe_cli()
+    sys.argv[1:] = console_args(ffn_probe_cli, sys.argv[1:]); ffn_probe_cli()

@@ -26,7 +26,7 @@ __all__ = ['GEMMA_VARIANTS', 'PALIGEMMA_VOCAB_SIZE', 'LIBERO_CAMERAS', 'KINDS', 
            'AdaRMSNorm', 'apply_norm', 'gated_residual', 'posemb_sincos', 'make_att_2d_masks', 'image_to_model',
            'PaliGemmaWithExpert', 'Policy', 'ModelInputs', 'tiny_config', 'tiny_policy', 'EMA', 'fit', 'tied_groups',
            'untie', 'save_policy', 'config_from_checkpoint', 'check_keys', 'load_policy', 'policy_from_cli',
-           'policy_flags', 'load_default_policy', 'ffn_summary', 'format_summary']
+           'load_default_policy', 'ffn_summary', 'format_summary']
 
 # %% ../nbs/01_policy.ipynb #06ec4767
 @dataclass
@@ -1103,10 +1103,6 @@ def policy_from_cli(checkpoint: str | Path, # --checkpoint-dir
     try: policy.check_norm_stats()
     except ValueError as e: raise ValueError(f"checkpoint {checkpoint}: {e}") from None
     return policy
-
-def policy_flags(argv: list[str]) -> list[str]: # argv after `vlasteer.cli.dashed_flags`
-    "`--no-norm-stats` spelled as fastcore's flag for `no_norm_stats` (`dashed_flags` reads `--no-` as a negation)."
-    return ["--no_norm_stats" if a in ("--no-norm-stats", "--no-norm_stats") else a for a in argv]
 
 # %% ../nbs/01_policy.ipynb #cfd39b29
 def load_default_policy() -> Policy:
