@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from vlasteer.data import POLICY_CAMERAS, convert_libero_to_lerobot, generate_demos, lerobot_obs_batch, load_lerobot_dataset
-from vlasteer.policy import GemmaSize, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, load_default_policy, tiny_policy
+from vlasteer.policy import GemmaSize, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, tiny_policy
+from vlasteer.checkpoints import load_default_policy
 from hook_overhead import build as hook_overhead_build  # bench/ is on sys.path when run as a script
-from vlasteer.residuals import CaptureConfig, capture_batch, capture_residuals, forward_only, frame_noise
+from vlasteer.residuals import CaptureConfig, CaptureRun, capture_batch, capture_residuals, forward_only, frame_noise
 
 
 def build(size: str) -> Policy:
@@ -101,8 +102,10 @@ def main():
         def capture(n=a.frames, on_chunk=None):
             runs[0] += 1
             out = work / f"run{runs[0]}"
-            capture_residuals(pol, root, out, [layer], a.repo_id, tuple(a.towers), cfg.groups, a.batch, a.samples_per_file, n,
-                              num_workers=a.num_workers, on_chunk=on_chunk)
+            capture_residuals(pol, root, out,
+                              CaptureConfig([layer], towers=tuple(a.towers), groups=cfg.groups, batch_size=a.batch,
+                                            samples_per_file=a.samples_per_file, max_samples_per_layer=n),
+                              repo_id=a.repo_id, run=CaptureRun(num_workers=a.num_workers, on_chunk=on_chunk))
             sync()
             shutil.rmtree(out)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vlasteer.cli import read_json, write_json
 from vlasteer.default_policy import evaluate
-from vlasteer.policy import load_policy
+from vlasteer.checkpoints import load_policy
 
 RECIPE = ("num_demos", "recovery", "ema", "steps", "batch_size", "lr", "seed", "patch_size", "noise_scale",
           "takeover_rounds", "takeover_episodes", "takeover_steps", "takeover_lr")

@@ -13,7 +13,7 @@ import numpy as np
 
 from vlasteer import sim
 from vlasteer.cli import write_json
-from vlasteer.policy import load_policy
+from vlasteer.checkpoints import load_policy
 
 
 def per_seed(ckpt: Path, seeds: list[int]) -> dict:

@@ -12,8 +12,8 @@ import torch
 
 from vlasteer.cli import write_json
 from vlasteer.localize import localize, print_answer, study_config
-from vlasteer.policy import load_default_policy
-from vlasteer.steering import directions_from_root
+from vlasteer.checkpoints import load_default_policy
+from vlasteer.sweep import directions_from_root
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

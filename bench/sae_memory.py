@@ -58,7 +58,8 @@ def child(a) -> dict:
     "One measurement, in this (fresh) process."
     import torch
     torch.set_num_threads(a.threads)
-    from vlasteer.sae import SAETrainConfig, disk_rows, load_slices, stream_batches, train_sae, sae_lens
+    from vlasteer.sae import SAETrainConfig, disk_rows, stream_batches, train_sae, sae_lens
+    from vlasteer.slices import load_slices
     sae_lens()  # import SAELens before the baseline: its import is not the data's
     base = rss_mb()
     src = disk_rows(a.folder)

@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
-from vlasteer.policy import ASSETS, TIED_KEYS, NormStats, Policy, load_policy, policy_from_cli, tiny_policy
+from vlasteer.policy import ASSETS, NormStats, Policy, tiny_policy
+from vlasteer.checkpoints import TIED_KEYS, load_policy, policy_from_cli
 
 from conftest import run_entry_point
 
@@ -313,7 +314,7 @@ def test_probe_cli_statistics(cli_inputs, tmp_path, case):
 
 
 def test_shipped_default_still_loads():
-    from vlasteer.policy import load_default_policy
+    from vlasteer.checkpoints import load_default_policy
     pol = load_default_policy()
     assert pol.require_norm_stats and pol.missing_norm_stats() == [] and pol.norm_stats_source == "norm_stats.json"
     assert pol.infer(pol.example_observation())["actions"].shape[-1] == pol.config.output_action_dim

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vlasteer.ffn import Projections, probe_ffn, save_projections
-from vlasteer.policy import save_policy, tiny_policy
+from vlasteer.checkpoints import save_policy
+from vlasteer.policy import tiny_policy
 
 from conftest import entry_command, entry_env, run_entry_point
 

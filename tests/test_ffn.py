@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from vlasteer.data import save_obs_batch
-from vlasteer.policy import save_policy, tiny_policy
+from vlasteer.checkpoints import save_policy
+from vlasteer.policy import tiny_policy
 
 from conftest import entry_command, entry_env, run_entry_point
 

@@ -48,6 +48,8 @@ def _readers():
     from vlasteer import data, contrast, clusters, ffn
     def residuals(): from vlasteer import residuals; return residuals
     def sae(): from vlasteer import sae; return sae
+    def slices(): from vlasteer import slices; return slices
+    def sweep(): from vlasteer import sweep; return sweep
     def steering(): from vlasteer import steering; return steering
     def policy(): from vlasteer import policy; return policy
     chunk = lambda run: next((run / "residuals" / "run" / "instructions").glob("*.safetensors")).relative_to(run)
@@ -66,15 +68,15 @@ def _readers():
         "projections": ("ffn/projections.json", "", ffn.load_projections),
         "residual_chunk_safetensors": (chunk, "", lambda p: residuals().read_chunk(p)),
         "residual_chunk_pt": ("../extra/layer02_chunk0000.pt", "", lambda p: residuals().read_chunk(p)),
-        "concept_slice_safetensors": ("residuals/slices/layer02/open_drawer.safetensors", "", lambda p: sae().load_slice(p)),
-        "concept_slice_pt": ("../extra/open_drawer.pt", "", lambda p: sae().load_slice(p)),
+        "concept_slice_safetensors": ("residuals/slices/layer02/open_drawer.safetensors", "", lambda p: slices().load_slice(p)),
+        "concept_slice_pt": ("../extra/open_drawer.pt", "", lambda p: slices().load_slice(p)),
         "sae_cfg": ("sae/layer02", "cfg.json", lambda p: sae().sae_from_disk(p)),
         "sae_weights": ("sae/layer02", "sae_weights.safetensors", lambda p: sae().sae_from_disk(p)),
         "direction": ("directions/layer02/drawer/residual_direction.safetensors", "", lambda p: steering().read_direction(str(p))),
         "checkpoint_weights": (None, "model.safetensors", lambda p: policy().load_policy(p)),
         "checkpoint_config": (None, "config.json", lambda p: policy().load_policy(p)),
         "steering_spec": ("../extra/spec.json", "", lambda p: steering().load_spec(p)),
-        "sweep_cell": ("steering", cell, lambda p: steering().load_sweep(p)),
+        "sweep_cell": ("steering", cell, lambda p: sweep().load_sweep(p)),
     }
 
 

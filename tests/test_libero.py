@@ -37,7 +37,7 @@ def stove_env():
 
 @pytest.fixture(scope="module")
 def policy():
-    from vlasteer.policy import load_default_policy
+    from vlasteer.checkpoints import load_default_policy
     return load_default_policy()
 
 

@@ -12,8 +12,10 @@ import torch
 
 from vlasteer.data import convert_libero_to_lerobot, load_lerobot_dataset, synthetic_libero_demo, write_libero_hdf5
 from vlasteer.contrast import build_concept_map, contrast_from_lerobot, save_concept_map
-from vlasteer.policy import GemmaSize, save_policy, tiny_policy
-from vlasteer.residuals import read_chunk, read_slice, write_tensors
+from vlasteer.policy import GemmaSize, tiny_policy
+from vlasteer.checkpoints import save_policy
+from vlasteer.residuals import read_chunk, write_tensors
+from vlasteer.slices import read_slice
 
 from conftest import entry_command, entry_env, run_entry_point
 ENV = entry_env()
@@ -190,7 +192,7 @@ def test_bad_input(data, reference, tmp_path, case):
 
 # ---- reliability: each class of failure a user met, as the console scripts see it ----------------------------------
 
-MODULES = ("residuals.py", "sae.py")
+MODULES = ("residuals.py", "slices.py", "sae.py", "directions.py")
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -13,7 +13,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from vlasteer.sae import ConceptSlice, PairSpec, save_slice, slice_path, write_pairs_config
+from vlasteer.slices import ConceptSlice, save_slice, slice_path
+from vlasteer.directions import PairSpec, write_pairs_config
 
 from conftest import entry_command, entry_env, run_entry_point
 LAYER, WIDTH = 2, 16
@@ -227,13 +228,14 @@ def run_dir(tmp_path_factory) -> Path:
     "A residual run of the tiny policy over a small LeRobot dataset (two layers, instructions and decision)."
     from vlasteer.data import convert_libero_to_lerobot, synthetic_libero_demo, write_libero_hdf5
     from vlasteer.policy import tiny_policy
-    from vlasteer.residuals import capture_residuals
+    from vlasteer.residuals import CaptureConfig, capture_residuals
     d = tmp_path_factory.mktemp("sae_run")
     (d / "libero").mkdir()
     write_libero_hdf5(d / "libero" / "a_demo.hdf5", [synthetic_libero_demo(num_frames=40 + 5 * j, image_size=16, seed=j) for j in range(4)],
                       "slide left", env_name="SlideEnv")
     root = convert_libero_to_lerobot(d / "libero", "test/slide", d / "lerobot")
-    capture_residuals(tiny_policy(seed=0), root, d / "run", [0, 1], "test/slide", batch_size=16, samples_per_file=32)
+    capture_residuals(tiny_policy(seed=0), root, d / "run", CaptureConfig([0, 1], batch_size=16, samples_per_file=32),
+                      repo_id="test/slide")
     return d / "run"
 
 

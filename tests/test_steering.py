@@ -22,7 +22,7 @@ def run_steer(*args: str):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    from vlasteer.policy import load_default_policy
+    from vlasteer.checkpoints import load_default_policy
     assert load_default_policy().config.vlm.width == WIDTH
     d = tmp_path_factory.mktemp("steer")
     v = torch.from_numpy(np.random.default_rng(0).standard_normal(WIDTH).astype(np.float32))

@@ -26,7 +26,8 @@ def test_sentencepiece_prompt_formats(tmp_path):
     assert not (e["state"] & e["instruction"]).any()
 
 def test_sentencepiece_checkpoint_roundtrip(tmp_path):
-    from vlasteer.policy import PromptTokenizer, tiny_policy, save_policy, load_policy
+    from vlasteer.policy import PromptTokenizer, tiny_policy
+    from vlasteer.checkpoints import save_policy, load_policy
     tok = PromptTokenizer.from_file(_train_sp(tmp_path))
     pol = tiny_policy("pi0"); pol.tokenizer = tok
     save_policy(pol, tmp_path / "ckpt")

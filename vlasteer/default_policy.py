@@ -13,8 +13,8 @@ import torch
 from fastcore.script import call_parse
 from .cli import console, write_json
 
-from .policy import (ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer,
-                             default_vocab, fit, load_policy, save_policy)
+from .policy import ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, fit
+from .checkpoints import load_policy, save_policy
 
 # %% auto #0
 __all__ = ['TAKEOVER_SEEDS', 'PAIR_MEASURES', 'train_default_main', 'demo_main', 'default_config', 'load_training_frames',
@@ -298,7 +298,7 @@ def demo_cli(out: str = "runs/demo", # run folder (replaced when the run complet
              seed: int = 0):
     "The main job on the embedded default: demos -> LeRobot dataset -> default policy in the toy kitchen -> hooks."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot, load_lerobot_dataset
-    from vlasteer.policy import load_default_policy, ffn_summary, format_summary
+    from vlasteer.checkpoints import load_default_policy, ffn_summary, format_summary
     out = Path(out)
     if not out.parent.exists(): sys.exit(f"vlasteer_world_demo: the parent of --out ({out.parent}) does not exist")
     if num_demos < 1 or eval_seeds < 1: sys.exit("vlasteer_world_demo: --num-demos and --eval-seeds must be at least 1")

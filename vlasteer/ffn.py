@@ -15,7 +15,8 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import TOWER_PATHS, n_blocks, record, resolve_hook
-from .policy import Policy, PromptTokenizer, load_default_policy, policy_from_cli, tiny_policy
+from .policy import Policy, PromptTokenizer, tiny_policy
+from .checkpoints import load_default_policy, policy_from_cli
 
 # %% auto #0
 __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE', 'PROJECTIONS_FORMAT', 'BUILTIN_POLICIES',
@@ -406,7 +407,7 @@ class _Tensors:
         self.prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
         self.keys = {k[len(self.prefix):] for k in keys}
     def get(self, key: str) -> torch.Tensor:
-        from vlasteer.policy import TIED_KEYS
+        from vlasteer.checkpoints import TIED_KEYS
         partner = {**TIED_KEYS, **{v: k for k, v in TIED_KEYS.items()}}.get(key)  # tied tensors are saved under one of their names
         if key not in self.keys and partner in self.keys: key = partner
         if key not in self.keys: raise ValueError(f"{self.file} has no tensor {key}; is it a pi0 / pi0.5 checkpoint?")

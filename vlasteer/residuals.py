@@ -22,14 +22,12 @@ from .contrast import check_indices_in, concept_indices, check_concept_map, lero
 
 # %% auto #0
 __all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'BUILTIN_POLICIES', 'save_residuals_main', 'merge_residuals_main',
-           'slice_residuals_main', 'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only',
-           'capture_batch', 'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file',
-           'policy_fingerprint', 'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt',
-           'check_finite', 'read_chunk', 'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'capture_residuals',
+           'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only', 'capture_batch',
+           'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file', 'policy_fingerprint',
+           'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt', 'check_finite', 'read_chunk',
+           'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'CaptureRun', 'capture_residuals',
            'missing_chunks', 'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun',
-           'slice_run', 'read_slice', 'episode_halves', 'auroc', 'pair_separation', 'cosine_matrix', 'plot_projections',
-           'plot_cosine_matrix', 'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli',
-           'slice_residuals_cli']
+           'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli']
 
 # %% ../nbs/07_residuals.ipynb #d06e1964
 TOKEN_GROUPS = ("instructions", "decision")
@@ -86,6 +84,7 @@ class CaptureConfig:
         if not self.towers or not self.groups: raise ValueError("a capture needs at least one tower and one token group")
         for n, v in (("--batch-size", self.batch_size), ("--samples-per-file", self.samples_per_file)):
             if int(v) < 1: raise ValueError(f"{n} must be >= 1, got {v}")
+        if self.max_samples_per_layer == 0: self.max_samples_per_layer = None  # 0: all, as the flag says
         if self.max_samples_per_layer is not None and int(self.max_samples_per_layer) < 1:
             raise ValueError(f"--max-samples-per-layer must be >= 1 (or 0 / None for all), got {self.max_samples_per_layer}")
         self.token_groups  # validates towers x groups
@@ -202,7 +201,7 @@ RUN_FORMAT = "vlasteer.residuals/1"
 
 def policy_fingerprint(policy) -> str:
     "A short hash of a policy's config and weights (4096 evenly spaced values of every tensor a checkpoint holds)."
-    from vlasteer.policy import OPTIONAL_KEYS  # the LM heads: not in checkpoints, not loaded, and no residual depends on them
+    from vlasteer.checkpoints import OPTIONAL_KEYS  # the LM heads: not in checkpoints, not loaded, and no residual depends on them
     h = hashlib.sha256(json.dumps(policy.config.to_dict(), sort_keys=True, default=str).encode())
     for name, p in sorted(policy.state_dict().items()):
         if name in OPTIONAL_KEYS: continue
@@ -422,33 +421,34 @@ def _open_run(out: Path, spec: dict, provenance: dict):
     out.mkdir(exist_ok=True)
     write_json({"spec": spec, "provenance": provenance}, cap)
 
+@dataclass
+class CaptureRun:
+    "How one process runs a capture: nothing here changes what the run holds."
+    shard_index: int = 0             # this process's share of the chunks ...
+    num_shards: int = 1              # ... of this many
+    num_workers: int = 0             # DataLoader workers reading batches ahead (0: read inline)
+    stop_early: bool = True          # VLM only: stop each pass after the last recorded layer
+    progress: bool = False           # tqdm bar over frames
+    on_chunk: Callable | None = None # called with each chunk number once its files are written
+    finalize: bool = True            # write metadata.json when this shard finds the run complete (False: the caller does)
+
 def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                       lerobot_root, # LeRobot dataset root (or a parent of <repo_id>/); None: the concept map's
                       output_dir, # the run directory (created; an unfinished run of the same capture is resumed)
-                      layers: Sequence[int], # block indices (negative: from the end)
+                      config: CaptureConfig, # what the run records: layers, towers, token groups, batch and chunk sizes, seed
                       repo_id: str | None = None, # the dataset's repo id (default: the concept map's, else the root's name)
-                      towers: Sequence[str] = ("vlm",), # vlm and/or expert
-                      groups: Sequence[str] = TOKEN_GROUPS, # instructions and/or decision
-                      batch_size: int = 32, # frames per forward pass
-                      samples_per_file: int = 4096, # rows per chunk file
-                      max_samples_per_layer: int | None = None, # capture at most this many frames
                       concept_map=None, # a concept map (dict or path): capture only its frames
-                      shard_index: int = 0, num_shards: int = 1, # this process's share of the chunks
-                      seed: int = 0, # seeds the expert's noise
-                      capture_adarms: bool = False, # write pi0.5's adaRMS conditioning once
-                      num_workers: int = 0, # DataLoader workers reading batches ahead (0: read inline)
                       checkpoint: str | None = None, # the checkpoint path (digested, recorded relative to the run) or a built-in name
                       config_name: str | None = None, # recorded; also names the policy when `checkpoint` is None
-                      stop_early: bool = True, # VLM only: stop each pass after the last recorded layer
-                      progress: bool = False, # tqdm bar over frames
-                      on_chunk: Callable | None = None, # called with each chunk number once its files are written
-                      finalize: bool = True, # write metadata.json when this shard finds the run complete (False: the caller does)
+                      run: CaptureRun | None = None, # how this process runs it (shard, workers, progress); None: `CaptureRun()`
                      ) -> dict: # metadata.json's content once the run is complete, else this shard's summary
-    "Capture residuals at `layers` for the frames of a LeRobot dataset into a chunked, resumable run directory."
-    cfg = CaptureConfig(layers, tuple(towers), tuple(groups), batch_size, samples_per_file, max_samples_per_layer or None,
-                        seed, capture_adarms).resolve(policy)
+    "Capture residuals at `config.layers` for the frames of a LeRobot dataset into a chunked, resumable run directory."
+    run = CaptureRun() if run is None else run
+    shard_index, num_shards, num_workers, stop_early = run.shard_index, run.num_shards, run.num_workers, run.stop_early
+    progress, on_chunk, finalize = run.progress, run.on_chunk, run.finalize
+    cfg = config.resolve(policy)
     tgroups = cfg.token_groups
-    if capture_adarms and policy.config.kind != "pi05": raise ValueError("--capture-adarms needs a pi0.5 policy (pi0 has no adaRMS conditioning)")
+    if cfg.capture_adarms and policy.config.kind != "pi05": raise ValueError("--capture-adarms needs a pi0.5 policy (pi0 has no adaRMS conditioning)")
     if concept_map is not None and not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
     if concept_map is not None: check_concept_map(concept_map)
     if lerobot_root is None:
@@ -726,137 +726,6 @@ class ResidualRun:
             c["file"] = f
             yield c
 
-def slice_run(run_dir, # a complete run directory
-              concept_map, # a concept map (dict or path)
-              output_dir, # the slices folder to create (absent or empty)
-              layers: Sequence[int] | None = None, # default: every layer of the run
-              token_type: str = "instructions", # the token group to slice
-              tower: str = "vlm", # the group's tower
-              device: str = "cpu", # where chunks are read (the seed's --device)
-              d_model: int | None = None, # refuse a run of another width (e.g. the SAE's d_in)
-             overwrite: bool = False, # replace an existing output_dir
-             ) -> list: # the written slice files
-    "Cut a run into one `layerNN/<concept>.safetensors` per concept and layer."
-    run = ResidualRun.open(run_dir)
-    if not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
-    check_folder_target(output_dir, overwrite)  # before reading any chunk
-    token_type = "instructions" if token_type == "instruction" else token_type
-    if (token_type, tower) not in run.groups:
-        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} (--token-type / --tower)")
-    idx = check_indices_in(concept_map, run.num_frames, f"run {run.path}'s dataset") if run.num_frames is not None else concept_indices(concept_map)
-    have = run.layers(token_type, tower)
-    layers = have if layers is None else [int(l) % run.metadata["policy"]["depth"] if (l < 0 and not run.is_seed) else int(l) for l in layers]
-    bad = [l for l in layers if l not in have]
-    if bad: raise ValueError(f"layer(s) {bad} are not in run {run.path}; it has {have}")
-    width = run.d_model(token_type, tower)
-    if d_model is not None and width is not None and width != d_model:
-        raise ValueError(f"run {run.path} has width {width}, expected {d_model}: a run from another model")
-    group = token_group(token_type, tower) if token_type in TOKEN_GROUPS else None
-    out = {}
-    for l in layers:
-        parts = {c: ([], []) for c in idx}
-        for ch in run.iter_chunks(token_type, l, tower, device):
-            ci = ch["index"].cpu().numpy()
-            if d_model is not None and ch["residuals"].shape[1] != d_model:
-                raise ValueError(f"{ch['file']} has width {ch['residuals'].shape[1]}, expected {d_model}: a run from another model")
-            for c, want in idx.items():
-                m = np.isin(ci, want)
-                if m.any(): parts[c][0].append(ch["residuals"][torch.from_numpy(m)].cpu()); parts[c][1].append(ci[m])
-        for c, (xs, ii) in parts.items():
-            if not xs:
-                raise ValueError(f"concept {c!r} has no captured rows at layer {l}: none of its {len(idx[c])} frames are in run "
-                                 f"{run.path} (captured over other frames, or with --max-samples-per-layer?); capture them or drop the concept")
-            i = np.concatenate(ii); order = np.argsort(i, kind="stable")
-            out[(l, c)] = (torch.cat(xs)[torch.from_numpy(order)].float().contiguous(), torch.from_numpy(i[order].astype(np.int64)), len(idx[c]) - len(i))
-    written = []
-    run_ref = os.path.relpath(os.path.abspath(run.path), os.path.abspath(output_dir))  # relative: the pair moves together
-    with atomic_folder(output_dir, overwrite) as work:
-        for (l, c), (x, i, missing) in out.items():
-            (work / f"layer{l:02d}").mkdir(parents=True, exist_ok=True)
-            hook = group.hook(l) if group else f"{tower}.blocks.{l}.hook_resid_post"
-            meta = dict(concept=c, layer=l, hook=hook, token_type=token_type, tower=tower,
-                        tokens=(group.tokens or "valid") if group else "", reduce=group.reduce if group else "",
-                        frames_in_concept=len(i) + missing, frames_missing=missing, run=run_ref)
-            write_tensors(work / f"layer{l:02d}" / f"{c}.safetensors", {"residuals": x, "index": i}, meta)
-            written.append(Path(output_dir) / f"layer{l:02d}" / f"{c}.safetensors")
-        write_json(dict(run=run_ref, concept_map_digest=_json_digest(concept_map), token_type=token_type, tower=tower, layers=list(layers),
-                        inputs=None if run.is_seed else dict(run_metadata=file_digest(run.path / "metadata.json")),
-                         slices={f"layer{l:02d}/{c}": dict(rows=int(len(i)), missing=int(m)) for (l, c), (_, i, m) in out.items()}),
-                    work / "slices.json")
-    return written
-
-def read_slice(path) -> tuple[torch.Tensor, torch.Tensor, dict]: # (residuals [n d], index [n], metadata)
-    "Read a concept slice written by `slice_run`."
-    c = read_chunk(path)
-    return c["residuals"], c["index"], c["metadata"]
-
-# %% ../nbs/07_residuals.ipynb #e49ae931
-def episode_halves(index: np.ndarray, # [n] global frame indices of a concept's rows
-                   ranges: list, # the concept's concept-map ranges (with episode_index, start_index, end_index)
-                  ) -> tuple[np.ndarray, np.ndarray]: # (bool [n] first half, bool [n] second half)
-    "Split a concept's rows by episode: episodes at even positions (in episode order) vs the others."
-    eps = sorted({int(r["episode_index"]) for r in ranges})
-    if len(eps) < 2: raise ValueError(f"a held-out split needs at least two episodes per concept, got {len(eps)}")
-    first = {e for j, e in enumerate(eps) if j % 2 == 0}
-    ep_of = np.full(len(index), -1)
-    for r in ranges:
-        m = (index >= int(r["start_index"])) & (index <= int(r["end_index"]))
-        ep_of[m] = int(r["episode_index"])
-    a = np.isin(ep_of, list(first))
-    return a, (ep_of >= 0) & ~a
-
-def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
-    "P(a positive score exceeds a negative one), ties counting half."
-    pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
-    if not len(pos) or not len(neg): raise ValueError("auroc needs scores of both classes")
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
-
-def pair_separation(pos: torch.Tensor, neg: torch.Tensor, # [n d_model] rows of the two concepts
-                    pos_fit: np.ndarray | None = None, neg_fit: np.ndarray | None = None, # bool masks of the rows to estimate the direction on (None: all)
-                   ) -> dict: # direction, auroc, d_prime, projections of the held-out rows
-    "The raw mean-difference direction of a pair and how well it separates the (held-out) rows."
-    pf = np.ones(len(pos), bool) if pos_fit is None else np.asarray(pos_fit)
-    nf = np.ones(len(neg), bool) if neg_fit is None else np.asarray(neg_fit)
-    direction = pos[torch.from_numpy(pf)].mean(0) - neg[torch.from_numpy(nf)].mean(0)
-    unit = direction / direction.norm().clamp_min(1e-12)
-    pe, ne = (~pf if pos_fit is not None else pf), (~nf if neg_fit is not None else nf)
-    pp, nn = (pos[torch.from_numpy(pe)] @ unit).numpy(), (neg[torch.from_numpy(ne)] @ unit).numpy()
-    pooled = np.sqrt(0.5 * (pp.var() + nn.var())) + 1e-12
-    return dict(direction=direction, auroc=auroc(pp, nn), d_prime=float((pp.mean() - nn.mean()) / pooled),
-                pos_proj=pp, neg_proj=nn, norm=float(direction.norm()))
-
-def cosine_matrix(directions: dict) -> tuple[list, np.ndarray]: # (names, [k k] cosines)
-    "Cosine similarity between every two directions."
-    names = list(directions)
-    m = torch.stack([directions[n] / directions[n].norm().clamp_min(1e-12) for n in names])
-    return names, (m @ m.T).numpy()
-
-def plot_projections(reports: dict, # pair -> pair_separation(...) (with the concepts' labels under "labels")
-                     bins: int = 30): # -> plotly Figure
-    "Histograms of each pair's held-out projections onto its mean-difference direction."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    names = list(reports)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{n}: AUROC {r['auroc']:.2f}, d′ {r['d_prime']:.1f}" for n, r in reports.items()])
-    for j, (n, r) in enumerate(reports.items()):
-        lp, ln = r.get("labels", ("positive", "negative"))
-        for vals, lab, col in ((r["pos_proj"], lp, "#d62728"), (r["neg_proj"], ln, "#1f77b4")):
-            fig.add_trace(go.Histogram(x=np.round(vals, 4).tolist(), name=lab, nbinsx=bins, opacity=0.6, marker_color=col,
-                                       legendgroup=f"{n}{lab}"), 1, j + 1)
-        fig.update_xaxes(title_text="projection", row=1, col=j + 1)
-    fig.update_layout(barmode="overlay", height=340, title="held-out frames projected on the raw mean-difference direction",
-                      legend=dict(orientation="h", y=-0.3))
-    return fig
-
-def plot_cosine_matrix(names: list, m: np.ndarray, title: str = "cosine between the pairs' raw directions"): # -> plotly Figure
-    "A heatmap of a cosine matrix."
-    import plotly.graph_objects as go
-    z = np.round(np.asarray(m, dtype=np.float64), 3).tolist()
-    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
-                               text=[[f"{v:.2f}" for v in r] for r in z], texttemplate="%{text}"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=360, width=420, title=title)
-    return fig
 
 # %% ../nbs/07_residuals.ipynb #b6c5875e
 def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folder (or its model.safetensors)
@@ -864,7 +733,8 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
                         device: str = "cpu", precision: str | None = None,
                         norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None): # `policy_from_cli`'s flags
     "The policy a capture CLI runs, and a string naming where it came from."
-    from vlasteer.policy import load_default_policy, policy_from_cli, tiny_policy
+    from vlasteer.checkpoints import load_default_policy, policy_from_cli
+    from vlasteer.policy import tiny_policy
     if checkpoint_path:
         p = Path(checkpoint_path)
         if p.is_file(): p = p.parent
@@ -912,10 +782,14 @@ def save_residuals_cli(
         if device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
         groups = tuple(token_groups) if token_groups else (("instructions", "decision") if capture_instructions else ("decision",))
         pol, src = load_capture_policy(checkpoint_path, config_name, device, precision, norm_stats, no_norm_stats, asset_id)
-        meta = capture_residuals(pol, lerobot_root, output_dir, layers, repo_id, tuple(towers or ("vlm",)), groups, batch_size,
-                                 samples_per_file, max_samples_per_layer or None, concept_map_path, shard_index, num_shards, seed,
-                                 capture_adarms, num_workers, checkpoint=src, config_name=config_name, progress=not quiet,
-                                 finalize=not meet)
+        meta = capture_residuals(pol, lerobot_root, output_dir,
+                                 CaptureConfig(layers, towers=tuple(towers or ("vlm",)), groups=groups,
+                                               batch_size=batch_size, samples_per_file=samples_per_file,
+                                               max_samples_per_layer=max_samples_per_layer or None, seed=seed,
+                                               capture_adarms=capture_adarms),
+                                 repo_id=repo_id, concept_map=concept_map_path, checkpoint=src,
+                                 config_name=config_name,
+                                 run=CaptureRun(shard_index=shard_index, num_shards=num_shards, num_workers=num_workers, progress=not quiet, finalize=not meet))
         if meet and not meta.get("complete"):
             wait_for_all_shards()
             if shard_index == 0: meta = finalize_run(output_dir, strict=False) or {**meta, "missing": missing_chunks(output_dir)}
@@ -941,28 +815,7 @@ def merge_residuals_cli(
         meta = merge_runs(run_dir, shard_dirs, overwrite)
     if not quiet: print(f"run complete: {meta['frames']['count']} frames, {meta['num_chunks']} chunks in {run_dir}")
 
-@call_parse
-def slice_residuals_cli(
-        run_dir: str = None, # a complete run directory (or the seed's)
-        concept_map_path: str = None, # concept map JSON (vlasteer_map_concept_samples)
-        output_dir: str = None, # slices folder to create: layerNN/<concept>.safetensors (an existing one only with --overwrite)
-        layers: Param("layers to slice (default: every layer of the run)", int, nargs="+") = None,
-        token_type: str = "instructions", # token group: instructions or decision
-        tower: str = "vlm", # the group's tower: vlm or expert
-        device: str = "cpu", # where chunks are read
-        overwrite: bool = False, # replace an existing --output-dir
-        quiet: bool = False, # print nothing on success
-       ):
-    "Cut a residual run into one tensor per concept and layer (layerNN/<concept>.safetensors)."
-    with cli_errors():
-        if not run_dir or not concept_map_path or not output_dir: raise ValueError("missing --run-dir, --concept-map-path or --output-dir; see --help")
-        files = slice_run(run_dir, concept_map_path, output_dir, layers, token_type, tower, device, overwrite=overwrite)
-    if not quiet:
-        for f in files: print(f"[slice] {f.parent.name}/{f.name}: {read_slice(f)[0].shape[0]} rows")
-        print(f"[slice] wrote {len(files)} slices to {output_dir}")
-
 save_residuals_main = console(save_residuals_cli)  # console entry point (dashed flags)
 
 merge_residuals_main = console(merge_residuals_cli)  # console entry point (dashed flags)
 
-slice_residuals_main = console(slice_residuals_cli)  # console entry point (dashed flags)
