@@ -11,6 +11,22 @@ def entry_env(**extra: str) -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
             "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **extra}
 
+def console_scripts() -> dict:
+    "settings.ini's console scripts: script name -> (module, function)."
+    import configparser
+    cp = configparser.ConfigParser(); cp.read(REPO / "settings.ini")
+    out = {}
+    for item in cp["DEFAULT"]["console_scripts"].split():
+        name, target = item.split("=")
+        out[name] = tuple(target.split(":"))
+    return out
+
+def console_module(entry: str) -> str:
+    "The module that defines console entry point `entry` (a function name), as settings.ini declares it."
+    mods = {fn: mod for mod, fn in console_scripts().values()}
+    if entry not in mods: raise KeyError(f"no console script calls {entry}; see settings.ini console_scripts")
+    return mods[entry]
+
 def entry_command(module: str, entry: str, *args: str) -> list:
     "argv that runs `module.entry()` with `args`, the way a console script calls it."
     code = f"import sys; from {module} import {entry}; sys.argv = ['{entry}'] + sys.argv[1:]; {entry}()"

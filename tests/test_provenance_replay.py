@@ -27,15 +27,7 @@ OUTPUT_FLAGS = {"--output-dir", "--output-path", "--output", "--out", "--output-
 IGNORED_KEYS = {"seconds", "seconds_total", "started", "finished", "created", "elapsed_s", "wall_s", "steps_per_s", "fingerprint"}
 
 
-def console_scripts() -> dict:
-    "console script name -> (module, function), from settings.ini."
-    cfg = configparser.ConfigParser(); cfg.read(REPO / "settings.ini")
-    out = {}
-    for item in cfg["DEFAULT"]["console_scripts"].split():
-        name, target = item.split("=")
-        mod, fn = target.split(":")
-        out[name] = (mod, fn)
-    return out
+from conftest import console_scripts  # settings.ini's console scripts: name -> (module, function)
 
 
 @pytest.fixture(scope="module")

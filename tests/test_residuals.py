@@ -17,17 +17,17 @@ from vlasteer.checkpoints import save_policy
 from vlasteer.residuals import read_chunk, write_tensors
 from vlasteer.slices import read_slice
 
-from conftest import entry_command, entry_env, run_entry_point
+from conftest import console_module, entry_command, entry_env, run_entry_point
 ENV = entry_env()
 
 
 def _cmd(entry: str, *args: str) -> list:
-    return entry_command("vlasteer.residuals", entry, *args)
+    return entry_command(console_module(entry), entry, *args)
 
 
 def run_entry(entry: str, *args: str, env: dict | None = None):
     "Run `vlasteer.residuals.<entry>()` as a console script would, with `args` as argv."
-    return run_entry_point("vlasteer.residuals", entry, *args, env=env)
+    return run_entry_point(console_module(entry), entry, *args, env=env)
 
 
 def _demo(sign: int, T: int, seed: int):

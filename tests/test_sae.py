@@ -16,13 +16,13 @@ from safetensors.torch import load_file, save_file
 from vlasteer.slices import ConceptSlice, save_slice, slice_path
 from vlasteer.directions import PairSpec, write_pairs_config
 
-from conftest import entry_command, entry_env, run_entry_point
+from conftest import console_module, entry_command, entry_env, run_entry_point
 LAYER, WIDTH = 2, 16
 
 
 def run_entry(entry: str, *args: str):
     "Run `vlasteer.sae.<entry>()` as a console script would, with `args` as argv."
-    return run_entry_point("vlasteer.sae", entry, *args)
+    return run_entry_point(console_module(entry), entry, *args)
 
 
 def sparse_rows(n: int, seed: int, shift: float = 0.0) -> torch.Tensor:

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import run_entry_point
+from conftest import console_module, run_entry_point
 
 WIDTH = 128  # the default policy's VLM width (checked below against its config)
 
 
 def run_steer(*args: str):
-    return run_entry_point("vlasteer.steering", "steer_main", *args)
+    return run_entry_point(console_module("steer_main"), "steer_main", *args)
 
 
 @pytest.fixture(scope="module")
