@@ -42,7 +42,8 @@ def console(fn: Callable) -> Callable:
 # %% ../nbs/00a_cli.ipynb #944f2ab2
 def one_line(e: BaseException | str) -> str:
     "An error message folded to one line (the exception's type when it has no message)."
-    s = str(e).strip() or type(e).__name__
+    s = str(e.args[0]) if isinstance(e, KeyError) and len(e.args) == 1 else str(e)  # not KeyError's quoted repr
+    s = s.strip() or type(e).__name__
     return " ".join(s.split())
 
 @contextmanager
@@ -51,7 +52,7 @@ def cli_errors():
     try: yield
     except (ValueError, OSError, KeyError) as e: raise SystemExit(f"error: {one_line(e)}") from None
 
-# %% ../nbs/00a_cli.ipynb #eb280de3
+# %% ../nbs/00a_cli.ipynb #96a7b69b
 def require(**flags):
     "Refuse missing required flags (None or empty) in one line: `missing --x, --y; see --help`."
     missing = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v in (None, "")]
@@ -264,7 +265,7 @@ def check_complete(folder: str | Path, flag: str = "--input-dir") -> Path:
                          f"({INCOMPLETE} is there); run the same command again to complete it")
     return Path(folder)
 
-# %% ../nbs/00a_cli.ipynb #f7f9b97d
+# %% ../nbs/00a_cli.ipynb #acf88a37
 def wilson(k: int, # successes
            n: int, # trials
            z: float = 1.96) -> tuple[float, float]: # (low, high)
@@ -291,7 +292,7 @@ def plotly_output(fig) -> dict: # a display_data message for an `ipywidgets.Outp
             "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
                      "text/plain": f"Figure({fig.layout.title.text!r})"}}
 
-# %% ../nbs/00a_cli.ipynb #269b7fbe
+# %% ../nbs/00a_cli.ipynb #8fb0360c
 class Explorer:
     "Base of the explorers: `figure(state)` (pure), `widget()` over it, and the static figure where no widget runs."
     state = None
