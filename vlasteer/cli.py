@@ -31,10 +31,11 @@ def console_args(fn: Callable, argv: list[str]) -> list[str]:
     own = {p for p in inspect.signature(fn).parameters if p.startswith("no_")}
     return [("--" + a[2:].replace("-", "_")) if a.startswith("--no-") and a[2:].replace("-", "_") in own else a for a in dashed_flags(argv)]
 
-def console(fn: Callable) -> Callable:
+def console(fn: Callable, # a `call_parse` function
+            drop: tuple[str, ...] = ()) -> Callable: # flags accepted and ignored (a switch that spells out its default)
     "A console entry point that accepts dashed flags and runs the `call_parse` function `fn`."
     def main():
-        sys.argv[1:] = console_args(fn, sys.argv[1:])
+        sys.argv[1:] = console_args(fn, [a for a in sys.argv[1:] if a not in drop])
         fn()
     main.__doc__ = f"Console entry point for `{fn.__name__}` (dashed flags accepted)."
     return main
