@@ -19,7 +19,7 @@ from vlasteer.checkpoints import load_policy
 def per_seed(ckpt: Path, seeds: list[int]) -> dict:
     "Success (0/1) per task and seed."
     pol = load_policy(ckpt)
-    return {t: [int(tr.success) for tr in sim.rollout_batch(pol, [t] * len(seeds), seeds, record_frames=False, replan_steps=2)]
+    return {t: [int(tr.success) for tr in sim.rollout_batch(pol, [t] * len(seeds), seeds, sim.RolloutOptions(record_frames=False, replan_steps=2))]
             for t in sim.TASKS}
 
 

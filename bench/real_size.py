@@ -81,14 +81,14 @@ def build(cfg: PolicyConfig, precision: str, device: str, seed: int = 0) -> Poli
 
 def workloads(pol: Policy) -> dict:
     "The three workloads on one observation (batch 1), as callables."
-    from vlasteer.ffn import max_activations, probe_ffn
+    from vlasteer.ffn import ProbeConfig, max_activations, probe_ffn
     from vlasteer.residuals import CaptureConfig, capture_batch, frame_noise
     obs = pol.example_observation(batch_size=1)
     layers = tuple(range(pol.config.vlm.depth))
     groups = CaptureConfig(layers=layers, towers=("vlm", "expert")).token_groups
     return {"infer": lambda: pol.infer(obs), "infer_again": lambda: pol.infer(obs),
             "ffn_forward": lambda: max_activations(pol, [obs], "vlm"),
-            "ffn_probe": lambda: probe_ffn(pol, [obs], "vlm", top_k_per_layer=TOP_K, top_n_tokens=TOP_N),
+            "ffn_probe": lambda: probe_ffn(pol, [obs], "vlm", ProbeConfig(top_k_per_layer=TOP_K, top_n_tokens=TOP_N)),
             "capture": lambda: capture_batch(pol, obs, groups, layers, frame_noise(pol, [0]))}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlasteer.sim import TASKS, ToyKitchenEnv, rollout_batch, scripted_expert
+from vlasteer.sim import TASKS, RolloutOptions, ToyKitchenEnv, rollout_batch, scripted_expert
 
 
 def expert_steps_per_s(render: bool, image_size: int, episodes: int) -> dict:
@@ -38,7 +38,7 @@ def batch_steps_per_s(batch: int, steps: int = 40) -> dict:
     "Env steps/s of `rollout_batch` (64x64, frames recorded) on `batch` episodes of `steps` steps."
     tasks = [list(TASKS)[i % len(TASKS)] for i in range(batch)]
     t0 = time.perf_counter()
-    rollout_batch(Still(), tasks, list(range(batch)), steps=steps)
+    rollout_batch(Still(), tasks, list(range(batch)), RolloutOptions(steps=steps))
     dt = time.perf_counter() - t0
     return {"batch": batch, "steps": batch * steps, "seconds": round(dt, 3), "steps_per_s": round(batch * steps / dt, 1)}
 

@@ -11,7 +11,7 @@ run's last-step weights, what it ships without `--ema`), so the two are compared
 import argparse, dataclasses, sys
 from pathlib import Path
 
-from vlasteer.default_policy import default_config, train_default_policy
+from vlasteer.default_policy import TrainingRecipe, default_config, train_default_policy
 
 
 def main():
@@ -29,8 +29,8 @@ def main():
     cfg = default_config()
     cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, patch_size=a.patch_size))
     try:
-        path = train_default_policy(a.out / f"ema{a.ema}", num_demos=a.num_demos, steps=a.steps, seed=a.seed, recovery=a.recovery,
-                                    ema=a.ema, config=cfg, last_step_out=a.out / "raw", progress=False)
+        path = train_default_policy(a.out / f"ema{a.ema}", TrainingRecipe(num_demos=a.num_demos, steps=a.steps, seed=a.seed,
+                                                                           recovery=a.recovery, ema=a.ema), config=cfg, last_step_out=a.out / "raw", progress=False)
     except (ValueError, OSError) as e: sys.exit(f"train_variants: {e}")
     print(path, a.out / "raw", flush=True)
 

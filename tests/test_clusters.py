@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vlasteer.ffn import Projections, probe_ffn, save_projections
+from vlasteer.ffn import ProbeConfig, Projections, probe_ffn, save_projections
 from vlasteer.checkpoints import save_policy
 from vlasteer.policy import tiny_policy
 
@@ -25,10 +25,10 @@ def files(tmp_path_factory) -> dict:
     pol = tiny_policy("pi05")
     batches = [pol.example_observation(batch_size=2, seed=i, prompt=p) for i, p in
                enumerate(["open the top drawer of the cabinet", "close the top drawer of the cabinet"])]
-    vlm = probe_ffn(pol, batches, "vlm", top_k_per_layer=16, top_n_tokens=10, params={"source": "config:tiny"})
+    vlm = probe_ffn(pol, batches, "vlm", ProbeConfig(top_k_per_layer=16, top_n_tokens=10), params={"source": "config:tiny"})
     save_projections(d / "vlm.json", vlm)
-    save_projections(d / "expert.json", probe_ffn(pol, batches[:1], "expert", top_k_per_layer=8))
-    save_projections(d / "novv.json", probe_ffn(pol, batches[:1], "vlm", top_k_per_layer=4, store_value_vectors=False))
+    save_projections(d / "expert.json", probe_ffn(pol, batches[:1], "expert", ProbeConfig(top_k_per_layer=8)))
+    save_projections(d / "novv.json", probe_ffn(pol, batches[:1], "vlm", ProbeConfig(top_k_per_layer=4, store_value_vectors=False)))
     (d / "broken.json").write_text('{"projections": [')
     seed_list = [r.to_dict() for r in vlm.records]  # the seed's bare-list layout
     (d / "seed.json").write_text(json.dumps(seed_list))

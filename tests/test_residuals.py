@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vlasteer.data import convert_libero_to_lerobot, load_lerobot_dataset, synthetic_libero_demo, write_libero_hdf5
-from vlasteer.contrast import build_concept_map, contrast_from_lerobot, save_concept_map
+from vlasteer.contrast import ContrastConfig, build_concept_map, contrast_from_lerobot, save_concept_map
 from vlasteer.policy import GemmaSize, tiny_policy
 from vlasteer.checkpoints import save_policy
 from vlasteer.residuals import read_chunk, write_tensors
@@ -46,7 +46,7 @@ def data(tmp_path_factory) -> dict:
     write_libero_hdf5(d / "libero" / "slide_right_demo.hdf5", [_demo(-1, 16 + j, 9 + j) for j in range(3)], "slide right", env_name="SlideEnv")
     root = convert_libero_to_lerobot(d / "libero", "test/slide", d / "lerobot")
     ds = load_lerobot_dataset(root, "test/slide")
-    m = contrast_from_lerobot(root, "slide left", "slide right", repo_id="test/slide", pad=1)
+    m = contrast_from_lerobot(root, "slide left", "slide right", repo_id="test/slide", cfg=ContrastConfig(pad=1))
     cmap = save_concept_map(build_concept_map(m, ds, lerobot_root=str(root), repo_id="test/slide"), d / "cm.json")
     ck = save_policy(tiny_policy(seed=0), d / "ckpt")
     other = save_policy(tiny_policy(seed=0, vlm=GemmaSize(width=32, depth=2, mlp_dim=64, num_heads=2, num_kv_heads=1, head_dim=16)), d / "ckpt_narrow")

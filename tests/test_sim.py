@@ -4,7 +4,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from vlasteer.sim import (BOWL_GOAL, CONCEPT_PAIRS, DRAWER_RANGE, KNOB_ON, MAX_DELTA, TASKS, Task, ToyKitchenEnv,
+from vlasteer.sim import (BOWL_GOAL, RolloutOptions, CONCEPT_PAIRS, DRAWER_RANGE, KNOB_ON, MAX_DELTA, TASKS, Task, ToyKitchenEnv,
                           batch_policy_obs, expert_rollout, get_task, initial_state, policy_state, rollout,
                           rollout_batch, run_expert, scripted_expert, to_policy_obs)
 
@@ -189,7 +189,7 @@ def test_rollout_batch_matches_rollout(env):
     tasks = ["open the top drawer of the cabinet", "turn off the stove", "put the bowl at the back of the table", "turn on the stove"]
     seeds = [0, 1, 2, 3]
     pol = Linear()
-    batch = rollout_batch(pol, tasks, seeds, steps=11, replan_steps=4)
+    batch = rollout_batch(pol, tasks, seeds, RolloutOptions(steps=11, replan_steps=4))
     assert pol.calls == [4, 4, 4]
     for t, s, b in zip(tasks, seeds, batch):
         one = rollout(Linear(), env, t, s, steps=11, replan_steps=4)
@@ -217,7 +217,7 @@ def test_rollout_batch_drops_finished_episodes():
             return {"actions": np.stack(out)}
 
     pol = BatchReplay()
-    res = rollout_batch(pol, tasks, [0, 1], record_frames=False)
+    res = rollout_batch(pol, tasks, [0, 1], RolloutOptions(record_frames=False))
     assert all(r.success for r in res)
     assert [r.steps for r in res] == [d.steps for d in demos]
     if demos[0].steps // 5 != demos[1].steps // 5: assert 1 in pol.sizes

@@ -4,28 +4,30 @@
 
 # %% ../nbs/05_clusters.ipynb #f2f58090
 from __future__ import annotations
-from .cli import check_overwrite, cli_errors, dashed_flags, from_fields, read_json, one_line as _one_line
+from .cli import Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, read_json, require
+from .cli import one_line as _one_line, plotly_output  # noqa: F401 (steering imports plotly_output from here)
 import json, re, sys, textwrap, warnings
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .ffn import (BUILTIN_POLICIES, NeuronProjection, Projections, TokenSpace, atomic_write, cli_errors,
+from .ffn import (BUILTIN_POLICIES, NeuronProjection, Projections, TokenSpace,
                           ffn_activations, load_projections, load_token_space, parse_layers,
                           project_to_vocab, token_space)
+if TYPE_CHECKING: import pandas, plotly.graph_objects  # the annotations' types only: both load on first use
 
 # %% auto #0
-__all__ = ['ALGORITHMS', 'CLUSTERS_FORMAT', 'COLOR_BY', 'ClusterConfig', 'select_records', 'check_value_vectors', 'value_matrix',
-           'normalize_rows', 'semantic_vectors', 'KMeansResult', 'check_k', 'kmeans', 'cluster_quality', 'k_sweep',
-           'Cluster', 'normalize_token', 'token_summary', 'keyword_score', 'unmatched_keywords', 'rank_clusters',
-           'check_semantic', 'ClusterResult', 'cluster_projections', 'plot_k_sweep', 'clusters_document',
-           'save_clusters', 'load_clusters', 'ClusterMap', 'cluster_map', 'plot_cluster_map', 'save_cluster_map',
-           'ClusterActivations', 'cluster_activations', 'activation_differences', 'ExplorerState', 'explorer_figure',
-           'plotly_output', 'ClusterExplorer', 'space_from_args', 'cluster_cli', 'cluster_main']
+__all__ = ['ALGORITHMS', 'CLUSTERS_FORMAT', 'COLOR_BY', 'cluster_main', 'ClusterConfig', 'select_records', 'check_value_vectors',
+           'value_matrix', 'normalize_rows', 'semantic_vectors', 'KMeansResult', 'check_k', 'kmeans', 'cluster_quality',
+           'k_sweep', 'Cluster', 'normalize_token', 'token_summary', 'keyword_score', 'unmatched_keywords',
+           'rank_clusters', 'check_semantic', 'ClusterResult', 'cluster_projections', 'plot_k_sweep',
+           'clusters_document', 'save_clusters', 'load_clusters', 'ClusterMap', 'cluster_map', 'plot_cluster_map',
+           'save_cluster_map', 'ClusterActivations', 'cluster_activations', 'activation_differences', 'ExplorerState',
+           'explorer_figure', 'ClusterExplorer', 'space_from_args', 'cluster_cli']
 
 # %% ../nbs/05_clusters.ipynb #e7d4d0da
 ALGORITHMS = ("auto", "kmeans", "minibatch")
@@ -315,7 +317,7 @@ def clusters_document(result: ClusterResult, keywords: Sequence[str] | None = No
 
 def save_clusters(path: str | Path, doc: dict) -> Path:
     "Write a clusters document atomically."
-    with atomic_write(path) as f: json.dump(doc, f, indent=1)
+    with atomic_path(path) as tmp: tmp.write_text(json.dumps(doc, indent=1))
     return Path(path)
 
 def load_clusters(path: str | Path) -> tuple[list[Cluster], dict]: # (clusters, the rest of the document)
@@ -404,7 +406,7 @@ def save_cluster_map(path, # the .html file to write (its folder must exist)
     "Write the t-SNE map of `result` (coloured by keyword when given) as one HTML page, atomically."
     fig = plot_cluster_map(cluster_map(result, keywords or None), "keyword" if keywords else "cluster")
     div = "vlasteer-" + re.sub(r"[^A-Za-z0-9]+", "-", Path(path).stem)
-    with atomic_write(path) as f: f.write(fig.to_html(include_plotlyjs="cdn", div_id=div))
+    with atomic_path(path) as tmp: tmp.write_text(fig.to_html(include_plotlyjs="cdn", div_id=div))
     return Path(path)
 
 # %% ../nbs/05_clusters.ipynb #6618e459
@@ -501,13 +503,7 @@ def explorer_figure(result: ClusterResult, cmap: ClusterMap, state: ExplorerStat
                       height=800, legend=dict(font=dict(size=9)))  # width: the page's or the cell's
     return fig
 
-def plotly_output(fig: "plotly.graph_objects.Figure") -> dict: # a display_data message for an `ipywidgets.Output`
-    "`fig` as the output message JupyterLab's plotly renderer draws."
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
-                     "text/plain": f"Figure({fig.layout.title.text!r})"}}
-
-class ClusterExplorer:
+class ClusterExplorer(Explorer):
     "Dropdowns over `explorer_figure`; a static figure where no widget can run."
     def __init__(self, result: ClusterResult, cmap: ClusterMap, acts: ClusterActivations | None = None,
                  keywords: Sequence[str] | None = None): # start at the best cluster for these
@@ -518,27 +514,20 @@ class ClusterExplorer:
     def figure(self, state: ExplorerState | None = None) -> "plotly.graph_objects.Figure":
         return explorer_figure(self.result, self.cmap, state or self.state, self.acts)
 
+    def describe(self) -> str: return f"ClusterExplorer({len(self.result.clusters)} clusters, showing {self.state.cluster_id})"
+
     def widget(self):
         "The interactive view (needs ipywidgets and a kernel)."
         import ipywidgets as W
-        opts = [(f"{c.cluster_id}: {c.size} neurons · " + ", ".join(t for t, _ in c.token_summary[:3]), c.cluster_id) for c in self.result.clusters]
+        opts = [(f"{c.cluster_id}: {c.size} neurons · " + ", ".join(t for t, _ in c.token_summary[:3]), c.cluster_id)
+                for c in self.result.clusters]
         pick = W.Dropdown(options=opts, value=self.state.cluster_id, description="cluster")
         colors = [c for c in COLOR_BY if c != "keyword" or self.cmap.keyword_scores is not None]
         color = W.Dropdown(options=colors, value=self.state.color_by, description="colour by")
         out = W.Output()
-        def show(*_):
-            self.state = ExplorerState(pick.value, color.value)
-            out.outputs = (plotly_output(self.figure()),)  # set, not displayed: no kernel needed, nothing leaks into the cell
+        def show(*_): self.state = ExplorerState(pick.value, color.value); self.draw(out)
         pick.observe(show, "value"); color.observe(show, "value"); show()
         return W.VBox([W.HBox([pick, color]), out])
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        fig = self.figure()
-        bundle = {"text/plain": f"ClusterExplorer({len(self.result.clusters)} clusters, showing {self.state.cluster_id})",
-                  "text/html": fig.to_html(include_plotlyjs="cdn", full_html=False)}
-        try: w = self.widget()
-        except ImportError: return bundle
-        return {**(w._repr_mimebundle_(include=include, exclude=exclude) or {}), **bundle}  # its own text/plain, not the VBox's
 
 # %% ../nbs/05_clusters.ipynb #69dada18
 def space_from_args(model_checkpoint: str | None, model_config: str | None, proj: Projections, device: str = "cpu") -> tuple[TokenSpace, str]:
@@ -583,8 +572,7 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
                ):
     "Cluster FFN value vectors, report quality, rank by keywords; write the clusters JSON."
     with cli_errors():
-        for flag, v in (("--projections-path", projections_path), ("--output-path", output_path)):
-            if not v: raise ValueError(f"missing {flag}; see --help")
+        require(projections_path=projections_path, output_path=output_path)
         out = Path(output_path)
         if not out.parent.is_dir(): raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
         if tsne_path and not Path(tsne_path).parent.is_dir(): raise FileNotFoundError(f"folder of --tsne-path {Path(tsne_path).parent} does not exist")
@@ -628,7 +616,4 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
             print(f"  cluster={c.cluster_id} score={s:.3f} size={c.size} tokens=[{', '.join(t for t, _ in c.token_summary[:5])}]")
     print(f"saved {len(res.clusters)} clusters to {out}" + (f"; t-SNE map to {tsne_path}" if tsne_path else ""))
 
-def cluster_main():
-    "Console entry point `vlasteer_cluster` (dashed flags as the seed's; `--normalize` is the default)."
-    argv = [a for a in sys.argv[1:] if a != "--normalize"]
-    sys.argv[1:] = dashed_flags(argv); cluster_cli()
+cluster_main = console(cluster_cli, drop=("--normalize",))  # `vlasteer_cluster`: dashed flags as the seed's; `--normalize` is the default

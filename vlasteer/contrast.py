@@ -5,7 +5,6 @@
 # %% ../nbs/06_contrast.ipynb #29ae33d4
 from __future__ import annotations
 
-import json, os, re, sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -13,7 +12,7 @@ from typing import Sequence
 import numpy as np
 from fastcore.script import Param, call_parse
 
-from .cli import atomic_path, check_overwrite, cli_errors, console, read_json, reading, write_json
+from .cli import check_overwrite, cli_errors, console, from_fields, read_json, reading, write_json
 from .data import list_libero_files, load_lerobot_dataset, read_libero_info
 
 # %% auto #0
@@ -21,10 +20,10 @@ __all__ = ['LEROBOT_STATE_NAMES', 'HDF5_STATE_KEYS', 'build_contrasting_pairs_ma
            'delta_stats', 'select_opposite_axis', 'interaction_window', 'AxisSummary', 'DemoSegment',
            'ContrastManifest', 'build_manifest', 'save_manifest', 'load_manifest', 'lerobot_frame_table',
            'lerobot_tasks', 'resolve_task', 'lerobot_task_episodes', 'mjcf_joints', 'qpos_layout',
-           'converted_episode_offsets', 'hdf5_task_episodes', 'find_task_file', 'contrast_from_lerobot',
-           'contrast_from_hdf5', 'parse_task_map', 'build_concept_map', 'save_concept_map', 'check_concept_map',
-           'load_concept_map', 'concept_indices', 'check_indices_in', 'plot_axis', 'build_contrasting_pairs_cli',
-           'map_concept_samples_cli']
+           'converted_episode_offsets', 'hdf5_task_episodes', 'find_task_file', 'ContrastTask', 'ContrastConfig',
+           'contrast_from_lerobot', 'contrast_from_hdf5', 'parse_task_map', 'build_concept_map', 'save_concept_map',
+           'check_concept_map', 'load_concept_map', 'concept_indices', 'check_indices_in', 'plot_axis',
+           'build_contrasting_pairs_cli', 'map_concept_samples_cli']
 
 # %% ../nbs/06_contrast.ipynb #d4328090
 LEROBOT_STATE_NAMES = ("eef_x", "eef_y", "eef_z", "eef_axis_angle_x", "eef_axis_angle_y", "eef_axis_angle_z",
@@ -184,6 +183,14 @@ class ContrastManifest:
         axis = AxisSummary(**{k: ax.get(k) for k in AxisSummary.__dataclass_fields__})
         return cls(axis, segs, dict(d.get("params") or {}))
 
+def _check_window(progress_frac: float, pad: int, min_abs_delta: float, segments_per_task: int | None):
+    "Refuse window settings no manifest can be cut with (the flags' names in the messages)."
+    if not 0 < progress_frac <= 1: raise ValueError(f"--progress-frac must be in (0, 1], got {progress_frac}")
+    if pad < 0: raise ValueError(f"--pad must be >= 0, got {pad}")
+    if min_abs_delta < 0: raise ValueError(f"--min-abs-delta must be >= 0, got {min_abs_delta}")
+    if segments_per_task is not None and segments_per_task < 1:
+        raise ValueError(f"--max-demos-per-task must be >= 1, got {segments_per_task}")
+
 def build_manifest(a: TaskEpisodes, b: TaskEpisodes, # the two tasks (a: the positive concept by convention)
                    progress_frac: float = 0.35, # window: where the axis reaches this fraction of its change
                    pad: int = 8, # steps added on each side of a window
@@ -193,10 +200,7 @@ def build_manifest(a: TaskEpisodes, b: TaskEpisodes, # the two tasks (a: the pos
     "Choose the axis on which `a` and `b` move oppositely and cut each demo to its interaction window."
     if a.task == b.task: raise ValueError(f"both tasks are labelled {a.task!r}; labels must be distinct (--task-a-label / --task-b-label)")
     if a.dim != b.dim: raise ValueError(f"the tasks' states have different widths ({a.dim} vs {b.dim}); read both with one --state-key")
-    if not 0 < progress_frac <= 1: raise ValueError(f"--progress-frac must be in (0, 1], got {progress_frac}")
-    if pad < 0: raise ValueError(f"--pad must be >= 0, got {pad}")
-    if min_abs_delta < 0: raise ValueError(f"--min-abs-delta must be >= 0, got {min_abs_delta}")
-    if segments_per_task is not None and segments_per_task < 1: raise ValueError(f"--max-demos-per-task must be >= 1, got {segments_per_task}")
+    _check_window(progress_frac, pad, min_abs_delta, segments_per_task)
     n = min(len(a), len(b), segments_per_task or max(len(a), len(b)))
     available = {a.task: len(a), b.task: len(b)}
     a, b = a.take(n), b.take(n)
@@ -398,39 +402,69 @@ def find_task_file(folder, # a folder of LIBERO .hdf5 files
     return hit[0]
 
 # %% ../nbs/06_contrast.ipynb #8af6e3d3
+@dataclass
+class ContrastTask:
+    "One side of a contrast: which task (its text, its index in the dataset, or its file), its label, its episodes."
+    text: str | None = None  # the task's instruction
+    index: int | None = None  # its index in the dataset's meta/tasks (lerobot backend)
+    file: str | None = None  # its .hdf5 file: a path, or a name in input_dir / search_roots (hdf5 backend)
+    label: str | None = None  # the manifest's name for it (default: the instruction)
+    episodes: Sequence[int] | None = None  # only these episodes (lerobot backend)
+
+    def __post_init__(self):
+        if self.index is not None: self.index = int(self.index)
+        if self.file is not None: self.file = str(self.file)
+        if self.episodes is not None: self.episodes = [int(e) for e in self.episodes]
+    def to_dict(self) -> dict: return asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
+def _task(t: ContrastTask | str | None) -> ContrastTask: return t if isinstance(t, ContrastTask) else ContrastTask(text=t)
+
+@dataclass
+class ContrastConfig:
+    "How each demo is cut to its interaction window, and how many demos each task gives."
+    progress_frac: float = 0.35  # window: where the axis reaches this fraction of its change
+    pad: int = 8  # steps added on each side of a window
+    min_abs_delta: float = 0.05  # each task's mean change on the axis must be at least this
+    segments_per_task: int | None = 50  # demos per task (both get the same number); None: all
+
+    def __post_init__(self): _check_window(self.progress_frac, self.pad, self.min_abs_delta, self.segments_per_task)
+    def to_dict(self) -> dict: return asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
 def contrast_from_lerobot(lerobot_root, # dataset root (or a parent holding <repo_id>/)
-                          task_a_text: str | None = None, task_b_text: str | None = None, # the two tasks' texts ...
-                          task_a_index: int | None = None, task_b_index: int | None = None, # ... or task indices
+                          task_a: ContrastTask | str | None = None, # the first task (the positive concept), or its text
+                          task_b: ContrastTask | str | None = None, # the second task, or its text
                           repo_id: str | None = None, # the dataset's repo id (default: the root folder's name)
-                          task_a_label: str | None = None, task_b_label: str | None = None, # labels (default: the task texts)
-                          task_a_episodes: Sequence[int] | None = None, task_b_episodes: Sequence[int] | None = None,
                           state_key: str = "state", # the dataset feature to contrast on
-                          progress_frac: float = 0.35, pad: int = 8, min_abs_delta: float = 0.05,
-                          segments_per_task: int | None = 50) -> ContrastManifest:
+                          cfg: ContrastConfig | None = None, # window settings (default: `ContrastConfig()`)
+                         ) -> ContrastManifest:
     "A contrast manifest for two tasks of a LeRobot dataset."
+    A, B, c = _task(task_a), _task(task_b), cfg or ContrastConfig()
     repo_id = repo_id or Path(lerobot_root).name
     ds = load_lerobot_dataset(lerobot_root, repo_id)
-    ta, _ = resolve_task(ds, task_a_text, task_a_index)
-    tb, _ = resolve_task(ds, task_b_text, task_b_index)
-    if ta == tb and (task_a_label or ta) == (task_b_label or tb): raise ValueError(f"both tasks are {ta!r}; contrast two different tasks")
+    ta, _ = resolve_task(ds, A.text, A.index)
+    tb, _ = resolve_task(ds, B.text, B.index)
+    if ta == tb and (A.label or ta) == (B.label or tb): raise ValueError(f"both tasks are {ta!r}; contrast two different tasks")
     if state_key not in ds.features: raise ValueError(f"dataset {repo_id} has no feature {state_key!r}; its features are {sorted(ds.features)}")
     table = lerobot_frame_table(ds, ("index", "episode_index", "frame_index", state_key))
-    a = lerobot_task_episodes(ds, ta, task_a_episodes, state_key, task_a_label, table)
-    b = lerobot_task_episodes(ds, tb, task_b_episodes, state_key, task_b_label, table)
-    m = build_manifest(a, b, progress_frac, pad, min_abs_delta, segments_per_task)
+    a = lerobot_task_episodes(ds, ta, A.episodes, state_key, A.label, table)
+    b = lerobot_task_episodes(ds, tb, B.episodes, state_key, B.label, table)
+    m = build_manifest(a, b, c.progress_frac, c.pad, c.min_abs_delta, c.segments_per_task)
     m.params = dict(backend="lerobot", lerobot_root=str(lerobot_root), repo_id=repo_id, **m.params)
     return m
 
 def contrast_from_hdf5(input_dir=None, # folder of LIBERO .hdf5 files (the one converted to the LeRobot dataset)
-                       task_a_text: str | None = None, task_b_text: str | None = None, # pick the files by instruction ...
-                       task_a_file: str | None = None, task_b_file: str | None = None, # ... or name them (paths, or names in input_dir / search_roots)
-                       task_a_label: str | None = None, task_b_label: str | None = None, # labels (default: the instructions)
+                       task_a: ContrastTask | str | None = None, # the first task (its text or file), or its text
+                       task_b: ContrastTask | str | None = None, # the second task, or its text
                        search_roots: Sequence = (), # more folders to look for file names in
                        state_key: str = "qpos", # qpos, states, state, robot_states or obs/<key>
-                       progress_frac: float = 0.35, pad: int = 8, min_abs_delta: float = 0.05,
-                       segments_per_task: int | None = 50,
+                       cfg: ContrastConfig | None = None, # window settings (default: `ContrastConfig()`)
                        instruction_from_filename: bool = False) -> ContrastManifest:
     "A contrast manifest for two tasks stored as LIBERO `.hdf5` files."
+    A, B, c = _task(task_a), _task(task_b), cfg or ContrastConfig()
     roots = [Path(r) for r in ([input_dir] if input_dir else []) + list(search_roots or [])]
     def locate(file, text, which):
         if file:
@@ -442,11 +476,11 @@ def contrast_from_hdf5(input_dir=None, # folder of LIBERO .hdf5 files (the one c
             if not input_dir: raise ValueError(f"--task-{which}-text needs --input-dir (the folder of .hdf5 files)")
             return find_task_file(input_dir, text, instruction_from_filename)
         raise ValueError(f"give --task-{which}-text (with --input-dir) or --task-{which}-file")
-    fa, fb = locate(task_a_file, task_a_text, "a"), locate(task_b_file, task_b_text, "b")
+    fa, fb = locate(A.file, A.text, "a"), locate(B.file, B.text, "b")
     if fa.resolve() == fb.resolve(): raise ValueError(f"both tasks are read from {fa}; contrast two different files")
-    a = hdf5_task_episodes(fa, state_key, task_a_label, instruction_from_filename=instruction_from_filename)
-    b = hdf5_task_episodes(fb, state_key, task_b_label, instruction_from_filename=instruction_from_filename)
-    m = build_manifest(a, b, progress_frac, pad, min_abs_delta, segments_per_task)
+    a = hdf5_task_episodes(fa, state_key, A.label, instruction_from_filename=instruction_from_filename)
+    b = hdf5_task_episodes(fb, state_key, B.label, instruction_from_filename=instruction_from_filename)
+    m = build_manifest(a, b, c.progress_frac, c.pad, c.min_abs_delta, c.segments_per_task)
     m.params = dict(backend="hdf5", input_dir=str(input_dir) if input_dir else str(fa.parent),
                     files=[fa.name, fb.name], **m.params)
     return m
@@ -638,14 +672,18 @@ def build_contrasting_pairs_cli(
         if not output: raise ValueError("missing --output (the manifest JSON to write); see --help")
         _check_output(output, overwrite, "--output")
         backend = backend or ("hdf5" if (task_a_file or task_b_file or input_dir) else "lerobot")
-        common = dict(progress_frac=progress_frac, pad=pad, min_abs_delta=min_abs_delta, segments_per_task=max_demos_per_task or None)
+        cfg = ContrastConfig(progress_frac=progress_frac, pad=pad, min_abs_delta=min_abs_delta,
+                             segments_per_task=max_demos_per_task or None)
         if backend == "lerobot":
             if not lerobot_root: raise ValueError("missing --lerobot-root (the LeRobot dataset root); see --help")
-            m = contrast_from_lerobot(lerobot_root, task_a_text, task_b_text, task_a_index, task_b_index, repo_id,
-                                      task_a_label, task_b_label, task_a_episodes, task_b_episodes, state_key or "state", **common)
+            a = ContrastTask(task_a_text, task_a_index, label=task_a_label, episodes=task_a_episodes)
+            b = ContrastTask(task_b_text, task_b_index, label=task_b_label, episodes=task_b_episodes)
+            m = contrast_from_lerobot(lerobot_root, a, b, repo_id, state_key or "state", cfg)
         elif backend == "hdf5":
-            m = contrast_from_hdf5(input_dir, task_a_text, task_b_text, task_a_file, task_b_file, task_a_label, task_b_label,
-                                   search_root or (), state_key or "qpos", instruction_from_filename=instruction_from_filename, **common)
+            a = ContrastTask(task_a_text, file=task_a_file, label=task_a_label)
+            b = ContrastTask(task_b_text, file=task_b_file, label=task_b_label)
+            m = contrast_from_hdf5(input_dir, a, b, search_root or (), state_key or "qpos", cfg,
+                                   instruction_from_filename=instruction_from_filename)
         else: raise ValueError(f"unknown --backend {backend!r}; use lerobot or hdf5")
         save_manifest(m, output)
     if not quiet:

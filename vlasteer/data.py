@@ -4,10 +4,10 @@
 
 # %% ../nbs/03_data.ipynb #c483785b
 from __future__ import annotations
-from .cli import (INCOMPLETE, atomic_dir, atomic_path, check_complete, check_output_dir, clean_stale, cli_errors, dashed_flags,
-                          mark_incomplete, read_incomplete, read_json, reading, write_json, one_line as _one_line)
+from .cli import (INCOMPLETE, atomic_dir, atomic_path, check_complete, check_output_dir, clean_stale, cli_errors, console,
+                          mark_incomplete, read_incomplete, read_json, reading, require, write_json, one_line as _one_line)
 
-import contextlib, json, os, re, shutil, sys, tempfile
+import contextlib, json, os, re, shutil, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -18,13 +18,13 @@ from fastcore.script import Param, call_parse
 
 # %% auto #0
 __all__ = ['LIBERO_CAMERAS', 'LIBERO_REQUIRED_OBS', 'LIBERO_OBS_DIMS', 'LIBERO_ACTION_DIM', 'MISS_SEED_OFFSET', 'LEROBOT_FIX',
-           'POLICY_CAMERAS', 'rot180', 'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem',
-           'write_libero_hdf5', 'LiberoFileInfo', 'instruction_from_filename', 'read_libero_info', 'iter_libero_demos',
-           'LiberoFile', 'read_libero_hdf5', 'demo_from_trajectory', 'generate_task_demos', 'generate_demos',
-           'libero_features', 'libero_frames', 'hf_offline', 'resolve_lerobot_root', 'load_lerobot_dataset',
-           'list_libero_files', 'convert_libero_to_lerobot', 'save_obs_batch', 'load_obs_batch', 'sample_frame_indices',
-           'lerobot_obs_batch', 'dump_observations', 'convert_libero_cli', 'dump_observations_cli',
-           'generate_demos_cli', 'generate_demos_main', 'convert_libero_main', 'dump_observations_main']
+           'POLICY_CAMERAS', 'generate_demos_main', 'convert_libero_main', 'dump_observations_main', 'rot180',
+           'quat2axisangle', 'LiberoDemo', 'synthetic_libero_demo', 'libero_file_stem', 'write_libero_hdf5',
+           'LiberoFileInfo', 'instruction_from_filename', 'read_libero_info', 'iter_libero_demos', 'LiberoFile',
+           'read_libero_hdf5', 'demo_from_trajectory', 'generate_task_demos', 'generate_demos', 'libero_features',
+           'libero_frames', 'hf_offline', 'resolve_lerobot_root', 'load_lerobot_dataset', 'list_libero_files',
+           'convert_libero_to_lerobot', 'save_obs_batch', 'load_obs_batch', 'sample_frame_indices', 'lerobot_obs_batch',
+           'dump_observations', 'convert_libero_cli', 'dump_observations_cli', 'generate_demos_cli']
 
 # %% ../nbs/03_data.ipynb #763181f5
 LIBERO_CAMERAS = ("agentview_rgb", "eye_in_hand_rgb")  # obs keys of the two camera streams
@@ -737,11 +737,6 @@ def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_i
     return [Path(output_dir) / nm for nm in names]
 
 # %% ../nbs/03_data.ipynb #b9a3522e
-def _require(**flags):
-    missing = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v in (None, "")]
-    if missing: raise ValueError(f"missing {', '.join(missing)}; see --help")
-
-
 @call_parse
 def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo files (toy kitchen or LIBERO-90)
                        repo_id: str = "vlasteer/toy_kitchen",  # LeRobot repo id recorded in the dataset
@@ -754,7 +749,7 @@ def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo fil
                       ):
     "Convert LIBERO .hdf5 demos to a LeRobot dataset (openpi's LIBERO features, images upright)."
     with cli_errors():
-        _require(input_dir=input_dir, output_dir=output_dir)
+        require(input_dir=input_dir, output_dir=output_dir)
         root = convert_libero_to_lerobot(input_dir, repo_id, output_dir, fps=fps, max_demos_per_file=max_demos_per_file,
                                          instruction_from_filename=instruction_from_filename, progress=not quiet, overwrite=overwrite)
         info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata")
@@ -773,7 +768,7 @@ def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or 
                          ):
     "Sample frames evenly across tasks from a LeRobot dataset and write policy observation batches (.npz)."
     with cli_errors():
-        _require(lerobot_root=lerobot_root, output_dir=output_dir)
+        require(lerobot_root=lerobot_root, output_dir=output_dir)
         files = dump_observations(lerobot_root, repo_id, output_dir, batch_size=batch_size,
                                   max_batches=max_batches or None, seed=seed, progress=not quiet, overwrite=overwrite)
     print(f"wrote {len(files)} batches of up to {batch_size} frames to {output_dir}")
@@ -792,22 +787,12 @@ def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (cr
                       ):
     "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task; the same command completes a killed run."
     with cli_errors():
-        _require(output_dir=output_dir)
+        require(output_dir=output_dir)
         paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size, noise=noise, progress=not quiet,
                                recovery=recovery, overwrite=overwrite)
     print(f"wrote {len(paths)} files of {num_demos} demos each to {output_dir}")
 
 
-def generate_demos_main():
-    "Console entry point `vlasteer_generate_demos`."
-    sys.argv[1:] = dashed_flags(sys.argv[1:]); generate_demos_cli()
-
-
-def convert_libero_main():
-    "Console entry point `vlasteer_convert_libero`."
-    sys.argv[1:] = dashed_flags(sys.argv[1:]); convert_libero_cli()
-
-
-def dump_observations_main():
-    "Console entry point `vlasteer_dump_observations`."
-    sys.argv[1:] = dashed_flags(sys.argv[1:]); dump_observations_cli()
+generate_demos_main = console(generate_demos_cli)  # console entry points (dashed flags accepted)
+convert_libero_main = console(convert_libero_cli)
+dump_observations_main = console(dump_observations_cli)

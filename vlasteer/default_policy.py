@@ -4,22 +4,22 @@
 
 # %% ../nbs/03a_default_policy.ipynb #64c1fb3d
 from __future__ import annotations
-import dataclasses, json, math, platform, shutil, sys, tempfile, time
+import dataclasses, json, platform, shutil, sys, tempfile, time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from fastcore.script import call_parse
-from .cli import console, write_json
+from .cli import cli_errors, console, from_fields, require, wilson, write_json
 
-from .policy import ASSETS, EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, fit
+from .policy import EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, fit
 from .checkpoints import load_policy, save_policy
 
 # %% auto #0
 __all__ = ['TAKEOVER_SEEDS', 'PAIR_MEASURES', 'train_default_main', 'demo_main', 'default_config', 'load_training_frames',
-           'ChunkSampler', 'concat_frames', 'collect_takeovers', 'train_default_policy', 'wilson', 'evaluate',
-           'opposite_behaviour', 'train_default_cli', 'demo_cli']
+           'ChunkSampler', 'concat_frames', 'TakeoverConfig', 'collect_takeovers', 'TrainingRecipe',
+           'train_default_policy', 'evaluate', 'opposite_behaviour', 'train_default_cli', 'demo_cli']
 
 # %% ../nbs/03a_default_policy.ipynb #d8395350
 def default_config() -> PolicyConfig:
@@ -90,52 +90,88 @@ def concat_frames(*parts: dict) -> dict:
     return dict(image={c: np.concatenate([f["image"][c] for f in out]) for c in out[0]["image"]},
                 **{k: np.concatenate([f[k] for f in out]) for k in ("state", "actions", "prompt", "episode_index")})
 
+@dataclasses.dataclass
+class TakeoverConfig:
+    "How many expert takeovers `collect_takeovers` tries, and how the policy and the expert act."
+    episodes: int = 100    # rollouts per task
+    per_success: int = 2   # takeovers from each successful rollout
+    per_failure: int = 4   # takeovers from each failed rollout
+    noise: float = 0.1     # the expert's action noise
+    replan_steps: int = 2  # actions the policy executes from each chunk
+
+    def __post_init__(self):
+        if self.episodes < 1: raise ValueError(f"episodes={self.episodes}: roll out at least one episode per task")
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
 def collect_takeovers(policy, # anything `sim.rollout_batch` can run
                       output_dir, # folder for one `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
-                      episodes: int = 100, # rollouts per task
+                      cfg: TakeoverConfig | None = None, # episodes, takeovers per rollout, noise (default: `TakeoverConfig()`)
                       round: int = 1, # DAgger round: picks the rollout seeds (TAKEOVER_SEEDS + 1000 round + j)
                       seed: int = 0, # seeds where the takeovers start
-                      per_success: int = 2, per_failure: int = 4, # takeovers from each successful / failed rollout
-                      noise: float = 0.1, # the expert's action noise
-                      replan_steps: int = 2, tasks: Sequence[str] | None = None,
+                      tasks: Sequence[str] | None = None, # instructions (default: every toy-kitchen task)
                       progress: bool = False) -> dict: # instruction -> {policy_success, rollouts, tried, kept}
     "Roll `policy` out; from random steps of each episode the scripted expert takes over; its successes become LIBERO demos."
     from vlasteer import sim
-    from vlasteer.data import demo_from_trajectory, write_libero_hdf5, libero_file_stem, atomic_dir
+    from vlasteer.cli import atomic_dir
+    from vlasteer.data import demo_from_trajectory, write_libero_hdf5, libero_file_stem
     from tqdm.auto import tqdm
-    if episodes < 1: raise ValueError(f"episodes={episodes}: roll out at least one episode per task")
+    cfg = TakeoverConfig() if cfg is None else cfg
     rng = np.random.default_rng([seed, round, 7])
-    seeds = [TAKEOVER_SEEDS + 1000 * round + j for j in range(episodes)]
+    seeds = [TAKEOVER_SEEDS + 1000 * round + j for j in range(cfg.episodes)]
     size, stats = policy.config.vision.image_size, {}
     with atomic_dir(output_dir) as tmp:
         tmp.mkdir()
         for task in tqdm(list(tasks or sim.TASKS), disable=not progress, desc=f"takeovers (round {round})"):
-            trajs = sim.rollout_batch(policy, task, seeds, record_frames=False, replan_steps=replan_steps, image_size=size)
+            trajs = sim.rollout_batch(policy, task, seeds,
+                                      sim.RolloutOptions(record_frames=False, replan_steps=cfg.replan_steps, image_size=size))
             demos, starts, tried = [], [], 0
             with sim.ToyKitchenEnv(task, image_size=size) as env:
                 for tr in trajs:
-                    for t in sorted(rng.integers(0, tr.steps, size=per_success if tr.success else per_failure)):
+                    for t in sorted(rng.integers(0, tr.steps, size=cfg.per_success if tr.success else cfg.per_failure)):
                         tried += 1
-                        got = sim.expert_rollout(task, seed=tr.seed, noise=noise, env=env, start_state=tr.sim_states[t])
+                        got = sim.expert_rollout(task, seed=tr.seed, noise=cfg.noise, env=env, start_state=tr.sim_states[t])
                         if got.success and got.steps: demos.append(demo_from_trajectory(got)); starts.append([tr.seed, int(t)])
             stats[task] = dict(policy_success=float(np.mean([tr.success for tr in trajs])), rollouts=len(trajs), tried=tried, kept=len(demos))
             if demos:
                 write_libero_hdf5(tmp / f"{libero_file_stem(task)}_demo.hdf5", demos, task, env_args={
                     "env_kwargs": {"task": task, "image_size": size},
-                    "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "takeover_round": round,
+                    "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": cfg.noise, "takeover_round": round,
                                "takeover_starts": starts}})  # [rollout seed, step] where each demo starts
     return stats
 
 # %% ../nbs/03a_default_policy.ipynb #59f54a77
+@dataclasses.dataclass
+class TrainingRecipe:
+    "How `train_default_policy` trains: demos, flow-matching steps, EMA, and DAgger takeover rounds."
+    num_demos: int = 60  # scripted demos per task
+    steps: int = 4000  # training steps (0 only when starting from a checkpoint)
+    batch_size: int = 32
+    lr: float = 1e-3  # peak learning rate
+    seed: int = 0
+    recovery: float = 0.0  # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
+    ema: float = 0.0  # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
+    takeover_rounds: int = 0  # DAgger rounds after training: expert takeovers join the data, then fine-tuning
+    takeover_episodes: int = 100  # rollouts per task and round (`collect_takeovers`)
+    takeover_steps: int = 2000  # fine-tuning steps per round
+    takeover_lr: float = 3e-4  # peak learning rate of the fine-tuning
+
+    def __post_init__(self):
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: give an EMA decay in (0, 1), or 0 for the last step's weights")
+        r, e, s = self.takeover_rounds, self.takeover_episodes, self.takeover_steps
+        if r < 0 or (r and (e < 1 or s < 1)):
+            raise ValueError(f"takeover_rounds={r}, takeover_episodes={e}, takeover_steps={s}: "
+                             "rounds must be >= 0, episodes and steps >= 1")
+        if r and self.ema: raise ValueError("give ema or takeover_rounds, not both: the EMA covers the first training only")
+        if self.steps < 0: raise ValueError(f"steps={self.steps}: train at least one step (0 only with --init)")
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
-                         num_demos: int = 60, # scripted demos per task
-                         steps: int = 4000, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
-                         recovery: float = 0.0, # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
-                         ema: float = 0.0, # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
-                         takeover_rounds: int = 0, # DAgger rounds after training: expert takeovers from the policy's rollouts join the data, then fine-tuning
-                         takeover_episodes: int = 100, # rollouts per task and round (`collect_takeovers`)
-                         takeover_steps: int = 2000, # fine-tuning steps per round
-                         takeover_lr: float = 3e-4, # peak learning rate of the fine-tuning
+                         recipe: TrainingRecipe | None = None, # demos, steps, EMA, takeover rounds (default: `TrainingRecipe()`)
                          init=None, # start from this checkpoint (weights, normalisation, architecture) instead of a fresh policy
                          config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
                          last_step_out=None, # with `ema`: also save the last step's weights here, from the same run
@@ -143,12 +179,10 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          progress: bool = True) -> Path:
     "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training (-> takeover rounds)."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
-    if not 0.0 <= ema < 1.0: raise ValueError(f"ema={ema}: give an EMA decay in (0, 1), or 0 for the last step's weights")
+    rc = TrainingRecipe() if recipe is None else recipe
+    num_demos, steps, batch_size, lr, seed, ema = rc.num_demos, rc.steps, rc.batch_size, rc.lr, rc.seed, rc.ema
     if last_step_out is not None and not ema: raise ValueError("last_step_out needs ema: without it `out` already holds the last step's weights")
-    if takeover_rounds < 0 or (takeover_rounds and (takeover_episodes < 1 or takeover_steps < 1)):
-        raise ValueError(f"takeover_rounds={takeover_rounds}, takeover_episodes={takeover_episodes}, takeover_steps={takeover_steps}: rounds must be >= 0, episodes and steps >= 1")
-    if takeover_rounds and ema: raise ValueError("give ema or takeover_rounds, not both: the EMA covers the first training only")
-    if steps < 0 or (steps == 0 and init is None): raise ValueError(f"steps={steps}: train at least one step (0 only with --init)")
+    if steps == 0 and init is None: raise ValueError(f"steps={steps}: train at least one step (0 only with --init)")
     if init is not None and not (Path(init) / "model.safetensors").is_file():
         raise FileNotFoundError(f"--init {init}: no model.safetensors there; pass a checkpoint folder (save_policy / vlasteer_train_default)")
     cfg = config or default_config()
@@ -159,8 +193,8 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
     tmp.mkdir(parents=True, exist_ok=True)
     try:
-        demos = generate_demos(tmp / "demos", num_demos=num_demos, seed=seed, image_size=cfg.vision.image_size,
-                               progress=progress, recovery=recovery)
+        generate_demos(tmp / "demos", num_demos=num_demos, seed=seed, image_size=cfg.vision.image_size,
+                       progress=progress, recovery=rc.recovery)
         times["demos_s"] = time.time() - t0
         root = convert_libero_to_lerobot(tmp / "demos", "vlasteer/toy_kitchen", tmp / "lerobot", progress=progress)
         frames = load_training_frames(root, "vlasteer/toy_kitchen")
@@ -179,34 +213,35 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                      ema=average) if steps else []
         times["train_s"] = time.time() - t1
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
-                      num_demos=num_demos, recovery=recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      num_demos=num_demos, recovery=rc.recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                       noise_scale=policy.config.noise_scale, init=None if init is None else str(init),
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
                       loss_first_100=float(np.mean(losses[:100])) if steps else None, loss_last_100=float(np.mean(losses[-100:])) if steps else None,
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
                       seconds={k: round(v, 1) for k, v in times.items()}, threads=torch.get_num_threads(),
-                      torch=torch.__version__, machine=platform.machine())
+                      torch=torch.__version__, machine=platform.machine(), recipe=rc.to_dict())
         if last_step_out is not None:
-            write_json({**record, "ema": 0.0}, save_policy(policy, last_step_out) / "training.json")
+            write_json({**record, "ema": 0.0, "recipe": {**rc.to_dict(), "ema": 0.0}}, save_policy(policy, last_step_out) / "training.json")
         if average is not None: average.copy_to(policy)
-        if takeover_rounds:
-            record.update(takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes, takeover_steps=takeover_steps,
-                          takeover_lr=takeover_lr, rounds=[])
-        for r in range(1, takeover_rounds + 1):
+        if rc.takeover_rounds:
+            record.update(takeover_rounds=rc.takeover_rounds, takeover_episodes=rc.takeover_episodes,
+                          takeover_steps=rc.takeover_steps, takeover_lr=rc.takeover_lr, rounds=[])
+        for r in range(1, rc.takeover_rounds + 1):
             t2 = time.time()
-            got = collect_takeovers(policy, tmp / f"takeover{r}", episodes=takeover_episodes, round=r, seed=seed, progress=progress)
+            got = collect_takeovers(policy, tmp / f"takeover{r}", TakeoverConfig(episodes=rc.takeover_episodes), round=r,
+                                    seed=seed, progress=progress)
             more = load_training_frames(convert_libero_to_lerobot(tmp / f"takeover{r}", f"vlasteer/takeover{r}", tmp / f"lerobot_takeover{r}",
                                                                   progress=progress), f"vlasteer/takeover{r}")
             frames = concat_frames(frames, more)
             sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=[seed, r])
             t3 = time.time()
-            rl = fit(policy, sampler, steps=takeover_steps, lr=takeover_lr, warmup=min(100, takeover_steps // 10),
+            rl = fit(policy, sampler, steps=rc.takeover_steps, lr=rc.takeover_lr, warmup=min(100, rc.takeover_steps // 10),
                      seed=seed * 1000 + r, progress=progress)
             record["rounds"].append(dict(round=r, rollout_success={t: g["policy_success"] for t, g in got.items()},
                                          takeovers=sum(g["kept"] for g in got.values()), frames=int(len(frames["state"])),
                                          loss_last_100=float(np.mean(rl[-100:])),
                                          seconds=dict(collect_s=round(t3 - t2, 1), train_s=round(time.time() - t3, 1))))
-        record["loss_final_100"] = record["rounds"][-1]["loss_last_100"] if takeover_rounds else record["loss_last_100"]
+        record["loss_final_100"] = record["rounds"][-1]["loss_last_100"] if rc.takeover_rounds else record["loss_last_100"]
         path = save_policy(policy, out)
         write_json(record, path / "training.json")
         return path
@@ -214,13 +249,6 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
         if work_dir is None: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/03a_default_policy.ipynb #07f17d56
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "Wilson score interval of a success rate k/n."
-    if n == 0: return (0.0, 1.0)
-    p = k / n; d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d; h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
-
 def evaluate(policy, tasks: Sequence[str] | None = None, # instructions (default: every toy-kitchen task)
              seeds: Sequence[int] = range(1000, 1010), # initial-state seeds (unseen in training: demos use 0..)
              batch: int = 30, progress: bool = False,
@@ -233,8 +261,8 @@ def evaluate(policy, tasks: Sequence[str] | None = None, # instructions (default
     res = {t: [] for t in tasks}; steps = {t: [] for t in tasks}
     for i in tqdm(range(0, len(jobs), batch), disable=not progress, desc="evaluate"):
         part = jobs[i:i + batch]
-        trajs = sim.rollout_batch(policy, [t for t, _ in part], [s for _, s in part], record_frames=False,
-                                  replan_steps=replan_steps)
+        trajs = sim.rollout_batch(policy, [t for t, _ in part], [s for _, s in part],
+                                  sim.RolloutOptions(record_frames=False, replan_steps=replan_steps))
         for (t, _), tr in zip(part, trajs): res[t].append(tr.success); steps[t].append(tr.steps)
     return {t: dict(success=float(np.mean(v)), n=len(v), k=int(np.sum(v)), ci=wilson(int(np.sum(v)), len(v)),
                     mean_steps=float(np.mean(steps[t]))) for t, v in res.items()}
@@ -248,8 +276,8 @@ def opposite_behaviour(policy, seeds: Sequence[int] = range(3000, 3008), replan_
     out = {}
     for pair, (pos, neg) in sim.CONCEPT_PAIRS.items():
         m = PAIR_MEASURES[pair]
-        trajs = sim.rollout_batch(policy, [pos] * len(seeds) + [neg] * len(seeds), list(seeds) * 2, record_frames=False,
-                                  replan_steps=replan_steps)
+        trajs = sim.rollout_batch(policy, [pos] * len(seeds) + [neg] * len(seeds), list(seeds) * 2,
+                                  sim.RolloutOptions(record_frames=False, replan_steps=replan_steps))
         fin = np.array([tr.progress[m][-1] for tr in trajs])
         out[pair] = dict(measure=m, positive=fin[:len(seeds)].tolist(), negative=fin[len(seeds):].tolist())
     return out
@@ -270,13 +298,12 @@ def train_default_cli(out: str = None, # checkpoint folder to create (absent or 
                       eval_seeds: int = 50, # unseen seeds per task for the final evaluation (0: skip)
                       work_dir: str = None): # keep demos and dataset here (default: temp, removed)
     "Train the embedded default policy from scratch and evaluate it."
-    if not out: sys.exit("vlasteer_train_default: --out is required (a new checkpoint folder)")
-    try:
-        path = train_default_policy(out, num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                    recovery=recovery, ema=ema, takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes,
-                                    takeover_steps=takeover_steps, takeover_lr=takeover_lr, init=init, work_dir=work_dir)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        sys.exit(f"vlasteer_train_default: {e}")
+    with cli_errors():
+        require(out=out)
+        recipe = TrainingRecipe(num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed, recovery=recovery,
+                                ema=ema, takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes,
+                                takeover_steps=takeover_steps, takeover_lr=takeover_lr)
+        path = train_default_policy(out, recipe, init=init, work_dir=work_dir)
     rec = json.loads((path / "training.json").read_text())
     print(f"trained in {rec['seconds']}: loss {rec['loss_first_100'] or float('nan'):.4f} -> {rec['loss_final_100'] or float('nan'):.4f}")
     for r in rec.get("rounds", []):
@@ -286,7 +313,7 @@ def train_default_cli(out: str = None, # checkpoint folder to create (absent or 
         res = evaluate(load_policy(path), seeds=range(1000, 1000 + eval_seeds), progress=True)
         for t, r in res.items(): print(f"{r['success']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] n={r['n']}  {t}")
         rec["evaluation"] = {t: {**r, "ci": list(r["ci"])} for t, r in res.items()}
-        tmp = path / "training.json.tmp"; tmp.write_text(json.dumps(rec, indent=1)); tmp.rename(path / "training.json")
+        write_json(rec, path / "training.json")
 
 train_default_main = console(train_default_cli)
 
@@ -300,38 +327,37 @@ def demo_cli(out: str = "runs/demo", # run folder (replaced when the run complet
     from vlasteer.data import generate_demos, convert_libero_to_lerobot, load_lerobot_dataset
     from vlasteer.checkpoints import load_default_policy, ffn_summary, format_summary
     out = Path(out)
-    if not out.parent.exists(): sys.exit(f"vlasteer_world_demo: the parent of --out ({out.parent}) does not exist")
-    if num_demos < 1 or eval_seeds < 1: sys.exit("vlasteer_world_demo: --num-demos and --eval-seeds must be at least 1")
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
-    summary, t0 = {"seconds": {}}, time.time()
-    def lap(k): summary["seconds"][k] = round(time.time() - t0 - sum(summary["seconds"].values()), 1)
-    try:
-        print(f"[1/4] scripted demos: {num_demos} per task -> LIBERO .hdf5")
-        files = generate_demos(work / "demos", num_demos=num_demos, seed=seed, progress=True); lap("demos")
-        print(f"[2/4] LIBERO .hdf5 -> LeRobot dataset, reloaded with lerobot")
-        root = convert_libero_to_lerobot(work / "demos", "vlasteer/toy_kitchen", work / "lerobot", progress=True)
-        ds = load_lerobot_dataset(root, "vlasteer/toy_kitchen")
-        summary["dataset"] = dict(repo_id="vlasteer/toy_kitchen", frames=len(ds), episodes=ds.num_episodes,
-                                  files=[f.name for f in files]); lap("dataset")
-        print(f"      {len(ds)} frames in {ds.num_episodes} episodes")
-        print(f"[3/4] default policy in the toy kitchen: {eval_seeds} unseen seeds per task")
-        policy = load_default_policy()
-        res = evaluate(policy, seeds=range(1000 + seed, 1000 + seed + eval_seeds), progress=True); lap("rollouts")
-        for t, r in res.items(): print(f"      {r['k']:3d}/{r['n']:<3d} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]  {t}")
-        summary["success"] = {t: {**r, "ci": list(r["ci"])} for t, r in res.items()}
-        print("[4/4] one inference with every FFN recorded (max |activation| per neuron)")
-        obs = policy.example_observation(seed=seed)
-        actions, rows = ffn_summary(policy, obs, seed=seed); lap("hooks")
-        print(format_summary(rows))
-        summary["hooks"] = rows
-        (work / "summary.json").write_text(json.dumps(summary, indent=1))
-        shutil.rmtree(work / "demos"); shutil.rmtree(work / "lerobot")
-        if out.exists(): shutil.rmtree(out)
-        work.rename(out)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        shutil.rmtree(work, ignore_errors=True); sys.exit(f"vlasteer_world_demo: {e}")
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True); raise
+    with cli_errors():
+        if not out.parent.exists(): raise FileNotFoundError(f"the parent of --out ({out.parent}) does not exist; create it first")
+        if num_demos < 1 or eval_seeds < 1: raise ValueError("--num-demos and --eval-seeds must be at least 1")
+        work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
+        summary, t0 = {"seconds": {}}, time.time()
+        def lap(k): summary["seconds"][k] = round(time.time() - t0 - sum(summary["seconds"].values()), 1)
+        try:
+            print(f"[1/4] scripted demos: {num_demos} per task -> LIBERO .hdf5")
+            files = generate_demos(work / "demos", num_demos=num_demos, seed=seed, progress=True); lap("demos")
+            print("[2/4] LIBERO .hdf5 -> LeRobot dataset, reloaded with lerobot")
+            root = convert_libero_to_lerobot(work / "demos", "vlasteer/toy_kitchen", work / "lerobot", progress=True)
+            ds = load_lerobot_dataset(root, "vlasteer/toy_kitchen")
+            summary["dataset"] = dict(repo_id="vlasteer/toy_kitchen", frames=len(ds), episodes=ds.num_episodes,
+                                      files=[f.name for f in files]); lap("dataset")
+            print(f"      {len(ds)} frames in {ds.num_episodes} episodes")
+            print(f"[3/4] default policy in the toy kitchen: {eval_seeds} unseen seeds per task")
+            policy = load_default_policy()
+            res = evaluate(policy, seeds=range(1000 + seed, 1000 + seed + eval_seeds), progress=True); lap("rollouts")
+            for t, r in res.items(): print(f"      {r['k']:3d}/{r['n']:<3d} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}]  {t}")
+            summary["success"] = {t: {**r, "ci": list(r["ci"])} for t, r in res.items()}
+            print("[4/4] one inference with every FFN recorded (max |activation| per neuron)")
+            obs = policy.example_observation(seed=seed)
+            actions, rows = ffn_summary(policy, obs, seed=seed); lap("hooks")
+            print(format_summary(rows))
+            summary["hooks"] = rows
+            (work / "summary.json").write_text(json.dumps(summary, indent=1))
+            shutil.rmtree(work / "demos"); shutil.rmtree(work / "lerobot")
+            if out.exists(): shutil.rmtree(out)
+            work.rename(out)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True); raise
     print(f"done in {time.time() - t0:.0f} s ({summary['seconds']}); wrote {out / 'summary.json'}")
 
 demo_main = console(demo_cli)

@@ -4,11 +4,11 @@
 
 # %% ../nbs/04_ffn.ipynb #7b425553
 from __future__ import annotations
-from .cli import atomic_path, cli_errors, console_args, dashed_flags, read_json, one_line as _one_line
-import contextlib, glob, json, math, os, re, sys
+from .cli import atomic_path, cli_errors, console, from_fields, read_json, require, one_line as _one_line
+import dataclasses, glob, json, os, re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,12 +20,12 @@ from .checkpoints import load_default_policy, policy_from_cli
 
 # %% auto #0
 __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE', 'PROJECTIONS_FORMAT', 'BUILTIN_POLICIES',
-           'canonical_tower', 'ffn_hook_names', 'down_proj', 'FFNShape', 'ffn_shape', 'value_vectors',
+           'ffn_probe_main', 'canonical_tower', 'ffn_hook_names', 'down_proj', 'FFNShape', 'ffn_shape', 'value_vectors',
            'find_observation_files', 'iter_observation_batches', 'kitchen_batches', 'ffn_activations', 'MaxActivations',
            'max_activations', 'top_neurons', 'parse_layers', 'TokenSpace', 'token_space', 'project_to_vocab',
-           'top_tokens', 'NeuronProjection', 'Projections', 'atomic_write', 'save_projections', 'load_projections',
+           'top_tokens', 'NeuronProjection', 'Projections', 'save_projections', 'load_projections', 'ProbeConfig',
            'probe_ffn', 'policy_down_projs', 'vocab_projection', 'load_token_space', 'checkpoint_down_projs',
-           'policy_from_args', 'ffn_probe_cli', 'ffn_probe_main']
+           'policy_from_args', 'ffn_probe_cli']
 
 # %% ../nbs/04_ffn.ipynb #9a3e3916
 FFN_TOWERS = ("vlm", "expert")
@@ -298,18 +298,12 @@ class Projections:
         return {"format": PROJECTIONS_FORMAT, "tower": self.tower, "token_projection": self.token_projection,
                 "depth": self.depth, "d_mlp": self.d_mlp, "params": self.params}
 
-@contextlib.contextmanager
-def atomic_write(path: str | Path, # final file; its folder must exist
-                 mode: str = "w"):
-    "Open a temporary file next to `path`, rename it to `path` on success, remove it on failure."
-    with atomic_path(path) as tmp, open(tmp, mode) as fh: yield fh
-
 def save_projections(path: str | Path, proj: Projections,
                      records: Iterable[NeuronProjection] | None = None, # stream these instead of `proj.records`
                     ) -> int: # records written
     "Write a projections JSON atomically, one record per line."
     n = 0
-    with atomic_write(path) as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         head = json.dumps(proj.header())
         f.write(head[:-1] + ', "projections": [\n')
         for r in (proj.records if records is None else records):
@@ -329,33 +323,51 @@ def load_projections(path: str | Path) -> Projections:
     return Projections(d.get("tower"), recs, d.get("token_projection"), d.get("params") or {}, d.get("depth"), d.get("d_mlp"))
 
 # %% ../nbs/04_ffn.ipynb #b9f22f91
+@dataclass
+class ProbeConfig:
+    "What the FFN probe keeps: neurons per layer, tokens per neuron, value vectors, the span and layers read."
+    top_k_per_layer: int = 10  # neurons kept per layer
+    min_activation: float = 0.0  # keep only neurons strictly above this
+    top_n_tokens: int = 10  # tokens kept per neuron (VLM)
+    store_value_vectors: bool = True  # keep value vectors in the records (05_clusters needs them)
+    tokens: str | Sequence[str] | None = None  # span(s) to pool over; None: every valid token
+    layers: Sequence[int] | None = None  # restrict to these layers
+    final_norm: bool = True  # read tokens after the final norm's scale
+    seed: int = 0  # seeds the policy's noise
+
+    def __post_init__(self):
+        if self.top_k_per_layer < 1: raise ValueError(f"top_k_per_layer must be >= 1, got {self.top_k_per_layer}")
+        if self.layers is not None: self.layers = [int(x) for x in self.layers]
+        if self.tokens is not None and not isinstance(self.tokens, str): self.tokens = list(self.tokens)
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
 def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
               tower: str = "vlm",
-              top_k_per_layer: int = 10, min_activation: float = 0.0,
-              top_n_tokens: int = 10, # tokens kept per neuron (VLM)
-              store_value_vectors: bool = True, # keep value vectors in the records (05_clusters needs them)
-              tokens: str | Sequence[str] | None = None, # span(s) to pool over; None: every valid token
-              layers: Sequence[int] | None = None, # restrict to these layers
-              final_norm: bool = True, # read tokens after the final norm's scale
-              seed: int = 0, progress: bool = False,
+              cfg: ProbeConfig | None = None, # neurons, tokens, span, layers (default: `ProbeConfig()`)
+              progress: bool = False,
               params: dict | None = None, # extra run parameters recorded in the output
              ) -> Projections:
     "Run the FFN probe: the strongest neurons of `tower` on `batches`, with value vectors and top tokens."
+    c = ProbeConfig() if cfg is None else cfg
     t = canonical_tower(tower); shape = ffn_shape(policy, t)
+    layers, tokens, final_norm = c.layers, c.tokens, c.final_norm
     _layers(layers, shape.depth); _check_tokens(t, tokens)
-    mx = max_activations(policy, batches, t, tokens, seed, progress)
-    chosen = top_neurons(mx.values, top_k_per_layer, min_activation, layers)
+    mx = max_activations(policy, batches, t, tokens, c.seed, progress)
+    chosen = top_neurons(mx.values, c.top_k_per_layer, c.min_activation, layers)
     space = token_space(policy) if t == "vlm" else None
     recs = []
     for layer in sorted({c[0] for c in chosen}):
         here = [c for c in chosen if c[0] == layer]
         vv = value_vectors(policy, t, layer, [c[1] for c in here])
-        tt = top_tokens(vv, space.to(vv.device), top_n_tokens, final_norm) if space is not None else [[] for _ in here]
+        tt = top_tokens(vv, space.to(vv.device), c.top_n_tokens, final_norm) if space is not None else [[] for _ in here]
         for (l, n, a), v, tok in zip(here, vv.cpu().numpy(), tt):
-            recs.append(NeuronProjection(l, n, a, tok, v if store_value_vectors else None, l * shape.d_mlp + n))
-    run = dict(mode="observations", num_batches=mx.num_batches, num_samples=mx.num_samples, top_k_per_layer=top_k_per_layer,
-               min_activation=min_activation, top_n_tokens=top_n_tokens, store_value_vectors=store_value_vectors,
-               tokens=tokens, layers=None if layers is None else _layers(layers, shape.depth), seed=seed,
+            recs.append(NeuronProjection(l, n, a, tok, v if c.store_value_vectors else None, l * shape.d_mlp + n))
+    run = dict(mode="observations", num_batches=mx.num_batches, num_samples=mx.num_samples,
+               top_k_per_layer=c.top_k_per_layer, min_activation=c.min_activation, top_n_tokens=c.top_n_tokens,
+               store_value_vectors=c.store_value_vectors, tokens=tokens,
+               layers=None if layers is None else _layers(layers, shape.depth), seed=c.seed,
                final_norm=final_norm, d_model=shape.d_model, **(params or {}))
     return Projections(t, recs, TOKEN_PROJECTION_NOTE[final_norm] if t == "vlm" else None, run, shape.depth, shape.d_mlp)
 
@@ -490,7 +502,7 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
                  ):
     "Probe a policy's FFN neurons over observation batches; write the projections JSON."
     with cli_errors():
-        if not output_path: raise ValueError("missing --output-path; see --help")
+        require(output_path=output_path)
         out = Path(output_path)
         if not out.parent.is_dir(): raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
         t = canonical_tower(tower); lay = parse_layers(layers if isinstance(layers, str) else " ".join(layers or []))
@@ -525,8 +537,10 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
             current = [None]
             def batches():
                 for f in use: current[0] = f; yield from iter_observation_batches([f])
-            try: proj = probe_ffn(pol, batches(), t, top_k_per_layer, min_activation, top_n_tokens, store_value_vectors,
-                                  token_span, lay, not raw_unembedding, seed, progress=not quiet, params=params)
+            cfg = ProbeConfig(top_k_per_layer=top_k_per_layer, min_activation=min_activation, top_n_tokens=top_n_tokens,
+                              store_value_vectors=store_value_vectors, tokens=token_span, layers=lay,
+                              final_norm=not raw_unembedding, seed=seed)
+            try: proj = probe_ffn(pol, batches(), t, cfg, progress=not quiet, params=params)
             except ValueError as e:
                 if current[0] is None or str(current[0]) in str(e): raise
                 raise ValueError(f"{current[0]}: {re.sub(r'^batch [0-9]+: ', '', _one_line(e))}") from None
@@ -536,6 +550,4 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
     print(f"wrote {n} neuron projections ({t} tower, {what}) to {out}")
     if t == "expert": print("note: the expert has no token embedding or unembedding, so top_tokens are empty; cluster its value vectors in raw space")
 
-def ffn_probe_main():
-    "Console entry point `vlasteer_ffn_probe` (dashed flags as the seed's)."
-    sys.argv[1:] = console_args(ffn_probe_cli, sys.argv[1:]); ffn_probe_cli()
+ffn_probe_main = console(ffn_probe_cli)  # console entry point `vlasteer_ffn_probe` (dashed flags as the seed's)

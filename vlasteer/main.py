@@ -14,7 +14,7 @@ import torch
 from fastcore.script import call_parse
 
 from .cli import atomic_path, cli_errors, console, from_fields, one_line, write_json
-from .figures import png_data_uri  # the filmstrips' PNG data URIs, for every image of the report
+from .cli import png_data_uri  # PNG data URIs, for every image of the report
 
 # %% auto #0
 __all__ = ['REPORT_FORMAT', 'VERSIONED', 'REPO_ID', 'PAIR_WORDS', 'STEPS', 'main_job_main', 'section', 'text_html', 'table_html',
@@ -396,7 +396,8 @@ def step_policy(ctx: JobContext) -> StepResult:
                             mean_steps=r["mean_steps"]) for t, r in res.items()]).set_index("task")
     s0 = seeds[0]
     pairs = list(sim.CONCEPT_PAIRS.items())
-    trajs = sim.rollout_batch(policy, [t for _, ts in pairs for t in ts], [s0] * (2 * len(pairs)), replan_steps=2, record_frames=True)
+    trajs = sim.rollout_batch(policy, [t for _, ts in pairs for t in ts], [s0] * (2 * len(pairs)),
+                              sim.RolloutOptions(replan_steps=2, record_frames=True))
     imgs = [(f"initial state {s0}", trajs[0].frames[0])] + [(f"{tr.instruction} ({'success' if tr.success else 'fail'}, {tr.steps} steps)", tr.frames[-1]) for tr in trajs]
     text = (f"The shipped default policy (a tiny pi0.5, `vlasteer.policy.load_default_policy`) on {c.eval_seeds} unseen initial "
             f"states per task (seeds {seeds[0]}..{seeds[-1]}), re-planning every 2 steps. Below: from initial state {s0}, the last "
@@ -412,15 +413,16 @@ def step_policy(ctx: JobContext) -> StepResult:
 def step_ffn(ctx: JobContext) -> StepResult:
     "Observation batches from the dataset, then the FFN probe of the VLM."
     from vlasteer.data import dump_observations
-    from vlasteer.ffn import iter_observation_batches, probe_ffn, save_projections
+    from vlasteer.ffn import ProbeConfig, iter_observation_batches, probe_ffn, save_projections
     import pandas as pd
     c = ctx.config
     files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"), batch_size=c.obs_batch_size,
                               max_batches=c.obs_max_batches, seed=c.seed, progress=ctx.progress)
     params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz", files=[f.name for f in files],
                   norm_stats=ctx.state["policy"].norm_stats_source)
-    proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files), "vlm", top_k_per_layer=c.top_k_per_layer, top_n_tokens=10,
-                     store_value_vectors=True, seed=c.seed, progress=ctx.progress, params=params)
+    proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files), "vlm",
+                     ProbeConfig(top_k_per_layer=c.top_k_per_layer, top_n_tokens=10, store_value_vectors=True, seed=c.seed),
+                     progress=ctx.progress, params=params)
     save_projections(ctx.path("ffn", "projections.json"), proj)
     ctx.state["projections"] = proj
     rows = []
@@ -496,7 +498,7 @@ def union_concept_map(maps: dict) -> dict:
 def step_contrast(ctx: JobContext) -> StepResult:
     "A contrast manifest and a concept map for each of the three toy-kitchen pairs."
     from vlasteer import sim
-    from vlasteer.contrast import build_concept_map, contrast_from_hdf5, plot_axis, save_concept_map, save_manifest
+    from vlasteer.contrast import ContrastConfig, build_concept_map, contrast_from_hdf5, plot_axis, save_concept_map, save_manifest
     import pandas as pd
     c = ctx.config
     ds, root = ctx.state["dataset"], str(ctx.out / "data" / "lerobot")  # maps record where the dataset will live
@@ -504,7 +506,7 @@ def step_contrast(ctx: JobContext) -> StepResult:
     write_json(labels, ctx.path("contrast", "concept_labels.json"))
     mans, maps, rows, figs, cmds = {}, {}, [], [], []
     for pair, (pos, neg) in sim.CONCEPT_PAIRS.items():
-        m = contrast_from_hdf5(ctx.work / "data" / "demos", pos, neg, min_abs_delta=c.min_abs_delta)
+        m = contrast_from_hdf5(ctx.work / "data" / "demos", pos, neg, cfg=ContrastConfig(min_abs_delta=c.min_abs_delta))
         m.params["input_dir"] = "$RUN/data/demos"
         save_manifest(m, ctx.path("contrast", f"{pair}_manifest.json"))
         cm = build_concept_map(m, ds, labels, f"$RUN/contrast/{pair}_manifest.json", root, REPO_ID, table=ctx.state["frame_table"])

@@ -32,8 +32,8 @@ def calibration_observations(policy, tasks: Sequence, # instructions (or tasks) 
     if every < 1: raise ValueError(f"every must be at least 1, got {every}")
     jobs = [(t, int(s)) for t in tasks for s in seeds]
     if not jobs: raise ValueError("calibration needs at least one task and one seed")
-    trajs = sim.rollout_batch(policy, [t for t, _ in jobs], [s for _, s in jobs], replan_steps=replan_steps, max_steps=max_steps,
-                              record_frames=True, envs=envs)
+    trajs = sim.rollout_batch(policy, [t for t, _ in jobs], [s for _, s in jobs],
+                              sim.RolloutOptions(replan_steps=replan_steps, max_steps=max_steps, record_frames=True), envs=envs)
     obs = [{"image": {"base_0_rgb": tr.frames[i], "left_wrist_0_rgb": tr.wrist_frames[i]}, "state": tr.states[i], "prompt": ""}
            for tr in trajs for i in range(0, len(tr.frames), every)]
     b = sim.batch_policy_obs(obs)

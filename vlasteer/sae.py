@@ -571,7 +571,7 @@ def plot_fidelity(table, min_variance_explained: float | None = 0.9): # -> plotl
     fig.update_layout(showlegend=False, height=360, title=f"SAE fidelity (d_sae={int(table['d_sae'].iloc[0])})")
     return fig
 
-# %% ../nbs/08_sae.ipynb #c0ee06eb
+# %% ../nbs/08_sae.ipynb #0e845a54
 @dataclass
 class SAERecord:
     "What `vlasteer.json` says of an SAE's data besides its training config: where the rows came from."

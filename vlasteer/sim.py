@@ -5,15 +5,17 @@
 # %% auto #0
 __all__ = ['CONTROL_HZ', 'MAX_DELTA', 'DRAWER_RANGE', 'KNOB_MAX', 'KNOB_ON', 'KNOB_OFF', 'BOWL_GOAL', 'BOWL_RIM', 'GRASP_RADIUS',
            'FINGER_OPEN', 'FINGER_HOLD', 'WORKSPACE', 'BURNER_RGBA', 'GRASP_POINTS', 'TASKS', 'CONCEPT_PAIRS',
-           'IMAGE_KEYS', 'scene_path', 'Task', 'get_task', 'InitialState', 'initial_state', 'ToyKitchenEnv',
-           'quat_to_axis_angle', 'policy_state', 'to_policy_obs', 'batch_policy_obs', 'ScriptedExpert',
-           'scripted_expert', 'run_expert', 'expert_success', 'miss_start', 'Trajectory', 'rollout', 'expert_rollout',
-           'rollout_batch', 'expert_eval_cli', 'sim_video_cli', 'libero_init_states', 'LiberoEnv']
+           'IMAGE_KEYS', 'expert_eval_main', 'sim_video_main', 'scene_path', 'Task', 'get_task', 'InitialState',
+           'initial_state', 'ToyKitchenEnv', 'quat_to_axis_angle', 'policy_state', 'to_policy_obs', 'batch_policy_obs',
+           'ScriptedExpert', 'scripted_expert', 'run_expert', 'expert_success', 'miss_start', 'Trajectory', 'rollout',
+           'expert_rollout', 'RolloutOptions', 'rollout_batch', 'expert_eval_cli', 'sim_video_cli',
+           'libero_init_states', 'LiberoEnv']
 
 # %% ../nbs/02_sim.ipynb #3f29d083
 import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set MUJOCO_GL=osmesa where EGL is missing
 import atexit, contextlib, importlib.resources, importlib.util, sys, tempfile
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -21,6 +23,7 @@ import numpy as np
 import mujoco
 from fastcore.basics import patch
 from fastcore.script import call_parse
+from .cli import atomic_path, cli_errors, console, from_fields
 
 # %% ../nbs/02_sim.ipynb #0ce272fb
 def scene_path() -> Path:  # the toy kitchen's MJCF file
@@ -606,16 +609,30 @@ def expert_rollout(task: Task | str,        # the task
         if own: env.close()
 
 # %% ../nbs/02_sim.ipynb #58fcbcd1
+@dataclass
+class RolloutOptions:
+    "How a batch of episodes runs: step budget, replanning, frames, and the environments created for it."
+    steps: int | None = None      # step budget (default: the environments' `max_steps`)
+    replan_steps: int = 5         # actions executed from each chunk before querying again
+    record_frames: bool = True    # keep agent-view and wrist frames
+    image_size: int = 64          # image size of the environments created here
+    max_steps: int = 80           # `max_steps` of the environments created here
+    stop_on_success: bool = True  # an episode ends at its first success
+
+    def __post_init__(self):
+        if self.replan_steps < 1: raise ValueError(f"replan_steps={self.replan_steps} must be at least 1")
+        if self.steps is not None and self.steps < 0: raise ValueError(f"steps={self.steps} must be at least 0")
+        if self.image_size < 1 or self.max_steps < 1:
+            raise ValueError(f"image_size={self.image_size} and max_steps={self.max_steps} must be positive")
+    def to_dict(self) -> dict: return dataclasses.asdict(self)
+    @classmethod
+    def from_dict(cls, d: dict): return from_fields(cls, d)
+
 def rollout_batch(policy,                     # `infer(batched obs) -> {"actions": [B, horizon, 7+]}`
                   tasks: Sequence | Task | str,  # one task per episode, or one task for all
                   seeds: Sequence[int],       # initial-state seeds, one per episode
-                  steps: int | None = None,   # step budget (default: the environments' `max_steps`)
+                  opts: RolloutOptions | None = None,  # step budget, replanning, frames (default: `RolloutOptions()`)
                   intervention: Callable | None = None,  # `policy -> context manager`, entered around the batch
-                  replan_steps: int = 5,      # actions executed from each chunk before querying again
-                  record_frames: bool = True, # keep agent-view and wrist frames
-                  image_size: int = 64,       # image size of the environments created here
-                  max_steps: int = 80,        # `max_steps` of the environments created here
-                  stop_on_success: bool = True,  # an episode ends at its first success
                   envs: Sequence | None = None,  # reuse these environments (one per episode) instead
                   prompts: Sequence[str] | None = None,  # prompt with these instead of the tasks' instructions
                   row_intervention: Callable | None = None,  # `(policy, episode indices of the batch rows) -> context manager`, entered around each `infer`
@@ -627,29 +644,29 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
     prompts = [None] * len(seeds) if prompts is None else list(prompts)
     if len(prompts) != len(seeds): raise ValueError(f"{len(prompts)} prompts for {len(seeds)} episodes; give one per episode")
     if not seeds: return []
-    if replan_steps < 1: raise ValueError(f"replan_steps={replan_steps} must be at least 1")
+    opt = RolloutOptions() if opts is None else opts
     if envs is not None and len(envs) != len(seeds): raise ValueError(f"{len(envs)} envs for {len(seeds)} episodes; give one per episode")
     own = envs is None
-    envs = [ToyKitchenEnv(t, image_size=image_size, max_steps=max_steps) for t in tasks] if own else list(envs)
+    envs = [ToyKitchenEnv(t, image_size=opt.image_size, max_steps=opt.max_steps) for t in tasks] if own else list(envs)
     tasks, prompts = zip(*[_episode(e, t, p) for e, t, p in zip(envs, tasks, prompts)])
     try:
         with _context(intervention, policy):
             obs = [_reset(e, s, t) for e, s, t in zip(envs, seeds, tasks)]
-            recs = [_Recorder(p, s, record_frames) for p, s in zip(prompts, seeds)]
+            recs = [_Recorder(p, s, opt.record_frames) for p, s in zip(prompts, seeds)]
             for r, e, o in zip(recs, envs, obs): r.observe(e, o)
             queues, active = [[] for _ in seeds], list(range(len(seeds)))
-            for _ in range(envs[0].max_steps if steps is None else steps):
+            for _ in range(envs[0].max_steps if opt.steps is None else opt.steps):
                 need = [i for i in active if not queues[i]]
                 if need:
                     batch = batch_policy_obs([to_policy_obs(obs[i], prompts[i]) for i in need])
                     with (contextlib.nullcontext() if row_intervention is None else row_intervention(policy, need)):
                         out = policy.infer(batch)
-                    for i, c in zip(need, _chunk(out, len(need))): queues[i] = list(c[:replan_steps])
+                    for i, c in zip(need, _chunk(out, len(need))): queues[i] = list(c[:opt.replan_steps])
                 for i in list(active):
                     a = queues[i].pop(0)
                     obs[i], r, done, info = envs[i].step(a)
                     recs[i].act(a, r, info["success"]); recs[i].observe(envs[i], obs[i])
-                    if info["success"] and stop_on_success: active.remove(i)
+                    if info["success"] and opt.stop_on_success: active.remove(i)
                 if not active: break
     finally:
         if own:
@@ -657,21 +674,6 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
     return [r.finish() for r in recs]
 
 # %% ../nbs/02_sim.ipynb #f5f280df
-@contextlib.contextmanager
-def _cli_errors():
-    "Turn bad-input errors into a one-line message and a non-zero exit."
-    try: yield
-    except (KeyError, ValueError, FileNotFoundError, FileExistsError) as e:
-        sys.exit(f"error: {e.args[0] if e.args else e}")
-
-def _write_atomic(path: Path, write: Callable):
-    "Call `write(tmp)` on a temporary file next to `path`, then rename it to `path`."
-    path = Path(path)
-    if not path.parent.is_dir(): raise FileNotFoundError(f"folder {path.parent} does not exist; create it first")
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try: write(tmp); tmp.replace(path)
-    finally: tmp.unlink(missing_ok=True)
-
 @call_parse
 def expert_eval_cli(episodes: int = 200,  # seeds per task
                     noise: float = 0.1,   # std of the expert's translation noise
@@ -680,12 +682,13 @@ def expert_eval_cli(episodes: int = 200,  # seeds per task
                     ):
     "Measure the scripted experts' success rate on the toy-kitchen tasks (rendering off)."
     import json
-    with _cli_errors():
+    with cli_errors():
         if episodes < 1: raise ValueError(f"--episodes must be at least 1, got {episodes}")
         if out and not Path(out).parent.is_dir(): raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
         res = expert_success(None if task is None else [task], episodes=episodes, noise=noise)
         for t, r in res.items(): print(f"{t:<42} success {r['success']:.3f}  mean steps {r['mean_steps']:5.1f}  max {r['max_steps']}")
-        if out: _write_atomic(Path(out), lambda p: p.write_text(json.dumps(res, indent=2)))
+        if out:
+            with atomic_path(out) as tmp: tmp.write_text(json.dumps(res, indent=2))
 
 @call_parse
 def sim_video_cli(task: str = "open the top drawer of the cabinet",  # instruction or short name
@@ -696,14 +699,17 @@ def sim_video_cli(task: str = "open the top drawer of the cabinet",  # instructi
                   ):
     "Write an animated GIF of one scripted-expert episode (agent view | wrist view)."
     from PIL import Image
-    with _cli_errors():
+    with cli_errors():
         if not str(out).lower().endswith(".gif"): raise ValueError(f"--out {out}: write a .gif file")
         if not Path(out).parent.is_dir(): raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
         with ToyKitchenEnv(task, image_size=size) as env: tr = expert_rollout(task, seed=seed, noise=noise, env=env)
         frames = [Image.fromarray(np.concatenate([a, w], 1)) for a, w in zip(tr.frames, tr.wrist_frames)]
-        _write_atomic(Path(out), lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
-                                                           duration=1000 // CONTROL_HZ, loop=0))
+        with atomic_path(out) as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=1000 // CONTROL_HZ, loop=0)
         print(f"wrote {out}: {tr.steps} steps, success {tr.success}")
+
+expert_eval_main = console(expert_eval_cli)  # console entry points (dashed flags accepted)
+sim_video_main = console(sim_video_cli)
 
 # %% ../nbs/02_sim.ipynb #74e4ae31
 def _import_libero(assets: str | Path | None = None):
@@ -809,8 +815,8 @@ class LiberoEnv:
         return obs
 
 # %% ../nbs/02_sim.ipynb #501e5968
-@patch
-def reset(self: LiberoEnv, seed: int = 0) -> dict:  # the first observation (after `num_steps_wait` no-op steps)
+@patch(nm="reset")
+def _libero_reset(self: LiberoEnv, seed: int = 0) -> dict:  # the first observation (after `num_steps_wait` no-op steps)
     "Rebuild the scene for `seed`, start from the task's init state `seed` (modulo their count), let objects settle."
     self._current()  # robosuite frees the old scene's GL objects in whichever context is current
     with _numpy_seed([self.seed, int(seed)]): self.env.reset()  # a new scene, with a new GL context
@@ -820,8 +826,8 @@ def reset(self: LiberoEnv, seed: int = 0) -> dict:  # the first observation (aft
     self.steps = 0
     return self._obs(raw)
 
-@patch
-def step(self: LiberoEnv, action) -> tuple:  # (obs, reward, done, info)
+@patch(nm="step")
+def _libero_step(self: LiberoEnv, action) -> tuple:  # (obs, reward, done, info)
     "One LIBERO step; `done` on success or after `max_steps`."
     a = np.asarray(action, dtype=np.float64).reshape(-1)
     if a.shape != (7,): raise ValueError(f"action has shape {np.shape(action)}; expected 7 values")
@@ -833,11 +839,11 @@ def step(self: LiberoEnv, action) -> tuple:  # (obs, reward, done, info)
     return self._obs(raw), float(r), done, {**info, "success": success, "steps": self.steps}
 
 # %% ../nbs/02_sim.ipynb #650cc75c
-@patch
-def check_success(self: LiberoEnv) -> bool: return bool(self.env.check_success())  # LIBERO's goal check
+@patch(nm="check_success")
+def _libero_check_success(self: LiberoEnv) -> bool: return bool(self.env.check_success())  # LIBERO's goal check
 
-@patch
-def progress(self: LiberoEnv) -> dict:  # joint name -> position, plus drawer_opening / knob_angle when found
+@patch(nm="progress")
+def _libero_progress(self: LiberoEnv) -> dict:  # joint name -> position, plus drawer_opening / knob_angle when found
     "Positions of the articulated objects' joints (drawers, knobs, doors); no robot joints."
     m, d = self.env.sim.model, self.env.sim.data
     p = {}
@@ -852,17 +858,17 @@ def progress(self: LiberoEnv) -> dict:  # joint name -> position, plus drawer_op
     if knobs: p["knob_angle"] = p[knobs[0]]
     return p
 
-@patch
-def get_state(self: LiberoEnv) -> np.ndarray: return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
+@patch(nm="get_state")
+def _libero_get_state(self: LiberoEnv) -> np.ndarray: return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
 
-@patch
-def set_state(self: LiberoEnv, state) -> dict:  # the observation there
+@patch(nm="set_state")
+def _libero_set_state(self: LiberoEnv, state) -> dict:  # the observation there
     "Restore a flat simulator state (from `get_state()` or an init state)."
     self._current()
     return self._obs(self.env.set_init_state(np.asarray(state, dtype=np.float64)))
 
-@patch
-def close(self: LiberoEnv):
+@patch(nm="close")
+def _libero_close(self: LiberoEnv):
     "Free the simulator and its renderer (in its own GL context)."
     self._current()
     self.env.close()

@@ -17,8 +17,8 @@ from fastcore.script import Param, call_parse
 
 from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions, span_index
 from . import sim
-from .default_policy import PAIR_MEASURES, wilson
-from .clusters import plotly_output
+from .default_policy import PAIR_MEASURES
+from .cli import plotly_output, png_data_uri, wilson
 
 # %% auto #0
 __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref',
@@ -533,8 +533,8 @@ def steered_rollouts(policy, tasks: Sequence, # the task of each episode (instru
     "Run every episode in one lockstep batch, each with its own spec."
     if not (len(tasks) == len(seeds) == len(specs)): raise ValueError(f"{len(tasks)} tasks, {len(seeds)} seeds and {len(specs)} specs; give one of each per episode")
     st = EpisodeSteering(policy, specs, seeds, noise_seed, compiler)
-    trajs = sim.rollout_batch(st, list(tasks), list(seeds), record_frames=record_frames, replan_steps=replan_steps,
-                              max_steps=max_steps, row_intervention=st, stop_on_success=True, envs=envs, prompts=prompts)
+    opts = sim.RolloutOptions(record_frames=record_frames, replan_steps=replan_steps, max_steps=max_steps, stop_on_success=True)
+    trajs = sim.rollout_batch(st, list(tasks), list(seeds), opts, row_intervention=st, envs=envs, prompts=prompts)
     return trajs, st.failed
 
 
