@@ -65,9 +65,11 @@ docs-check: docs
 outputs: $(STAMP)
 	$(BIN)/python scripts/fill_outputs.py $(NB)
 
-## Benchmarks (figures go to stdout and bench/results/).
+## Benchmarks (figures go to stdout and bench/results/); bench/peers.py also needs nnsight (pinned in constraints.txt).
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt nnsight
 	$(BIN)/python bench/hook_overhead.py
+	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/sim_speed.py
 	$(BIN)/python bench/cluster_scale.py
 

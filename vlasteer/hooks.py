@@ -76,16 +76,20 @@ class HookName:
             raise ValueError(f"unknown site {m['site']!r} in hook name {name!r}; valid sites: {SITES}")
         return cls(m["tower"], int(m["layer"]), m["site"])
 
+def _blocks(model, tower) -> nn.ModuleList:
+    try: return model.get_submodule(TOWER_PATHS[tower])
+    except AttributeError: raise ValueError(f"model has no {tower!r} tower at {TOWER_PATHS[tower]}; is it a vlasteer policy?")
+
 def n_blocks(model: nn.Module, # a vlasteer policy (or any module with the same tree)
              tower: str) -> int: # number of blocks in `tower`
     "Number of blocks of `tower` in `model`."
-    try: return len(model.get_submodule(TOWER_PATHS[tower]))
-    except AttributeError: raise ValueError(f"model has no {tower!r} tower at {TOWER_PATHS[tower]}; is it a vlasteer policy?")
+    return len(_blocks(model, tower))
 
 def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module, str]: # (canonical name, module, 'input'|'output')
     "Validate `name` against `model` and return its canonical form, module and which tensor to hook."
     h = HookName.parse(name)
-    n = n_blocks(model, h.tower)
+    blocks = _blocks(model, h.tower)
+    n = len(blocks)
     if not -n <= h.layer < n:
         raise ValueError(f"layer {h.layer} out of range in {name!r}: the {h.tower} tower has blocks 0..{n-1} (or -{n}..-1)")
     h = HookName(h.tower, h.layer % n, h.site)
@@ -93,7 +97,7 @@ def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module, str]
         towers = [t for t in TOWERS if (t, h.site) in HOOK_TABLE]
         raise ValueError(f"site {h.site!r} exists only in the {' and '.join(towers)} tower(s), not in {h.tower!r} ({name!r})")
     path, kind = HOOK_TABLE[(h.tower, h.site)]
-    return h, model.get_submodule(f"{TOWER_PATHS[h.tower]}.{h.layer}.{path}"), kind
+    return h, blocks[h.layer].get_submodule(path), kind  # from the tower's blocks: one walk down the tree, not two
 
 def hook_names(model: nn.Module, towers: Sequence[str] = TOWERS, sites: Sequence[str] = SITES) -> list[str]:
     "Every valid hook name of `model` for the given towers and sites."
@@ -140,17 +144,16 @@ class Record:
 
 REDUCTIONS = (None, "max_abs", "mean", "last")
 
-def reduce_tokens(acts: torch.Tensor, # [batch pos ...]
-                  mask: torch.Tensor, # bool [batch pos]
-                  reduce: str | None # one of `REDUCTIONS`
-                 ) -> torch.Tensor: # [batch ...] (or [batch pos' ...] for None)
-    "Reduce `acts` over the positions selected by `mask`."
-    if reduce is None:
-        cols = mask.any(0).nonzero().flatten()
-        if len(cols) == 0: return acts[:, :0]
-        return acts[:, int(cols[0]):int(cols[-1]) + 1]
+def _span_cols(mask: torch.Tensor # bool [batch pos]
+              ) -> slice: # from the first to the last position any sample selects
+    cols = mask.any(0).nonzero().flatten()
+    return slice(0, 0) if len(cols) == 0 else slice(int(cols[0]), int(cols[-1]) + 1)
+
+def _check_span(mask):
     if not bool(mask.any(1).all()):
         raise ValueError("the selected token span is empty for at least one sample; pick a span these inputs have")
+
+def _reduce(acts, mask, reduce): # a reduction over a `mask` that `_check_span` passed
     m = mask.reshape(*mask.shape, *([1] * (acts.dim() - 2)))
     if reduce == "max_abs": return acts.abs().masked_fill(~m, 0).amax(1)
     if reduce == "mean": return (acts * m).sum(1) / m.sum(1).clamp(min=1)
@@ -158,6 +161,15 @@ def reduce_tokens(acts: torch.Tensor, # [batch pos ...]
         last = (mask.cumsum(1) * mask).argmax(1)
         return acts[torch.arange(acts.shape[0]), last]
     raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
+
+def reduce_tokens(acts: torch.Tensor, # [batch pos ...]
+                  mask: torch.Tensor, # bool [batch pos]
+                  reduce: str | None # one of `REDUCTIONS`
+                 ) -> torch.Tensor: # [batch ...] (or [batch pos' ...] for None)
+    "Reduce `acts` over the positions selected by `mask`."
+    if reduce is None: return acts[:, _span_cols(mask)]
+    _check_span(mask)
+    return _reduce(acts, mask, reduce)
 
 class ActivationCache:
     "Records gathered by `record`, looked up by hook name (negative layers allowed)."
@@ -221,15 +233,26 @@ def record(model: nn.Module, # a vlasteer policy
     names = [names] if isinstance(names, str) else list(names)
     if not names: raise ValueError("record() needs at least one hook name")
     cache, handles = ActivationCache(model), []
+    passes = {}  # tower -> (context, columns, mask as kept) of its current pass, worked out once per pass
+    def span(ctx, tower):
+        p = passes.get(tower)
+        if p is None or p[0] is not ctx:
+            mask = ctx.mask(tokens)
+            if reduce is None:
+                cols = _span_cols(mask)
+                kept = mask[:, cols] if device is None else mask[:, cols].to(device)
+                p = (ctx, None if cols == slice(0, mask.shape[1]) else cols, kept)  # None: every position, no slice
+            else: _check_span(mask); p = (ctx, None, mask)
+            passes[tower] = p
+        return p
     def keep(act, h, ctx):
         if not _step_selected(steps, ctx): return None
-        mask = ctx.mask(tokens)
-        a = reduce_tokens(act.detach(), mask, reduce)
-        m = reduce_tokens(mask, mask, None) if reduce is None else None
+        _, cols, mask = span(ctx, h.tower)
+        a = act.detach()
+        a = (a if cols is None else a[:, cols]) if reduce is None else _reduce(a, mask, reduce)
         if device is not None or dtype is not None:
             a = a.to(device=device if device is not None else a.device, dtype=dtype if dtype is not None else a.dtype)
-            if m is not None and device is not None: m = m.to(device)
-        cache.records.append(Record(str(h), a, m, ctx.step, tokens, reduce))
+        cache.records.append(Record(str(h), a, mask if reduce is None else None, ctx.step, tokens, reduce))
         return None
     try:
         for n in names: handles.append(_attach(model, n, keep))
