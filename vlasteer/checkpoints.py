@@ -17,7 +17,8 @@ from torch import nn
 from fastcore.basics import patch
 from .cli import from_fields, read_json, reading
 from .hooks import HookContext, HookPoint, TOWER_PATHS
-from .policy import (ASSETS, NormStats, Policy, PolicyConfig, PromptTokenizer, VisionSize, _stats_of, load_norm_stats,
+from .policy import (ASSETS, NormStats, Policy, PolicyConfig, PromptTokenizer, VisionSize, _stats_of,
+                             load_norm_stats,
                              tiny_policy)
 
 
@@ -29,7 +30,8 @@ __all__ = ['TIED_KEYS', 'UNUSED_KEYS', 'OPTIONAL_KEYS', 'load_lerobot_norm_stats
 # %% ../nbs/01a_checkpoints.ipynb #6c97a2e2
 _LEROBOT_TYPES = {"STATE": "state", "ACTION": "actions"}  # LeRobot feature type -> vlasteer's key
 _LEROBOT_MODES = {"MEAN_STD": "zscore", "QUANTILES": "quantile"}
-_LEROBOT_STEPS = ("normalizer_processor", "unnormalizer_processor", "NormalizerProcessorStep", "UnnormalizerProcessorStep")
+_LEROBOT_STEPS = ("normalizer_processor", "unnormalizer_processor", "NormalizerProcessorStep",
+                  "UnnormalizerProcessorStep")
 
 def load_lerobot_norm_stats(pipeline: str | Path # a LeRobot processor config (policy_preprocessor.json, ...)
                            ) -> dict[str, NormStats]: # "state" / "actions", as its (un)normaliser steps apply them
@@ -49,11 +51,14 @@ def load_lerobot_norm_stats(pipeline: str | Path # a LeRobot processor config (p
             kind, mode = feat.get("type"), (c.get("norm_map") or {}).get(feat.get("type"), "IDENTITY")
             if kind not in _LEROBOT_TYPES or mode == "IDENTITY": continue
             if mode not in _LEROBOT_MODES:
-                raise ValueError(f"{pipeline}: {key} is normalised with {mode}, which vlasteer does not apply (it reads MEAN_STD "
-                                 "and QUANTILES); give statistics with --norm-stats PATH or run un-normalised with --no-norm-stats")
+                raise ValueError(f"{pipeline}: {key} is normalised with {mode}, which vlasteer does not apply (it "
+                                 f"reads MEAN_STD "
+                                 "and QUANTILES); give statistics with --norm-stats PATH or run un-normalised with "
+                                 "--no-norm-stats")
             ours = _LEROBOT_TYPES[kind]
             if ours in out and out[ours][0] != key:
-                raise ValueError(f"{pipeline}: several {kind} features ({out[ours][0]}, {key}); give statistics with --norm-stats PATH")
+                raise ValueError(f"{pipeline}: several {kind} features ({out[ours][0]}, {key}); give statistics with "
+                                 f"--norm-stats PATH")
             vals = {s: t[f"{key}.{s}"].float().numpy() for s in ("mean", "std", "q01", "q99") if f"{key}.{s}" in t}
             try: out[ours] = (key, NormStats(**vals, mode=_LEROBOT_MODES[mode]))
             except ValueError as e: raise ValueError(f"{file}: {key}: {e}") from None
@@ -68,7 +73,8 @@ def asset_ids(folder: str | Path) -> list[str]:
 # %% ../nbs/01a_checkpoints.ipynb #2e6a47b4
 def find_norm_stats(folder: str | Path, # a checkpoint directory
                     asset_id: str | None = None, # openpi asset id (needed when there are several)
-                   ) -> tuple[dict[str, NormStats] | None, str | None]: # (statistics, where, relative to folder); (None, None): none
+                   ) -> tuple[dict[str, NormStats] | None, str
+                              | None]: # (statistics, where, relative to folder); (None, None): none
     "The normalisation statistics a checkpoint holds: openpi's `assets/<asset id>/`, vlasteer's `norm_stats.json`, LeRobot's processors."
     folder, ids = Path(folder), asset_ids(folder)
     if asset_id is not None:
@@ -76,30 +82,41 @@ def find_norm_stats(folder: str | Path, # a checkpoint directory
             raise ValueError(f"unknown --asset-id {asset_id!r}: {folder} has "
                              + (f"asset ids {', '.join(ids)}" if ids else "no assets/<asset id>/norm_stats.json"))
         return load_norm_stats(folder / "assets" / asset_id / "norm_stats.json"), f"assets/{asset_id}/norm_stats.json"
-    if len(ids) > 1: raise ValueError(f"{folder} has statistics for {len(ids)} asset ids ({', '.join(ids)}); choose one with --asset-id ID")
+    if len(ids) > 1:
+        raise ValueError(f"{folder} has statistics for {len(ids)} asset ids ({', '.join(ids)}); choose one with "
+                         f"--asset-id ID")
     pipes = {w: sorted(p.name for p in folder.glob(f"policy_{w}processor*.json")) for w in ("pre", "post")}
     for w, names in pipes.items():
-        if len(names) > 1: raise ValueError(f"{folder} has several LeRobot {w}processor configs ({', '.join(names)}); pass one with --norm-stats PATH")
-    found = [f"assets/{i}/norm_stats.json" for i in ids] + (["norm_stats.json"] if (folder / "norm_stats.json").is_file() else [])
+        if len(names) > 1:
+            raise ValueError(f"{folder} has several LeRobot {w}processor configs ({', '.join(names)}); pass one with "
+                             f"--norm-stats PATH")
+    found = [f"assets/{i}/norm_stats.json"
+             for i in ids] + (["norm_stats.json"] if (folder / "norm_stats.json").is_file() else [])
     lerobot = pipes["pre"] + pipes["post"]
     if lerobot: found.append(" + ".join(lerobot))
-    if len(found) > 1: raise ValueError(f"{folder} holds statistics in several places ({'; '.join(found)}); choose one with --norm-stats PATH")
+    if len(found) > 1:
+        raise ValueError(f"{folder} holds statistics in several places ({'; '.join(found)}); choose one with "
+                         f"--norm-stats PATH")
     if not found: return None, None
     if not lerobot: return load_norm_stats(folder / found[0]), found[0]
     stats = {}
-    for name in lerobot: stats.update(load_lerobot_norm_stats(folder / name))  # post last: its unnormaliser is what acts on actions
+    for name in lerobot:
+        stats.update(load_lerobot_norm_stats(folder / name))  # post last: its unnormaliser is what acts on actions
     return stats, found[0]
 
 def read_norm_stats(path: str | Path, # norm_stats.json, a LeRobot processor config, or a folder holding either
-                    asset_id: str | None = None) -> tuple[dict[str, NormStats], str]: # (statistics, the file they came from)
+                    asset_id: str | None = None) -> tuple[dict[str, NormStats],
+                                                          str]: # (statistics, the file they came from)
     "The statistics `--norm-stats PATH` names."
     p = Path(path)
     if p.is_dir():
         stats, where = find_norm_stats(p, asset_id)
         if stats is None: raise FileNotFoundError(f"no normalisation statistics in {p} (no norm_stats.json, "
-                                                  "assets/<asset id>/norm_stats.json or LeRobot policy_*processor*.json)")
+                                                  "assets/<asset id>/norm_stats.json or LeRobot "
+                                                  "policy_*processor*.json)")
         return stats, str(p / where)
-    if asset_id is not None: raise ValueError(f"--asset-id picks among a folder's asset ids; --norm-stats {p} is a file")
+    if asset_id is not None:
+        raise ValueError(f"--asset-id picks among a folder's asset ids; --norm-stats {p} is a file")
     d = read_json(p, "statistics file", "give openpi's norm_stats.json or a LeRobot policy_preprocessor.json")
     if isinstance(d, dict) and "steps" in d: return load_lerobot_norm_stats(p), str(p)
     return _stats_of(d.get("norm_stats", d) if isinstance(d, dict) else d, str(p)), str(p)
@@ -131,19 +148,23 @@ def save_policy(policy: Policy, path: str | Path) -> Path:
     "Write `policy` as an openpi-layout directory (atomic: temp dir, then rename)."
     from safetensors.torch import save_file
     path = Path(path)
-    if path.exists() and any(path.iterdir()): raise FileExistsError(f"{path} exists and is not empty; choose a new directory")
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not empty; choose a new directory")
     if not path.parent.exists(): raise FileNotFoundError(f"parent directory {path.parent} does not exist")
     cfg = policy.config
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp"))
     try:
         save_file(_tensors_to_save(policy), str(tmp / "model.safetensors"))
-        meta = dict(action_dim=cfg.action_dim, action_horizon=cfg.action_horizon, paligemma_variant=cfg.paligemma_variant,
+        meta = dict(action_dim=cfg.action_dim, action_horizon=cfg.action_horizon,
+                    paligemma_variant=cfg.paligemma_variant,
                     action_expert_variant=cfg.action_expert_variant, precision=cfg.precision, vlasteer=cfg.to_dict())
-        if not policy.require_norm_stats and policy.missing_norm_stats(): meta["norm_stats_waived"] = True  # the waiver travels
+        if not policy.require_norm_stats and policy.missing_norm_stats():
+            meta["norm_stats_waived"] = True  # the waiver travels
         (tmp / "config.json").write_text(json.dumps(meta, indent=2))
         if policy.tokenizer is not None: policy.tokenizer.save(tmp / "tokenizer.json")
         if policy.norm_stats:
-            (tmp / "norm_stats.json").write_text(json.dumps({"norm_stats": {k: v.to_dict() for k, v in policy.norm_stats.items()}}, indent=1))
+            (tmp / "norm_stats.json").write_text(json.dumps({"norm_stats": {k: v.to_dict() for k,
+                                                                            v in policy.norm_stats.items()}}, indent=1))
         if path.exists(): path.rmdir()
         tmp.rename(path)
     except BaseException:
@@ -168,7 +189,9 @@ def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) ->
     shapes = untie(shapes)
     if "time_mlp_in.weight" in shapes: kind = "pi05"
     elif "state_proj.weight" in shapes: kind = "pi0"
-    else: raise ValueError("checkpoint has neither time_mlp_in (pi0.5) nor state_proj (pi0); is it a pi0 / pi0.5 checkpoint?")
+    else:
+        raise ValueError("checkpoint has neither time_mlp_in (pi0.5) nor state_proj (pi0); is it a pi0 / pi0.5 "
+                         "checkpoint?")
     vt = "paligemma_with_expert.paligemma.model.vision_tower.vision_model."
     try:
         w, _, p, _ = shapes[vt + "embeddings.patch_embedding.weight"]
@@ -177,7 +200,8 @@ def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) ->
         mlp = shapes[vt + "encoder.layers.0.mlp.fc1.weight"][0]
         vocab = shapes["paligemma_with_expert.paligemma.model.language_model.embed_tokens.weight"][0]
     except (KeyError, ValueError) as e:
-        raise ValueError(f"checkpoint lacks the vision tower or token embeddings ({e}); is it a full pi0 / pi0.5 checkpoint?") from None
+        raise ValueError(f"checkpoint lacks the vision tower or token embeddings ({e}); is it a full pi0 / pi0.5 "
+                         f"checkpoint?") from None
     vision = VisionSize(width=w, depth=depth, mlp_dim=mlp, num_heads=_vision_heads(w),
                         patch_size=p, image_size=int(round(math.sqrt(n_pos))) * p)
     lerobot = "type" in meta
@@ -213,7 +237,11 @@ def _copy_weights(policy: Policy, file: Path, prefix: str):
     "Fill `policy` from `file` one tensor at a time (cast to each parameter's dtype); a tied pair from either name."
     from safetensors import safe_open
     rev = {b: a for a, b in TIED_KEYS.items()}
-    with reading(file, "checkpoint", "is it a complete safetensors file?"), safe_open(str(file), framework="pt") as f, torch.no_grad():
+    with (
+        reading(file, "checkpoint", "is it a complete safetensors file?"),
+        safe_open(str(file), framework="pt") as f,
+        torch.no_grad(),
+    ):
         keys = {k[len(prefix):] for k in f.keys()}
         for a, b in TIED_KEYS.items():
             if {a, b} <= keys and not torch.equal(f.get_tensor(prefix + a), f.get_tensor(prefix + b)):
@@ -233,7 +261,8 @@ def _find_tokenizer(root: Path) -> Path | None:
 def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot layout)
                 device: str = "cpu", precision: str | None = None, # None: the checkpoint's
                 tokenizer_path: str | Path | None = None,
-                norm_stats_path: str | Path | None = None, # norm_stats.json, LeRobot processor config, or a folder; None: the checkpoint's
+                norm_stats_path: str | Path
+                | None = None, # norm_stats.json, LeRobot processor config, or a folder; None: the checkpoint's
                 no_norm_stats: bool = False, # run un-normalised on purpose (the checkpoint's statistics are not read)
                 asset_id: str | None = None, # openpi asset id, when the checkpoint holds several
                 **overrides) -> Policy: # e.g. cameras=..., discrete_state_input=...
@@ -242,7 +271,8 @@ def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot la
     if not path.is_dir(): raise FileNotFoundError(f"no checkpoint directory at {path}")
     files = {n: path / n for n in ("model.safetensors", "config.json")}
     for n, f in files.items():
-        if not f.exists(): raise FileNotFoundError(f"{path} has no {n}; expected an openpi or LeRobot pi0/pi0.5 checkpoint")
+        if not f.exists():
+            raise FileNotFoundError(f"{path} has no {n}; expected an openpi or LeRobot pi0/pi0.5 checkpoint")
     if no_norm_stats and (norm_stats_path or asset_id):
         raise ValueError("--no-norm-stats runs without statistics; drop it, or drop --norm-stats / --asset-id")
     meta = read_json(files["config.json"], "checkpoint config")
@@ -250,9 +280,16 @@ def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot la
     prefix = "model." if raw and all(k.startswith("model.") for k in raw) else ""
     shapes = {k[len(prefix):]: v for k, v in raw.items()}
     cfg = config_from_checkpoint(meta, shapes, **overrides)
-    cfg.precision = precision or meta.get("vlasteer", {}).get("precision") or meta.get("precision") or meta.get("dtype") or "float32"
+    cfg.precision = (
+        precision
+        or meta.get("vlasteer", {}).get("precision")
+        or meta.get("precision")
+        or meta.get("dtype")
+        or "float32"
+    )
     from transformers.modeling_utils import no_init_weights
-    with no_init_weights(): policy = Policy(cfg)  # built in its final precision: a bf16 policy never holds float32 copies
+    with no_init_weights():
+        policy = Policy(cfg)  # built in its final precision: a bf16 policy never holds float32 copies
     check_keys(policy, shapes)
     _copy_weights(policy, files["model.safetensors"], prefix)
     tok = Path(tokenizer_path) if tokenizer_path else _find_tokenizer(path)
@@ -264,8 +301,11 @@ def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot la
     policy.require_norm_stats = not no_norm_stats and not meta.get("norm_stats_waived", False)
     _check_norm_modes(policy, where)
     if (miss := policy.missing_norm_stats()) and policy.require_norm_stats:
-        if norm_stats_path: raise ValueError(f"{where} has no statistics for {', '.join(miss)}; give complete statistics with --norm-stats PATH")
-        warnings.warn(f"{path} has no normalisation statistics for {', '.join(miss)}; the policy refuses to act until they are "
+        if norm_stats_path:
+            raise ValueError(f"{where} has no statistics for {', '.join(miss)}; give complete statistics with "
+                             f"--norm-stats PATH")
+        warnings.warn(f"{path} has no normalisation statistics for {', '.join(miss)}; the policy refuses to act until "
+                      f"they are "
                       "given (--norm-stats PATH) or waived (--no-norm-stats)", stacklevel=2)
     return policy.to(device).eval()
 
@@ -274,7 +314,8 @@ def _check_norm_modes(policy: Policy, where):
     q = policy.config.kind == "pi05"
     for k, s in (policy.norm_stats or {}).items():
         if k in ("state", "actions") and s.mode is None and not s.has(q):
-            raise ValueError(f"{where}: statistics for {k} have no {'q01/q99' if q else 'mean/std'}, which {policy.config.kind} "
+            raise ValueError(f"{where}: statistics for {k} have no {'q01/q99' if q else 'mean/std'}, which "
+                             f"{policy.config.kind} "
                              f"normalisation ({'quantile' if q else 'z-score'}) needs")
 
 def policy_from_cli(checkpoint: str | Path, # --checkpoint-dir
@@ -299,7 +340,8 @@ def load_default_policy() -> Policy:
     p = ASSETS / "default_policy"
     return load_policy(p) if (p / "model.safetensors").exists() else tiny_policy("pi05")
 
-def ffn_summary(policy: Policy, obs: dict, seed: int = 0) -> tuple[np.ndarray, list[dict]]: # (actions, one row per hook)
+def ffn_summary(policy: Policy, obs: dict, seed: int = 0) -> tuple[np.ndarray,
+                                                                   list[dict]]: # (actions, one row per hook)
     "Run `infer` once while recording max |activation| of every FFN neuron of every tower."
     from vlasteer.hooks import hook_names, record
     names = hook_names(policy, sites=["mlp.hook_post"])
@@ -315,5 +357,6 @@ def ffn_summary(policy: Policy, obs: dict, seed: int = 0) -> tuple[np.ndarray, l
 def format_summary(rows: list[dict]) -> str:
     "`ffn_summary` rows as a text table."
     lines = [f"{'hook':32s} {'firings':>7s} {'neurons':>7s} {'max|act|':>9s} {'top':>5s}"]
-    lines += [f"{r['hook']:32s} {r['firings']:7d} {r['neurons']:7d} {r['max_abs']:9.3f} {r['top_neuron']:5d}" for r in rows]
+    lines += [f"{r['hook']:32s} {r['firings']:7d} {r['neurons']:7d} {r['max_abs']:9.3f} {r['top_neuron']:5d}"
+              for r in rows]
     return "\n".join(lines)

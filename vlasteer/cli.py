@@ -29,7 +29,8 @@ def console_args(fn: Callable, argv: list[str]) -> list[str]:
     "`dashed_flags`, except that a flag of `fn` whose own name starts with `no_` (`--no-norm-stats`) is that flag, not a negation."
     import inspect
     own = {p for p in inspect.signature(fn).parameters if p.startswith("no_")}
-    return [("--" + a[2:].replace("-", "_")) if a.startswith("--no-") and a[2:].replace("-", "_") in own else a for a in dashed_flags(argv)]
+    return [("--" + a[2:].replace("-", "_")) if a.startswith("--no-") and a[2:].replace("-", "_") in own else a
+            for a in dashed_flags(argv)]
 
 def console(fn: Callable, # a `call_parse` function
             drop: tuple[str, ...] = ()) -> Callable: # flags accepted and ignored (a switch that spells out its default)
@@ -69,7 +70,8 @@ def cli_exit(f: Callable, # a call of a command-line function (`lambda: some_cli
     except SystemExit as e: return str(e.code)
 
 # %% ../nbs/00a_cli.ipynb #546e36fa
-_LIBRARY_ERRORS = ("safetensors", "pyarrow", "datasets", "h5py", "numpy")  # packages whose errors derive from Exception only
+_LIBRARY_ERRORS = ("safetensors", "pyarrow", "datasets", "h5py",
+                   "numpy")  # packages whose errors derive from Exception only
 
 @contextmanager
 def reading(path: str | Path, # the file being read
@@ -80,11 +82,13 @@ def reading(path: str | Path, # the file being read
     try: yield
     except FileNotFoundError: raise
     except Exception as e:
-        if isinstance(e, (ValueError, OSError)) and str(path) in str(e): raise  # already names the file: the reader's own check
+        if isinstance(e, (ValueError, OSError)) and str(path) in str(e):
+            raise  # already names the file: the reader's own check
         known = (ValueError, OSError, EOFError, KeyError, IndexError, TypeError, RuntimeError, zipfile.BadZipFile,
                  pickle.UnpicklingError, UnicodeDecodeError)
         if not isinstance(e, known) and type(e).__module__.split(".")[0] not in _LIBRARY_ERRORS: raise
-        raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix else "")) from None
+        raise ValueError(f"cannot read {what} {path} ({type(e).__name__}: {one_line(e)})" + (f"; {fix}" if fix
+                                                                                             else "")) from None
 
 # %% ../nbs/00a_cli.ipynb #b5ac4531
 def from_fields(cls, d: dict, what: str | None = None): # `what` names the record in errors (default: the class name)
@@ -154,7 +158,8 @@ def check_overwrite(path: str | Path, # an output file or folder the command is 
     exists = path.is_file() or (path.is_dir() and any(path.iterdir()))
     if exists and not overwrite:
         state = "exists"  # (a folder: exists and is not empty)
-        raise FileExistsError(f"{name + ' ' if name else ''}{path} {state}; pass {flag} to replace it, or choose another output path")
+        raise FileExistsError(f"{name + ' ' if name else ''}{path} {state}; pass {flag} to replace it, or choose "
+                              f"another output path")
     return path
 
 def _content(f: Path, h) -> None:
@@ -187,7 +192,9 @@ def file_digest(path: str | Path, # a file, or a folder (every file under it, by
     import hashlib
     path, h = Path(path), hashlib.sha256()
     if not path.exists(): raise FileNotFoundError(f"cannot fingerprint {path}: it does not exist")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    )
     for f in files:
         if f != path: h.update(str(f.relative_to(path)).encode() + b"\0")
         _content(f, h)
@@ -218,12 +225,14 @@ def check_output_dir(target: str | Path, overwrite: bool = False, # the command'
                      flag: str = "--output-dir") -> Path: # how error messages name the target
     "Check before any work that a command may write the folder `target`: its parent exists, and it is new, empty or to be replaced."
     target = Path(target)
-    if not target.parent.is_dir(): raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
     if target.exists() and not target.is_dir(): raise FileExistsError(f"{flag} {target} is a file; give a folder")
     return check_overwrite(target, overwrite, name=flag)
 
 @contextmanager
-def atomic_dir(target: str | Path, # the folder to produce: absent or empty (or any, with `overwrite`); its parent must exist
+def atomic_dir(target: str
+               | Path, # the folder to produce: absent or empty (or any, with `overwrite`); its parent must exist
                flag: str = "--output-dir", # how error messages name the target
                overwrite: bool = False): # replace an existing folder (the command's --overwrite)
     "Yield a not-yet-existing work path next to `target`; rename it to `target` on success, delete it on failure."
@@ -262,7 +271,8 @@ def check_complete(folder: str | Path, flag: str = "--input-dir") -> Path:
     "Refuse a folder a command has not finished writing (it carries `INCOMPLETE.json`)."
     mark = read_incomplete(folder)
     if mark is not None:
-        raise ValueError(f"{flag} {folder} is unfinished: {mark.get('command') or 'a command'} was stopped before it completed "
+        raise ValueError(f"{flag} {folder} is unfinished: {mark.get('command') or 'a command'} was stopped before it "
+                         f"completed "
                          f"({INCOMPLETE} is there); run the same command again to complete it")
     return Path(folder)
 
@@ -314,4 +324,5 @@ class Explorer:
         bundle = self.static_bundle()
         try: w = self.widget()
         except ImportError: return bundle
-        return {**(w._repr_mimebundle_(include=include, exclude=exclude) or {}), **bundle}  # its text/plain, not the box's
+        return {**(w._repr_mimebundle_(include=include, exclude=exclude) or {}),
+                **bundle}  # its text/plain, not the box's

@@ -50,7 +50,8 @@ class ClusterConfig:
     def __post_init__(self):
         for f in ("num_clusters", "max_iterations", "top_k_tokens", "batch_size", "minibatch_from"):
             if int(getattr(self, f)) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
-        if self.algorithm not in ALGORITHMS: raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.n_init is not None and self.n_init < 1: raise ValueError(f"n_init must be >= 1, got {self.n_init}")
         if self.layers is not None: self.layers = [int(l) for l in self.layers]
 
@@ -75,7 +76,8 @@ def select_records(proj: Projections, layers: Sequence[int] | None = None) -> li
         bad = sorted(want - set(present))
         if bad: raise ValueError(f"layer(s) {bad} not in the projections file; it has layers {present}")
     recs = [r for r in proj.records if r.layer_index in want]
-    if not recs: raise ValueError(f"no neurons of layer(s) {sorted(want)} in the projections file (it has layers {present}); "
+    if not recs:
+        raise ValueError(f"no neurons of layer(s) {sorted(want)} in the projections file (it has layers {present}); "
                                   "probe those layers or drop --layers")
     return recs
 
@@ -83,13 +85,15 @@ def check_value_vectors(records: Sequence[NeuronProjection]):
     "Raise unless every record has a value vector."
     missing = sum(r.value_vector is None for r in records)
     if missing:
-        raise ValueError(f"{missing} of {len(records)} neurons have no value_vector; rerun vlasteer_ffn_probe with --store-value-vectors")
+        raise ValueError(f"{missing} of {len(records)} neurons have no value_vector; rerun vlasteer_ffn_probe with "
+                         f"--store-value-vectors")
 
 def value_matrix(records: Sequence[NeuronProjection]) -> np.ndarray: # [n d_model] float32
     "Stack the records' value vectors."
     check_value_vectors(records)
     widths = {len(r.value_vector) for r in records}
-    if len(widths) > 1: raise ValueError(f"value vectors of different widths {sorted(widths)}: is the file mixing towers?")
+    if len(widths) > 1:
+        raise ValueError(f"value vectors of different widths {sorted(widths)}: is the file mixing towers?")
     return np.stack([r.value_vector for r in records]).astype(np.float32, copy=False)
 
 def normalize_rows(X: np.ndarray, # [n d]
@@ -129,7 +133,9 @@ class KMeansResult:
 
 def check_k(k: int, n: int):
     "Raise unless k clusters can be made from n vectors."
-    if k > n: raise ValueError(f"--num-clusters {k} is more than the {n} value vectors to cluster; lower it (or probe more neurons)")
+    if k > n:
+        raise ValueError(f"--num-clusters {k} is more than the {n} value vectors to cluster; lower it (or probe more "
+                         f"neurons)")
 
 def kmeans(X: np.ndarray, # [n d] float32 (normalise first for cosine k-means)
            config: ClusterConfig) -> KMeansResult:
@@ -141,12 +147,14 @@ def kmeans(X: np.ndarray, # [n d] float32 (normalise first for cosine k-means)
     if algo == "kmeans":
         km = KMeans(k, n_init=config.n_init or 4, max_iter=config.max_iterations, random_state=config.random_seed)
     else:
-        km = MiniBatchKMeans(k, n_init=config.n_init or 1, max_iter=config.max_iterations, batch_size=min(config.batch_size, n),
+        km = MiniBatchKMeans(k, n_init=config.n_init or 1, max_iter=config.max_iterations,
+                             batch_size=min(config.batch_size, n),
                              random_state=config.random_seed, reassignment_ratio=0.01)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn's ConvergenceWarning on duplicate points
         km.fit(X)
-    return KMeansResult(km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32), float(km.inertia_), int(km.n_iter_), algo)
+    return KMeansResult(km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32), float(km.inertia_),
+                        int(km.n_iter_), algo)
 
 def cluster_quality(X: np.ndarray, labels: np.ndarray, seed: int = 0, sample_size: int = 5000) -> dict:
     "Silhouette (mean and per cluster) and Davies-Bouldin index of a clustering."
@@ -158,12 +166,16 @@ def cluster_quality(X: np.ndarray, labels: np.ndarray, seed: int = 0, sample_siz
     idx = np.arange(len(X))
     if len(X) > sample_size: idx = np.sort(np.random.default_rng(seed).choice(len(X), sample_size, replace=False))
     xs, ls = X[idx], labels[idx]
-    if len(np.unique(ls)) < 2: return dict(silhouette=None, silhouette_per_cluster={}, davies_bouldin=None, sizes=sizes, silhouette_sample=len(idx))
+    if len(np.unique(ls)) < 2:
+        return dict(silhouette=None, silhouette_per_cluster={}, davies_bouldin=None, sizes=sizes,
+                    silhouette_sample=len(idx))
     s = silhouette_samples(xs, ls)
-    return dict(silhouette=float(s.mean()), silhouette_per_cluster={int(c): float(s[ls == c].mean()) for c in np.unique(ls)},
+    return dict(silhouette=float(s.mean()),
+                silhouette_per_cluster={int(c): float(s[ls == c].mean()) for c in np.unique(ls)},
                 davies_bouldin=float(davies_bouldin_score(xs, ls)), sizes=sizes, silhouette_sample=len(idx))
 
-def k_sweep(X: np.ndarray, ks: Sequence[int], config: ClusterConfig = ClusterConfig()) -> list[dict]: # per k: k, silhouette, davies_bouldin, inertia
+def k_sweep(X: np.ndarray, ks: Sequence[int],
+            config: ClusterConfig = ClusterConfig()) -> list[dict]: # per k: k, silhouette, davies_bouldin, inertia
     "Cluster `X` with each k (other settings from `config`) and report the quality of each."
     rows = []
     for k in ks:
@@ -193,7 +205,8 @@ class Cluster:
             return cls(int(d["cluster_id"]), [(int(l), int(n)) for l, n in d["members"]],
                        [(t, float(s)) for t, s in d.get("token_summary") or []], d.get("silhouette"))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"bad cluster record ({_one_line(e)}); expected cluster_id, members, token_summary") from None
+            raise ValueError(f"bad cluster record ({_one_line(e)}); expected cluster_id, members, "
+                             f"token_summary") from None
 
 def normalize_token(token: str) -> str:
     "A token as a keyword sees it: SentencePiece's `▁` and spaces stripped, lower case."
@@ -228,7 +241,8 @@ def rank_clusters(clusters: Sequence[Cluster], keywords: Sequence[str]) -> list[
 def check_semantic(proj: Projections):
     "Raise when `proj` cannot go to the semantic space (expert value vectors have no token reading)."
     if proj.tower == "expert":
-        raise ValueError("the semantic space needs token projections, and the expert tower has none (no token embedding "
+        raise ValueError("the semantic space needs token projections, and the expert tower has none (no token "
+                         "embedding "
                          "or unembedding); cluster its value vectors in raw space (drop --use-semantic-space)")
 
 @dataclass
@@ -250,7 +264,8 @@ class ClusterResult:
     def rank(self, keywords: Sequence[str]) -> list[tuple[Cluster, float]]: # best first
         "Clusters by keyword score over all their members' top tokens (ties: smaller id first)."
         if not keywords: raise ValueError("no keywords to rank by; pass --keywords open close drawer")
-        scored = [(c, keyword_score(token_summary(self.members_of(c.cluster_id), None), keywords)) for c in self.clusters]
+        scored = [(c, keyword_score(token_summary(self.members_of(c.cluster_id), None),
+                                    keywords)) for c in self.clusters]
         return sorted(scored, key=lambda cs: (-cs[1], cs[0].cluster_id))
     def members_of(self, cluster_id: int) -> list[NeuronProjection]:
         return [r for r, l in zip(self.records, self.labels) if l == cluster_id]
@@ -264,11 +279,14 @@ def cluster_projections(proj: Projections, config: ClusterConfig = ClusterConfig
     X = value_matrix(recs)
     if config.use_semantic_space:
         check_semantic(proj)
-        if space is None: raise ValueError("the semantic space needs the model's token embedding: pass --model-checkpoint or --model-config")
+        if space is None:
+            raise ValueError("the semantic space needs the model's token embedding: pass --model-checkpoint or "
+                             "--model-config")
         X = semantic_vectors(X, space, config.top_k_tokens)
     if config.normalize: X = normalize_rows(X, out=X)
     km = kmeans(X, config)
-    quality = {**cluster_quality(X, km.labels, config.random_seed), "inertia": km.inertia, "n_iter": km.n_iter, "algorithm": km.algorithm}
+    quality = {**cluster_quality(X, km.labels, config.random_seed), "inertia": km.inertia, "n_iter": km.n_iter,
+               "algorithm": km.algorithm}
     order = sorted(np.unique(km.labels), key=lambda c: (-(km.labels == c).sum(), c))  # largest first
     remap = {int(old): new for new, old in enumerate(order)}
     labels = np.array([remap[int(l)] for l in km.labels], dtype=np.int64)
@@ -278,8 +296,10 @@ def cluster_projections(proj: Projections, config: ClusterConfig = ClusterConfig
     clusters = []
     for c in range(len(order)):
         members = [r for r, l in zip(recs, labels) if l == c]
-        clusters.append(Cluster(c, [(r.layer_index, r.neuron_index) for r in members], token_summary(members, summary_size), per.get(c)))
-    return ClusterResult(clusters, recs, labels, X, config, quality, proj.tower, "semantic" if config.use_semantic_space else "raw")
+        clusters.append(Cluster(c, [(r.layer_index, r.neuron_index) for r in members],
+                                token_summary(members, summary_size), per.get(c)))
+    return ClusterResult(clusters, recs, labels, X, config, quality, proj.tower, "semantic" if config.use_semantic_space
+                         else "raw")
 
 # %% ../nbs/05_clusters.ipynb #f0e706fd
 def plot_k_sweep(rows: list[dict]) -> "plotly.graph_objects.Figure":
@@ -288,11 +308,14 @@ def plot_k_sweep(rows: list[dict]) -> "plotly.graph_objects.Figure":
     from plotly.subplots import make_subplots
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     ks = [r["k"] for r in rows]
-    fig.add_trace(go.Scatter(x=ks, y=[r["silhouette"] for r in rows], mode="lines+markers", name="silhouette (higher is better)"))
-    fig.add_trace(go.Scatter(x=ks, y=[r["davies_bouldin"] for r in rows], mode="lines+markers", name="Davies-Bouldin (lower is better)",
+    fig.add_trace(go.Scatter(x=ks, y=[r["silhouette"] for r in rows], mode="lines+markers",
+                             name="silhouette (higher is better)"))
+    fig.add_trace(go.Scatter(x=ks, y=[r["davies_bouldin"] for r in rows], mode="lines+markers",
+                             name="Davies-Bouldin (lower is better)",
                              line=dict(dash="dot")), secondary_y=True)
     fig.update_layout(title="Cluster quality against k", xaxis_title="k", height=350, width=650)
-    fig.update_yaxes(title_text="silhouette", secondary_y=False); fig.update_yaxes(title_text="Davies-Bouldin", secondary_y=True)
+    fig.update_yaxes(title_text="silhouette", secondary_y=False)
+    fig.update_yaxes(title_text="Davies-Bouldin", secondary_y=True)
     return fig
 
 # %% ../nbs/05_clusters.ipynb #16616bc6
@@ -310,7 +333,8 @@ def clusters_document(result: ClusterResult, keywords: Sequence[str] | None = No
     if sweep is not None: doc["k_sweep"] = sweep
     if keywords:
         doc["keywords"] = list(keywords)
-        doc["keyword_ranking"] = [{"cluster_id": c.cluster_id, "score": s, "tokens": [t for t, _ in c.token_summary[:5]]}
+        doc["keyword_ranking"] = [{"cluster_id": c.cluster_id, "score": s,
+                                   "tokens": [t for t, _ in c.token_summary[:5]]}
                                   for c, s in result.rank(keywords)]
     doc["clusters"] = [c.to_dict() for c in result.clusters]
     return doc
@@ -325,7 +349,8 @@ def load_clusters(path: str | Path) -> tuple[list[Cluster], dict]: # (clusters, 
     path = Path(path)
     d = read_json(path, "clusters file")
     if isinstance(d, list): d = {"clusters": d}
-    if not isinstance(d, dict) or not isinstance(d.get("clusters"), list): raise ValueError(f"{path} is not a clusters file")
+    if not isinstance(d, dict) or not isinstance(d.get("clusters"), list):
+        raise ValueError(f"{path} is not a clusters file")
     return [Cluster.from_dict(c) for c in d["clusters"]], {k: v for k, v in d.items() if k != "clusters"}
 
 # %% ../nbs/05_clusters.ipynb #a1c681a5
@@ -355,7 +380,8 @@ def cluster_map(result: ClusterResult, keywords: Sequence[str] | None = None, ma
     xy = TSNE(2, perplexity=min(perplexity, (len(X) - 1) / 3), init="pca", random_state=seed,
               method="exact" if len(X) <= 1000 else "barnes_hut").fit_transform(X)
     recs = [result.records[i] for i in idx]
-    hover = [f"L{r.layer_index} N{r.neuron_index} · cluster {int(result.labels[i])}<br>" + ", ".join(t for t, _ in r.top_tokens[:5])
+    hover = [f"L{r.layer_index} N{r.neuron_index} · cluster {int(result.labels[i])}<br>"
+             + ", ".join(t for t, _ in r.top_tokens[:5])
              for i, r in zip(idx, recs)]
     kw = np.array([keyword_score(r.top_tokens, keywords) for r in recs]) if keywords else None
     return ClusterMap(xy.astype(np.float32), idx, result.labels[idx], np.array([r.layer_index for r in recs]),
@@ -371,14 +397,16 @@ def plot_cluster_map(m: ClusterMap, color_by: str = "cluster", # "cluster", "lay
     fig = go.Figure()
     for tr in _map_traces(m, color_by, highlight): fig.add_trace(tr)
     fig.update_layout(title=title or f"t-SNE of value vectors, coloured by {color_by}", height=500, width=650,
-                      xaxis=dict(showticklabels=False, title="t-SNE 1"), yaxis=dict(showticklabels=False, title="t-SNE 2"))
+                      xaxis=dict(showticklabels=False, title="t-SNE 1"), yaxis=dict(showticklabels=False,
+                                                                                    title="t-SNE 2"))
     return fig
 
 def _map_traces(m: ClusterMap, color_by: str, highlight: int | None) -> list:
     import plotly.graph_objects as go
     import plotly.express as px
     if color_by not in COLOR_BY: raise ValueError(f"color_by must be one of {COLOR_BY}, got {color_by!r}")
-    if color_by == "keyword" and m.keyword_scores is None: raise ValueError("this map has no keyword scores; build it with keywords=[...]")
+    if color_by == "keyword" and m.keyword_scores is None:
+        raise ValueError("this map has no keyword scores; build it with keywords=[...]")
     base = dict(mode="markers", hovertemplate="%{text}<extra></extra>")
     dim = highlight is not None
     traces = []
@@ -386,8 +414,10 @@ def _map_traces(m: ClusterMap, color_by: str, highlight: int | None) -> list:
         pal = px.colors.qualitative.Dark24
         for c in np.unique(m.labels):
             s = m.labels == c
-            traces.append(go.Scatter(x=m.xy[s, 0], y=m.xy[s, 1], text=[h for h, k in zip(m.hover, s) if k], name=f"cluster {c}",
-                                     marker=dict(size=6, color=pal[int(c) % len(pal)], opacity=0.25 if dim else 0.8), **base))
+            traces.append(go.Scatter(x=m.xy[s, 0], y=m.xy[s, 1], text=[h for h, k in zip(m.hover, s) if k],
+                                     name=f"cluster {c}",
+                                     marker=dict(size=6, color=pal[int(c) % len(pal)], opacity=0.25 if dim else 0.8),
+                                     **base))
     else:
         val = m.layers if color_by == "layer" else m.keyword_scores
         cb = "layer" if color_by == "layer" else f"score: {' '.join(m.keywords)}"
@@ -396,7 +426,8 @@ def _map_traces(m: ClusterMap, color_by: str, highlight: int | None) -> list:
                                              colorbar=dict(title=cb, len=0.5)), **base))
     if dim:
         s = m.labels == highlight
-        traces.append(go.Scatter(x=m.xy[s, 0], y=m.xy[s, 1], text=[h for h, k in zip(m.hover, s) if k], name=f"cluster {highlight} (selected)",
+        traces.append(go.Scatter(x=m.xy[s, 0], y=m.xy[s, 1], text=[h for h, k in zip(m.hover, s) if k],
+                                 name=f"cluster {highlight} (selected)",
                                  marker=dict(size=11, color="red", line=dict(width=1, color="black")), **base))
     return traces
 
@@ -430,7 +461,8 @@ class ClusterActivations:
 
 def cluster_activations(policy, batches, result: ClusterResult, tokens=None, seed: int = 0) -> ClusterActivations:
     "Run `policy` on `batches` and average each cluster's members' max |activation| per sample."
-    if result.tower not in ("vlm", "expert"): raise ValueError(f"cluster activations need the tower the projections came from, got {result.tower!r}")
+    if result.tower not in ("vlm", "expert"):
+        raise ValueError(f"cluster activations need the tower the projections came from, got {result.tower!r}")
     ids = [c.cluster_id for c in result.clusters]
     members = [torch.tensor(c.members, dtype=torch.long) for c in result.clusters]
     vals, prompts = [], []
@@ -452,10 +484,15 @@ def activation_differences(acts: ClusterActivations,
     for name, (pos, neg) in pairs.items():
         sp, sn = prompts == pos, prompts == neg
         if not sp.any() or not sn.any():
-            raise ValueError(f"pair {name!r}: no samples with instruction {pos if not sp.any() else neg!r}; the batches have {sorted(set(acts.prompts))}")
+            raise ValueError(f"pair {name!r}: no samples with instruction {pos if not sp.any() else neg!r}; the "
+                             f"batches have {sorted(set(acts.prompts))}")
         for j, c in enumerate(acts.cluster_ids):
             a, b = acts.values[sp, j], acts.values[sn, j]
-            pooled = np.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / max(1, len(a) + len(b) - 2)) if len(a) + len(b) > 2 else 0.0
+            pooled = (
+                np.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / max(1, len(a) + len(b) - 2))
+                if len(a) + len(b) > 2
+                else 0.0
+            )
             diff = float(a.mean() - b.mean())
             p = ttest_ind(a, b, equal_var=False).pvalue if len(a) > 1 and len(b) > 1 and pooled > 0 else float("nan")
             rows.append(dict(cluster=c, pair=name, positive=float(a.mean()), negative=float(b.mean()), difference=diff,
@@ -479,7 +516,8 @@ def explorer_figure(result: ClusterResult, cmap: ClusterMap, state: ExplorerStat
     c = result.cluster(state.cluster_id)
     fig = make_subplots(rows=2, cols=2, column_widths=[0.55, 0.45], vertical_spacing=0.12, horizontal_spacing=0.2,
                         specs=[[{"type": "xy"}, {"type": "xy"}], [{"type": "table"}, {"type": "xy"}]],
-                        subplot_titles=("t-SNE map", "token summary", f"members ({c.size})", "mean max |act| per instruction"))
+                        subplot_titles=("t-SNE map", "token summary", f"members ({c.size})",
+                                        "mean max |act| per instruction"))
     for tr in _map_traces(cmap, state.color_by, c.cluster_id): fig.add_trace(tr, row=1, col=1)
     toks = c.token_summary[::-1]
     fig.add_trace(go.Bar(x=[s for _, s in toks], y=[repr(t)[1:-1] for t, _ in toks], orientation="h", showlegend=False,
@@ -487,19 +525,23 @@ def explorer_figure(result: ClusterResult, cmap: ClusterMap, state: ExplorerStat
     mem = result.members_of(c.cluster_id)[:max_members]
     fig.add_trace(go.Table(header=dict(values=["layer", "neuron", "max |act|", "top tokens"]),
                            cells=dict(values=[[r.layer_index for r in mem], [r.neuron_index for r in mem],
-                                              ["" if r.max_activation is None else f"{r.max_activation:.3f}" for r in mem],
+                                              ["" if r.max_activation is None else f"{r.max_activation:.3f}"
+                                               for r in mem],
                                               [", ".join(t for t, _ in r.top_tokens[:4]) for r in mem]]),
                            columnwidth=[1, 1, 1.3, 4]), row=2, col=1)
     if acts is not None:
         t = acts.by_instruction().loc[c.cluster_id]
         col = acts.column(c.cluster_id); prompts = np.array(acts.prompts)
         err = [float(col[prompts == p].std()) for p in t.index]
-        fig.add_trace(go.Bar(x=list(t.values), y=["<br>".join(textwrap.wrap(p, 20)) for p in t.index], orientation="h",  # two short lines: clear of the table
+        fig.add_trace(go.Bar(x=list(t.values), y=["<br>".join(textwrap.wrap(p, 20)) for p in t.index],
+                             orientation="h",  # two short lines: clear of the table
                              showlegend=False, marker_color="steelblue", error_x=dict(type="data", array=err),
-                             customdata=list(t.index), hovertemplate="%{customdata}: %{x:.3f}<extra></extra>"), row=2, col=2)
+                             customdata=list(t.index), hovertemplate="%{customdata}: %{x:.3f}<extra></extra>"), row=2,
+                      col=2)
         fig.update_yaxes(tickfont=dict(size=11), row=2, col=2)
     fig.update_xaxes(showticklabels=False, row=1, col=1); fig.update_yaxes(showticklabels=False, row=1, col=1)
-    fig.update_layout(title=f"cluster {c.cluster_id}: {c.size} neurons" + (f", silhouette {c.silhouette:.2f}" if c.silhouette is not None else ""),
+    fig.update_layout(title=f"cluster {c.cluster_id}: {c.size} neurons" + (f", silhouette {c.silhouette:.2f}"
+                                                                           if c.silhouette is not None else ""),
                       height=800, legend=dict(font=dict(size=9)))  # width: the page's or the cell's
     return fig
 
@@ -514,7 +556,8 @@ class ClusterExplorer(Explorer):
     def figure(self, state: ExplorerState | None = None) -> "plotly.graph_objects.Figure":
         return explorer_figure(self.result, self.cmap, state or self.state, self.acts)
 
-    def describe(self) -> str: return f"ClusterExplorer({len(self.result.clusters)} clusters, showing {self.state.cluster_id})"
+    def describe(self) -> str:
+        return f"ClusterExplorer({len(self.result.clusters)} clusters, showing {self.state.cluster_id})"
 
     def widget(self):
         "The interactive view (needs ipywidgets and a kernel)."
@@ -530,18 +573,21 @@ class ClusterExplorer(Explorer):
         return W.VBox([W.HBox([pick, color]), out])
 
 # %% ../nbs/05_clusters.ipynb #69dada18
-def space_from_args(model_checkpoint: str | None, model_config: str | None, proj: Projections, device: str = "cpu") -> tuple[TokenSpace, str]:
+def space_from_args(model_checkpoint: str | None, model_config: str | None, proj: Projections,
+                    device: str = "cpu") -> tuple[TokenSpace, str]:
     "The token space for the semantic space: a checkpoint, a built-in config, or the probe's recorded source."
     if model_checkpoint: return load_token_space(model_checkpoint, device), f"checkpoint:{model_checkpoint}"
     if model_config and not Path(model_config).exists():
         if model_config not in BUILTIN_POLICIES:
-            raise ValueError(f"unknown --model-config {model_config!r}: give a built-in config {sorted(BUILTIN_POLICIES)} or pass --model-checkpoint")
+            raise ValueError(f"unknown --model-config {model_config!r}: give a built-in config "
+                             f"{sorted(BUILTIN_POLICIES)} or pass --model-checkpoint")
         return token_space(BUILTIN_POLICIES[model_config]()).to(device), f"config:{model_config}"
     src = proj.params.get("source") or ""
     if src.startswith("checkpoint:"): return load_token_space(src[len("checkpoint:"):], device), src
     if src.startswith("config:") and src[len("config:"):] in BUILTIN_POLICIES:
         return token_space(BUILTIN_POLICIES[src[len("config:"):]]()).to(device), src
-    raise ValueError("--use-semantic-space needs the model's token embedding: pass --model-checkpoint DIR (or --model-config default)")
+    raise ValueError("--use-semantic-space needs the model's token embedding: pass --model-checkpoint DIR (or "
+                     "--model-config default)")
 
 _k_sweep = k_sweep  # the CLI's `k_sweep` flag shadows the function
 
@@ -574,21 +620,27 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
     with cli_errors():
         require(projections_path=projections_path, output_path=output_path)
         out = Path(output_path)
-        if not out.parent.is_dir(): raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
-        if tsne_path and not Path(tsne_path).parent.is_dir(): raise FileNotFoundError(f"folder of --tsne-path {Path(tsne_path).parent} does not exist")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+        if tsne_path and not Path(tsne_path).parent.is_dir():
+            raise FileNotFoundError(f"folder of --tsne-path {Path(tsne_path).parent} does not exist")
         check_overwrite(out, overwrite, name="--output-path")
         if tsne_path: check_overwrite(tsne_path, overwrite, name="--tsne-path")
-        if str(device).startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: CUDA is not available; use --device cpu")
+        if str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available; use --device cpu")
         lay = parse_layers(" ".join(layers)) if layers else None
         kws = _words(keywords)
         ks = [int(k) for k in _words(k_sweep)]
-        config = ClusterConfig(num_clusters=num_clusters, max_iterations=max_iterations, normalize=normalize, random_seed=random_seed,
-                               use_semantic_space=use_semantic_space, top_k_tokens=top_k_tokens, layers=lay, algorithm=algorithm)
+        config = ClusterConfig(num_clusters=num_clusters, max_iterations=max_iterations, normalize=normalize,
+                               random_seed=random_seed,
+                               use_semantic_space=use_semantic_space, top_k_tokens=top_k_tokens, layers=lay,
+                               algorithm=algorithm)
         proj = load_projections(projections_path)
         recs = select_records(proj, lay)
         check_value_vectors(recs)
         check_k(num_clusters, len(recs))
-        if any(k < 2 or k > len(recs) for k in ks): raise ValueError(f"--k-sweep values must be between 2 and the {len(recs)} vectors, got {ks}")
+        if any(k < 2 or k > len(recs) for k in ks):
+            raise ValueError(f"--k-sweep values must be between 2 and the {len(recs)} vectors, got {ks}")
         space, src = None, None
         if use_semantic_space:
             check_semantic(proj)
@@ -598,22 +650,31 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
         if kws:
             missing = unmatched_keywords(recs, kws)
             if len(missing) == len(kws):
-                raise ValueError(f"no keyword of {kws} matches a top token of any probed neuron; try other words (or probe with more --top-n-tokens)")
-            for k in missing: print(f"warning: keyword {k!r}: no token matches it (it is no probed neuron's top token); it scores 0", file=sys.stderr)
+                raise ValueError(f"no keyword of {kws} matches a top token of any probed neuron; try other words (or "
+                                 f"probe with more --top-n-tokens)")
+            for k in missing:
+                print(f"warning: keyword {k!r}: no token matches it (it is no probed neuron's top token); it scores 0",
+                      file=sys.stderr)
         params = dict(projections_path=str(projections_path), token_space=src, model_config=model_config, device=device)
         doc = clusters_document(res, kws, params, sweep)
         save_clusters(out, doc)
         if tsne_path: save_cluster_map(tsne_path, res, kws)
     q = res.quality
     sil = "n/a" if q["silhouette"] is None else f"{q['silhouette']:.3f}"
-    print(f"clustered {len(res.records)} {res.tower or ''} value vectors in {res.space} space into {len(res.clusters)} clusters "
-          f"({q['algorithm']}); silhouette {sil}, Davies-Bouldin {q['davies_bouldin'] if q['davies_bouldin'] is None else round(q['davies_bouldin'], 3)}")
+    print(f"clustered {len(res.records)} {res.tower or ''} value vectors in {res.space} space into "
+          f"{len(res.clusters)} clusters "
+          f"({q['algorithm']}); silhouette {sil}, Davies-Bouldin "
+          f"{q['davies_bouldin'] if q['davies_bouldin'] is None else round(q['davies_bouldin'], 3)}")
     if sweep and not quiet:
-        print("k sweep: " + "  ".join(f"k={r['k']}: {r['silhouette']:.3f}" if r["silhouette"] is not None else f"k={r['k']}: n/a" for r in sweep))
+        print("k sweep: " + "  ".join(f"k={r['k']}: {r['silhouette']:.3f}" if r["silhouette"] is not None
+                                      else f"k={r['k']}: n/a" for r in sweep))
     if kws:
         print("Top clusters by keyword score:")
         for c, s in res.rank(kws)[:5]:
-            print(f"  cluster={c.cluster_id} score={s:.3f} size={c.size} tokens=[{', '.join(t for t, _ in c.token_summary[:5])}]")
+            print(f"  cluster={c.cluster_id} score={s:.3f} size={c.size} "
+                  f"tokens=[{', '.join(t for t, _ in c.token_summary[:5])}]")
     print(f"saved {len(res.clusters)} clusters to {out}" + (f"; t-SNE map to {tsne_path}" if tsne_path else ""))
 
-cluster_main = console(cluster_cli, drop=("--normalize",))  # `vlasteer_cluster`: dashed flags as the seed's; `--normalize` is the default
+cluster_main = console(
+    cluster_cli, drop=("--normalize",)
+)  # `vlasteer_cluster`: dashed flags as the seed's; `--normalize` is the default

@@ -45,11 +45,17 @@ class TaskEpisodes:
         self.states = {k: np.asarray(v, dtype=np.float64) for k, v in self.states.items()}
         shapes = {k: v.shape for k, v in self.states.items()}
         bad = [k for k, s in shapes.items() if len(s) != 2 or s[0] < 1]
-        if bad: raise ValueError(f"task {self.task!r}: demo {bad[0]} has states of shape {shapes[bad[0]]}; expected [T dim] with T >= 1")
+        if bad:
+            raise ValueError(f"task {self.task!r}: demo {bad[0]} has states of shape {shapes[bad[0]]}; expected [T "
+                             f"dim] with T >= 1")
         bad = [k for k, v in self.states.items() if not np.isfinite(v).all()]
-        if bad: raise ValueError(f"task {self.task!r}: demo {bad[0]} (in {self.files.get(bad[0])}) has NaN or inf states; repair or regenerate it")
+        if bad:
+            raise ValueError(f"task {self.task!r}: demo {bad[0]} (in {self.files.get(bad[0])}) has NaN or inf states; "
+                             f"repair or regenerate it")
         dims = {s[1] for s in shapes.values()}
-        if len(dims) > 1: raise ValueError(f"task {self.task!r}: demos have different state widths {sorted(dims)}; use one --state-key for all")
+        if len(dims) > 1:
+            raise ValueError(f"task {self.task!r}: demos have different state widths {sorted(dims)}; use one "
+                             f"--state-key for all")
         if self.dim_names is not None and len(self.dim_names) != self.dim: self.dim_names = None
 
     @property
@@ -59,7 +65,8 @@ class TaskEpisodes:
         "The first `n` demos (in their stored order)."
         keep = list(self.states)[:n]
         return TaskEpisodes(self.task, {k: self.states[k] for k in keep}, {k: self.files[k] for k in keep},
-                            {k: self.episode_index.get(k) for k in keep}, self.state_key, self.dim_names, self.task_text)
+                            {k: self.episode_index.get(k) for k in keep}, self.state_key, self.dim_names,
+                            self.task_text)
 
 # %% ../nbs/06_contrast.ipynb #59f1cac0
 def delta_stats(states: Sequence[np.ndarray] # [T dim] trajectories of one task
@@ -82,9 +89,12 @@ def select_opposite_axis(mean_a: np.ndarray, std_a: np.ndarray, # task a's `delt
         if opposite.any():
             i = int(np.flatnonzero(opposite)[np.argmax(np.minimum(np.abs(mean_a), np.abs(mean_b))[opposite])])
             nm = f" ({names[i]})" if names is not None else ""
-            best = f"the best opposite-signed dimension is {i}{nm} with mean changes {mean_a[i]:+.4f} and {mean_b[i]:+.4f}"
+            best = (
+                f"the best opposite-signed dimension is {i}{nm} with mean changes {mean_a[i]:+.4f} and {mean_b[i]:+.4f}"
+            )
         else: best = "every dimension moves the same way (or not at all) for both tasks"
-        raise ValueError(f"no state dimension moves in opposite directions for the two tasks by at least --min-abs-delta "
+        raise ValueError(f"no state dimension moves in opposite directions for the two tasks by at least "
+                         f"--min-abs-delta "
                          f"{min_abs_delta}: {best}; lower --min-abs-delta, try another --state-key (the hdf5 backend's "
                          f"qpos holds the objects' joints), or contrast another pair")
     cand = np.flatnonzero(ok)
@@ -156,7 +166,8 @@ class ContrastManifest:
 
     def to_dict(self) -> dict:
         "The manifest JSON (the seed's keys, plus `params`; None-valued extras left out)."
-        ax = {k: v for k, v in asdict(self.axis).items() if v is not None or k in ("index", "effect_size", "mean_delta_per_task")}
+        ax = {k: v for k, v in asdict(self.axis).items() if v is not None or k in ("index", "effect_size",
+                                                                                   "mean_delta_per_task")}
         segs = [{k: v for k, v in asdict(s).items() if v is not None or k == "episode_index"} for s in self.segments]
         return {"axis": ax, "segments": segs, **({"params": self.params} if self.params else {})}
 
@@ -168,8 +179,11 @@ class ContrastManifest:
         ax = d["axis"]
         miss = [k for k in ("index", "effect_size", "mean_delta_per_task") if k not in ax]
         if miss: raise ValueError(f"{where}: axis lacks {miss}; not a contrast manifest")
-        if not isinstance(ax["mean_delta_per_task"], dict) or not _finite_numbers([ax["effect_size"], *ax["mean_delta_per_task"].values()]):
-            raise ValueError(f"{where}: axis effect_size or mean_delta_per_task is not a finite number; rebuild the manifest")
+        if not isinstance(ax["mean_delta_per_task"], dict) or not _finite_numbers(
+            [ax["effect_size"], *ax["mean_delta_per_task"].values()]
+        ):
+            raise ValueError(f"{where}: axis effect_size or mean_delta_per_task is not a finite number; rebuild the "
+                             f"manifest")
         segs = []
         for i, s in enumerate(d["segments"]):
             miss = [k for k in _SEG_KEYS if k not in s] if isinstance(s, dict) else list(_SEG_KEYS)
@@ -177,7 +191,8 @@ class ContrastManifest:
             if int(s["end_step"]) < int(s["start_step"]):
                 raise ValueError(f"{where}: segment {i} ends before it starts ({s['end_step']} < {s['start_step']})")
             if not _finite_numbers([s["axis_delta"], *s["axis_values"]]):
-                raise ValueError(f"{where}: segment {i} has a non-finite or missing axis value; rebuild the manifest from finite states")
+                raise ValueError(f"{where}: segment {i} has a non-finite or missing axis value; rebuild the manifest "
+                                 f"from finite states")
             known = {k: s.get(k) for k in DemoSegment.__dataclass_fields__}
             segs.append(DemoSegment(**known))
         axis = AxisSummary(**{k: ax.get(k) for k in AxisSummary.__dataclass_fields__})
@@ -198,8 +213,12 @@ def build_manifest(a: TaskEpisodes, b: TaskEpisodes, # the two tasks (a: the pos
                    segments_per_task: int | None = 50, # demos per task (both get the same number); None: all
                   ) -> ContrastManifest:
     "Choose the axis on which `a` and `b` move oppositely and cut each demo to its interaction window."
-    if a.task == b.task: raise ValueError(f"both tasks are labelled {a.task!r}; labels must be distinct (--task-a-label / --task-b-label)")
-    if a.dim != b.dim: raise ValueError(f"the tasks' states have different widths ({a.dim} vs {b.dim}); read both with one --state-key")
+    if a.task == b.task:
+        raise ValueError(f"both tasks are labelled {a.task!r}; labels must be distinct (--task-a-label / "
+                         f"--task-b-label)")
+    if a.dim != b.dim:
+        raise ValueError(f"the tasks' states have different widths ({a.dim} vs {b.dim}); read both with one "
+                         f"--state-key")
     _check_window(progress_frac, pad, min_abs_delta, segments_per_task)
     n = min(len(a), len(b), segments_per_task or max(len(a), len(b)))
     available = {a.task: len(a), b.task: len(b)}
@@ -237,7 +256,8 @@ def lerobot_frame_table(ds, # a LeRobotDataset
                        ) -> dict: # column -> numpy array, one entry per dataset row
     "A few columns of every frame of `ds`, as numpy arrays."
     missing = [c for c in columns if c not in ds.hf_dataset.column_names]
-    if missing: raise ValueError(f"dataset {ds.repo_id} has no column(s) {missing} (it has {ds.hf_dataset.column_names})")
+    if missing:
+        raise ValueError(f"dataset {ds.repo_id} has no column(s) {missing} (it has {ds.hf_dataset.column_names})")
     cols = ds.hf_dataset.with_format("numpy", columns=list(columns))[:]
     return {c: np.asarray(cols[c]) for c in columns}
 
@@ -252,9 +272,12 @@ def resolve_task(ds, text: str | None = None, index: int | None = None) -> tuple
     tasks = lerobot_tasks(ds)
     if index is not None:
         by_index = {v: k for k, v in tasks.items()}
-        if int(index) not in by_index: raise ValueError(f"task index {index} is not in dataset {ds.repo_id}; it has {sorted(by_index)}")
+        if int(index) not in by_index:
+            raise ValueError(f"task index {index} is not in dataset {ds.repo_id}; it has {sorted(by_index)}")
         return by_index[int(index)], int(index)
-    if not text: raise ValueError("give each task's text (--task-a-text / --task-b-text) or index (--task-a-index / --task-b-index)")
+    if not text:
+        raise ValueError("give each task's text (--task-a-text / --task-b-text) or index (--task-a-index / "
+                         "--task-b-index)")
     norm = {k.strip().lower(): k for k in tasks}
     key = norm.get(text.strip().lower())
     if key is None: raise ValueError(f"task {text!r} is not in dataset {ds.repo_id}; its tasks are {sorted(tasks)}")
@@ -272,17 +295,21 @@ def lerobot_task_episodes(ds, # a LeRobotDataset
                           episodes: Sequence[int] | None = None, # only these episodes (all of the task's by default)
                           state_key: str = "state", # the dataset feature holding the state
                           label: str | None = None, # label for the manifest (default: the task text)
-                          table: dict | None = None, # `lerobot_frame_table(ds, [..., state_key])`, to read the data once
+                          table: dict
+                          | None = None, # `lerobot_frame_table(ds, [..., state_key])`, to read the data once
                          ) -> TaskEpisodes:
     "The state trajectories of one task's episodes in a LeRobot dataset."
-    if state_key not in ds.features: raise ValueError(f"dataset {ds.repo_id} has no feature {state_key!r}; its features are {sorted(ds.features)}")
+    if state_key not in ds.features:
+        raise ValueError(f"dataset {ds.repo_id} has no feature {state_key!r}; its features are {sorted(ds.features)}")
     cols = ("index", "episode_index", "frame_index", state_key)
     if table is None or state_key not in table: table = lerobot_frame_table(ds, cols)
     eps_meta = ds.meta.episodes
     own = sorted(int(e) for e, ts in zip(eps_meta["episode_index"], eps_meta["tasks"]) if task in ts)
     if episodes is not None:
         wrong = [int(e) for e in episodes if int(e) not in own]
-        if wrong: raise ValueError(f"episode(s) {wrong} are not episodes of {task!r}; it has {own[:20]}{' ...' if len(own) > 20 else ''}")
+        if wrong:
+            raise ValueError(f"episode(s) {wrong} are not episodes of {task!r}; it has "
+                             f"{own[:20]}{' ...' if len(own) > 20 else ''}")
         own = sorted(int(e) for e in episodes)
     if not own: raise ValueError(f"task {task!r} has no episodes in dataset {ds.repo_id}")
     rows = _episode_rows(table)
@@ -293,15 +320,21 @@ def lerobot_task_episodes(ds, # a LeRobotDataset
         try: files[demo] = str(ds.meta.get_data_file_path(e))
         except Exception: files[demo] = str(ds.root)
         if not np.isfinite(states[demo]).all():
-            raise ValueError(f"dataset {ds.root}: episode {e} ({Path(ds.root) / files[demo]}) has NaN or inf in {state_key!r}; "
+            raise ValueError(f"dataset {ds.root}: episode {e} ({Path(ds.root) / files[demo]}) has NaN or inf in "
+                             f"{state_key!r}; "
                              "repair the source demos and convert them again")
         epi[demo] = e
-    names = list(LEROBOT_STATE_NAMES) if state_key == "state" and states[demo].shape[1] == len(LEROBOT_STATE_NAMES) else None
+    names = (
+        list(LEROBOT_STATE_NAMES)
+        if state_key == "state" and states[demo].shape[1] == len(LEROBOT_STATE_NAMES)
+        else None
+    )
     return TaskEpisodes(label or task, states, files, epi, state_key, names, task)
 
 # %% ../nbs/06_contrast.ipynb #68d886db
 HDF5_STATE_KEYS = ("qpos", "states", "state", "robot_states")  # or "obs/<key>"
-_JOINT_QPOS = {"free": ("x", "y", "z", "qw", "qx", "qy", "qz"), "ball": ("qw", "qx", "qy", "qz"), "slide": ("",), "hinge": ("",)}
+_JOINT_QPOS = {"free": ("x", "y", "z", "qw", "qx", "qy", "qz"), "ball": ("qw", "qx", "qy", "qz"), "slide": ("",),
+               "hinge": ("",)}
 _JOINT_NV = {"free": 6, "ball": 3, "slide": 1, "hinge": 1}
 
 def _qpos_names(joints: Sequence[tuple[str, str]]) -> list[str]:
@@ -312,7 +345,8 @@ def mjcf_joints(xml: str) -> list[tuple[str, str]]: # (name, type) in qpos order
     import xml.etree.ElementTree as ET
     try: root = ET.fromstring(xml)
     except ET.ParseError as e: raise ValueError(f"model_file is not valid MJCF XML ({e})") from None
-    dflt = next((j.get("type") for d in root.findall("default") for j in d.findall("joint") if j.get("type")), None) or "hinge"
+    dflt = next((j.get("type") for d in root.findall("default") for j in d.findall("joint") if j.get("type")),
+                None) or "hinge"
     out = []
     def walk(el):
         for c in el:
@@ -334,17 +368,21 @@ def qpos_layout(env_name: str, # the file's data.attrs["env_name"]
         from vlasteer import sim
         m = mujoco.MjModel.from_xml_path(str(sim.scene_path()))
         want = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_INTEGRATION)
-        if n_states != want: raise ValueError(f"states have {n_states} columns, the toy kitchen's state has {want}; is this another scene? use --state-key states")
+        if n_states != want:
+            raise ValueError(f"states have {n_states} columns, the toy kitchen's state has {want}; is this another "
+                             f"scene? use --state-key states")
         types = {int(mujoco.mjtJoint.mjJNT_FREE): "free", int(mujoco.mjtJoint.mjJNT_BALL): "ball",
                  int(mujoco.mjtJoint.mjJNT_SLIDE): "slide", int(mujoco.mjtJoint.mjJNT_HINGE): "hinge"}
         joints = [(m.joint(i).name, types[int(m.jnt_type[i])]) for i in range(m.njnt)]
         return mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_TIME), _qpos_names(joints)
     if not model_file:
-        raise ValueError("the demos store no model_file, so the joint positions cannot be located inside states; use --state-key states")
+        raise ValueError("the demos store no model_file, so the joint positions cannot be located inside states; use "
+                         "--state-key states")
     joints = mjcf_joints(model_file)
     nq, nv = sum(len(_JOINT_QPOS[t]) for _, t in joints), sum(_JOINT_NV[t] for _, t in joints)
     if n_states != 1 + nq + nv:
-        raise ValueError(f"states have {n_states} columns but [time, qpos ({nq}), qvel ({nv})] of the model_file's joints make "
+        raise ValueError(f"states have {n_states} columns but [time, qpos ({nq}), qvel ({nv})] of the model_file's "
+                         f"joints make "
                          f"{1 + nq + nv}; cannot locate qpos: use --state-key states")
     return 1, _qpos_names(joints)
 
@@ -359,7 +397,8 @@ def converted_episode_offsets(folder) -> dict: # .hdf5 path -> global episode in
 def hdf5_task_episodes(path, # a LIBERO .hdf5 file (one task)
                        state_key: str = "qpos", # qpos, states, state, robot_states or obs/<key>
                        label: str | None = None, # label for the manifest (default: the file's instruction)
-                       episode_offset: int | None = None, # global episode index of the first demo (default: as its folder converts)
+                       episode_offset: int
+                       | None = None, # global episode index of the first demo (default: as its folder converts)
                        instruction_from_filename: bool = False, # files without language_instruction: task from the file name
                       ) -> TaskEpisodes:
     "The state trajectories of every demo in one LIBERO file."
@@ -367,14 +406,16 @@ def hdf5_task_episodes(path, # a LIBERO .hdf5 file (one task)
     path = Path(path)
     info = read_libero_info(path, instruction_from_filename)
     if state_key not in HDF5_STATE_KEYS and not state_key.startswith("obs/"):
-        raise ValueError(f"unknown --state-key {state_key!r} for the hdf5 backend; use one of {HDF5_STATE_KEYS} or obs/<key>")
+        raise ValueError(f"unknown --state-key {state_key!r} for the hdf5 backend; use one of {HDF5_STATE_KEYS} or "
+                         f"obs/<key>")
     if episode_offset is None: episode_offset = converted_episode_offsets(path.parent)[path.resolve()]
     states, names = {}, None
     with h5py.File(path, "r") as f:
         for j, demo in enumerate(info.demo_names):
             g = f["data"][demo]
             def get(k):
-                if not isinstance(g.get(k), h5py.Dataset): raise ValueError(f"{path}: {demo} has no {k}; pick another --state-key")
+                if not isinstance(g.get(k), h5py.Dataset):
+                    raise ValueError(f"{path}: {demo} has no {k}; pick another --state-key")
                 return g[k][()]
             if state_key == "state": x = np.concatenate([get("obs/ee_states"), get("obs/gripper_states")], axis=1)
             elif state_key in ("states", "robot_states") or state_key.startswith("obs/"): x = get(state_key)
@@ -419,7 +460,8 @@ class ContrastTask:
     @classmethod
     def from_dict(cls, d: dict): return from_fields(cls, d)
 
-def _task(t: ContrastTask | str | None) -> ContrastTask: return t if isinstance(t, ContrastTask) else ContrastTask(text=t)
+def _task(t: ContrastTask | str | None) -> ContrastTask:
+    return t if isinstance(t, ContrastTask) else ContrastTask(text=t)
 
 @dataclass
 class ContrastConfig:
@@ -447,8 +489,10 @@ def contrast_from_lerobot(lerobot_root, # dataset root (or a parent holding <rep
     ds = load_lerobot_dataset(lerobot_root, repo_id)
     ta, _ = resolve_task(ds, A.text, A.index)
     tb, _ = resolve_task(ds, B.text, B.index)
-    if ta == tb and (A.label or ta) == (B.label or tb): raise ValueError(f"both tasks are {ta!r}; contrast two different tasks")
-    if state_key not in ds.features: raise ValueError(f"dataset {repo_id} has no feature {state_key!r}; its features are {sorted(ds.features)}")
+    if ta == tb and (A.label or ta) == (B.label or tb):
+        raise ValueError(f"both tasks are {ta!r}; contrast two different tasks")
+    if state_key not in ds.features:
+        raise ValueError(f"dataset {repo_id} has no feature {state_key!r}; its features are {sorted(ds.features)}")
     table = lerobot_frame_table(ds, ("index", "episode_index", "frame_index", state_key))
     a = lerobot_task_episodes(ds, ta, A.episodes, state_key, A.label, table)
     b = lerobot_task_episodes(ds, tb, B.episodes, state_key, B.label, table)
@@ -469,9 +513,11 @@ def contrast_from_hdf5(input_dir=None, # folder of LIBERO .hdf5 files (the one c
     def locate(file, text, which):
         if file:
             p = Path(file)
-            for c in [p, p.with_suffix(".hdf5")] + [r / p.name for r in roots] + [r / (p.name + ".hdf5") for r in roots]:
+            for c in [p, p.with_suffix(".hdf5")] + [r / p.name
+                                                    for r in roots] + [r / (p.name + ".hdf5") for r in roots]:
                 if c.is_file(): return c
-            raise FileNotFoundError(f"--task-{which}-file {file} not found (looked in {[str(r) for r in roots] or 'the working folder'})")
+            raise FileNotFoundError(f"--task-{which}-file {file} not found (looked in "
+                                    f"{[str(r) for r in roots] or 'the working folder'})")
         if text:
             if not input_dir: raise ValueError(f"--task-{which}-text needs --input-dir (the folder of .hdf5 files)")
             return find_task_file(input_dir, text, instruction_from_filename)
@@ -496,13 +542,15 @@ def parse_task_map(pairs: Sequence[str] | None # "MANIFEST TASK=DATASET TASK" st
     out = {}
     for p in pairs or ():
         k, eq, v = str(p).partition("=")
-        if not eq or not k.strip() or not v.strip(): raise ValueError(f"--task-map {p!r} is not OLD=NEW (the manifest's task = the dataset's task)")
+        if not eq or not k.strip() or not v.strip():
+            raise ValueError(f"--task-map {p!r} is not OLD=NEW (the manifest's task = the dataset's task)")
         out[k.strip()] = v.strip()
     return out
 
 def _check_label(label: str):
     if not label or "/" in label or "\x00" in label or label in (".", ".."):
-        raise ValueError(f"concept label {label!r} cannot name a file (layerNN/<label>.safetensors); rename it with --concept-map")
+        raise ValueError(f"concept label {label!r} cannot name a file (layerNN/<label>.safetensors); rename it with "
+                         f"--concept-map")
 
 def build_concept_map(manifest: ContrastManifest, # segments with episode indices
                       ds, # the LeRobotDataset the manifest describes
@@ -510,7 +558,8 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
                       manifest_path: str | None = None, # recorded in the map
                       lerobot_root: str | None = None, repo_id: str | None = None, # recorded in the map
                       table: dict | None = None, # `lerobot_frame_table(ds)`, to read the data once
-                      task_map: dict | None = None, # manifest task -> the dataset's task text, for a manifest that spells tasks otherwise
+                      task_map: dict
+                      | None = None, # manifest task -> the dataset's task text, for a manifest that spells tasks otherwise
                      ) -> dict: # the concept map JSON
     "Map every manifest segment to the global frame indices of `ds`."
     table = table or lerobot_frame_table(ds)
@@ -520,37 +569,46 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
     all_tasks = {t for ts in ep_tasks.values() for t in ts}
     tmap = dict(task_map or {})
     wrong = {k: v for k, v in tmap.items() if v not in all_tasks}
-    if wrong: raise ValueError(f"--task-map maps to task(s) {sorted(wrong.values())} that dataset {ds.repo_id} does not hold; its tasks are {_listed(all_tasks)}")
+    if wrong:
+        raise ValueError(f"--task-map maps to task(s) {sorted(wrong.values())} that dataset {ds.repo_id} does not "
+                         f"hold; its tasks are {_listed(all_tasks)}")
     labels = dict(concept_labels or {})
     concepts = {}
     for sid, s in enumerate(manifest.segments):
         e = s.episode_index
         if e is None:
-            raise ValueError(f"segment {sid} ({s.task!r}, {s.demo}) has no episode_index; build the manifest with the lerobot "
+            raise ValueError(f"segment {sid} ({s.task!r}, {s.demo}) has no episode_index; build the manifest with the "
+                             f"lerobot "
                              "backend, or with the hdf5 backend from the folder that was converted to this dataset")
         if int(e) not in rows:
-            raise ValueError(f"segment {sid} names episode {e}, but dataset {ds.repo_id} has episodes 0..{ds.num_episodes - 1}; "
+            raise ValueError(f"segment {sid} names episode {e}, but dataset {ds.repo_id} has episodes "
+                             f"0..{ds.num_episodes - 1}; "
                              "the manifest and the dataset come from different conversions")
         r = rows[int(e)]
         L = len(r)
         if s.episode_length is not None and int(s.episode_length) != L:
-            raise ValueError(f"segment {sid}: demo {s.demo} has {s.episode_length} steps but episode {e} has {L} frames; "
+            raise ValueError(f"segment {sid}: demo {s.demo} has {s.episode_length} steps but episode {e} has {L} "
+                             f"frames; "
                              "the manifest and the dataset come from different conversions")
         if not 0 <= s.start_step <= s.end_step < L:
-            raise ValueError(f"segment {sid}: frames {s.start_step}..{s.end_step} lie outside episode {e} (frames 0..{L - 1}); "
+            raise ValueError(f"segment {sid}: frames {s.start_step}..{s.end_step} lie outside episode {e} (frames "
+                             f"0..{L - 1}); "
                              "the manifest and the dataset come from different conversions")
         named = s.task_text or s.task
         text = tmap.get(named, tmap.get(s.task, named))
         if text not in all_tasks:
-            raise ValueError(f"segment {sid} is of task {named!r}, which dataset {ds.repo_id} does not hold (its tasks: {_listed(all_tasks)}); "
-                             f"if the manifest names it otherwise, map it explicitly: --task-map '{named}=<the dataset's task>'")
+            raise ValueError(f"segment {sid} is of task {named!r}, which dataset {ds.repo_id} does not hold (its "
+                             f"tasks: {_listed(all_tasks)}); "
+                             f"if the manifest names it otherwise, map it explicitly: --task-map '{named}=<the "
+                             f"dataset's task>'")
         if text not in ep_tasks.get(int(e), []):
             raise ValueError(f"segment {sid} is of task {text!r} but episode {e} is of {ep_tasks.get(int(e))}; "
                              "the manifest and the dataset come from different conversions")
         idx = table["index"][r[s.start_step:s.end_step + 1]]
         fr = table["frame_index"][r[s.start_step:s.end_step + 1]]
         if not (np.all(np.diff(idx) == 1) and fr[0] == s.start_step and fr[-1] == s.end_step):
-            raise ValueError(f"episode {e} of dataset {ds.repo_id} is not stored as consecutive frames; cannot map segment {sid}")
+            raise ValueError(f"episode {e} of dataset {ds.repo_id} is not stored as consecutive frames; cannot map "
+                             f"segment {sid}")
         label = labels.get(s.task, s.task)
         _check_label(label)
         concepts.setdefault(label, []).append(dict(
@@ -581,7 +639,8 @@ def check_concept_map(cmap: dict, where: str = "concept map") -> dict:
             if not isinstance(r, dict) or not {"start_index", "end_index"} <= set(r):
                 raise ValueError(f"{where}: concept {label!r} range {i} lacks start_index/end_index")
             if int(r["end_index"]) < int(r["start_index"]) or int(r["start_index"]) < 0:
-                raise ValueError(f"{where}: concept {label!r} range {i} is {r['start_index']}..{r['end_index']}; not a valid range")
+                raise ValueError(f"{where}: concept {label!r} range {i} is {r['start_index']}..{r['end_index']}; not "
+                                 f"a valid range")
     return cmap
 
 def load_concept_map(path) -> dict:
@@ -592,7 +651,8 @@ def load_concept_map(path) -> dict:
 def concept_indices(cmap: dict) -> dict: # label -> sorted unique int64 global indices
     "The global frame indices of every concept of a concept map."
     check_concept_map(cmap)
-    return {k: np.unique(np.concatenate([np.arange(int(r["start_index"]), int(r["end_index"]) + 1) for r in v])).astype(np.int64)
+    return {k: np.unique(np.concatenate([np.arange(int(r["start_index"]),
+                                                   int(r["end_index"]) + 1) for r in v])).astype(np.int64)
             for k, v in cmap["concepts"].items()}
 
 def check_indices_in(cmap: dict, num_frames: int, # frames of the dataset (or run) it is used with
@@ -622,14 +682,16 @@ def plot_axis(manifest: ContrastManifest, # a contrast manifest
         for j, s in enumerate(manifest.segments_of(task)[:max_segments]):
             y = np.asarray(s.axis_values, dtype=np.float64)
             if relative: y = y - y[0]
-            fig.add_trace(go.Scatter(x=list(range(s.start_step, s.end_step + 1)), y=np.round(y, 5).tolist(), mode="lines",
+            fig.add_trace(go.Scatter(x=list(range(s.start_step, s.end_step + 1)), y=np.round(y, 5).tolist(),
+                                     mode="lines",
                                      line=dict(color=colors[k % len(colors)], width=1), opacity=0.6, name=task,
                                      legendgroup=task, showlegend=j == 0,
                                      hovertemplate=f"{task}<br>{s.demo}<br>step %{{x}}: %{{y:.4f}}<extra></extra>"))
     ax = manifest.axis
     nm = f" ({ax.name})" if ax.name else ""
     fig.update_layout(title=f"axis {ax.state_key or 'state'}[{ax.index}]{nm}, effect size {ax.effect_size:.2f}",
-                      xaxis_title="step in demo", yaxis_title=("change of " if relative else "") + (ax.name or f"dimension {ax.index}"),
+                      xaxis_title="step in demo", yaxis_title=("change of " if relative
+                                                               else "") + (ax.name or f"dimension {ax.index}"),
                       height=360, legend=dict(orientation="h", y=-0.2))
     return fig
 
@@ -637,7 +699,8 @@ def plot_axis(manifest: ContrastManifest, # a contrast manifest
 def _check_output(path, overwrite: bool, flag: str):
     "Before any work: the output's folder exists, and an existing output is replaced only with --overwrite."
     p = Path(path)
-    if not p.parent.is_dir(): raise FileNotFoundError(f"the folder of {flag} {p} ({p.parent}) does not exist; create it first")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"the folder of {flag} {p} ({p.parent}) does not exist; create it first")
     check_overwrite(p, overwrite, name=flag)
 
 @call_parse
@@ -700,29 +763,35 @@ def map_concept_samples_cli(
         lerobot_root: str = None, # LeRobot dataset root (default: the manifest's, lerobot backend)
         repo_id: str = None, # the dataset's repo id (default: the manifest's, else the root folder's name)
         concept_map: str = None, # JSON {task: concept label} renaming concepts (default: the task texts)
-        task_map: Param("manifest tasks the dataset spells otherwise, as 'MANIFEST TASK=DATASET TASK' (quoted)", str, nargs="+") = None,
+        task_map: Param("manifest tasks the dataset spells otherwise, as 'MANIFEST TASK=DATASET TASK' (quoted)", str,
+                        nargs="+") = None,
         quiet: bool = False, # print nothing on success
         overwrite: bool = False, # replace an existing --output-path
        ):
     "Map a contrast manifest's segments to global frame indices of a LeRobot dataset (a concept map)."
     with cli_errors():
-        if not manifest_path or not output_path: raise ValueError("missing --manifest-path or --output-path; see --help")
+        if not manifest_path or not output_path:
+            raise ValueError("missing --manifest-path or --output-path; see --help")
         _check_output(output_path, overwrite, "--output-path")
         tmap = parse_task_map(task_map)
         m = load_manifest(manifest_path)
         root = lerobot_root or m.params.get("lerobot_root")
-        if not root: raise ValueError("missing --lerobot-root: the manifest does not name its dataset (built with the hdf5 backend?)")
+        if not root:
+            raise ValueError("missing --lerobot-root: the manifest does not name its dataset (built with the hdf5 "
+                             "backend?)")
         rid = repo_id or (m.params.get("repo_id") if not lerobot_root else None) or Path(root).name
         labels = None
         if concept_map:
             labels = read_json(concept_map, "{task: label} mapping")
-            if not isinstance(labels, dict): raise ValueError(f"{concept_map} must hold a JSON object {{task: concept label}}")
+            if not isinstance(labels, dict):
+                raise ValueError(f"{concept_map} must hold a JSON object {{task: concept label}}")
             labels = {str(k): str(v) for k, v in labels.items()}
         ds = load_lerobot_dataset(root, rid)
         cmap = build_concept_map(m, ds, labels, manifest_path, root, rid, task_map=tmap)
         save_concept_map(cmap, output_path)
     if not quiet:
-        for k, v in cmap["concepts"].items(): print(f"[concept-map] {k}: {len(v)} segments, {cmap['concept_samples'][k]} samples")
+        for k, v in cmap["concepts"].items():
+            print(f"[concept-map] {k}: {len(v)} segments, {cmap['concept_samples'][k]} samples")
         print(f"[concept-map] wrote {output_path}")
 
 build_contrasting_pairs_main = console(build_contrasting_pairs_cli)  # console entry point (dashed flags)

@@ -4,8 +4,10 @@
 
 # %% ../nbs/03_data.ipynb #c483785b
 from __future__ import annotations
-from .cli import (INCOMPLETE, atomic_dir, atomic_path, check_complete, check_output_dir, clean_stale, cli_errors, console,
-                          mark_incomplete, read_incomplete, read_json, reading, require, write_json, one_line as _one_line)
+from .cli import (INCOMPLETE, atomic_dir, atomic_path, check_complete, check_output_dir, clean_stale,
+                          cli_errors, console,
+                          mark_incomplete, read_incomplete, read_json, reading, require, write_json,
+                          one_line as _one_line)
 
 import contextlib, json, os, re, shutil, sys
 from dataclasses import dataclass
@@ -46,7 +48,8 @@ def quat2axisangle(quat: np.ndarray  # [... 4] unit quaternion(s), (x, y, z, w) 
     "Axis-angle vector of an (x, y, z, w) quaternion, by robosuite's formula (as LIBERO's `ee_states` stores it)."
     q = np.asarray(quat, dtype=np.float64)
     if q.shape[-1] != 4: raise ValueError(f"quat2axisangle expects [..., 4] quaternions (x, y, z, w), got {q.shape}")
-    w = np.clip(q[..., 3], -1.0, 1.0)  # no sign canonicalisation: q and -q give different (equivalent) vectors, as in robosuite
+    w = np.clip(q[..., 3], -1.0,
+                1.0)  # no sign canonicalisation: q and -q give different (equivalent) vectors, as in robosuite
     den = np.sqrt(np.maximum(1.0 - w * w, 0.0))
     scale = np.where(den > 1e-10, 2.0 * np.arccos(w) / np.maximum(den, 1e-10), 0.0)
     return q[..., :3] * scale[..., None]
@@ -73,7 +76,8 @@ class LiberoDemo:
         last = np.zeros(self.num_samples, np.uint8); last[-1:] = 1
         if self.rewards is None: self.rewards = last.copy()
         if self.dones is None: self.dones = last.copy()
-        if self.init_state is None and self.states is not None and len(self.states): self.init_state = np.asarray(self.states)[0]
+        if self.init_state is None and self.states is not None and len(self.states):
+            self.init_state = np.asarray(self.states)[0]
         self.validate()
 
     @property
@@ -82,16 +86,20 @@ class LiberoDemo:
     def validate(self, where: str = "demo"):
         "Raise a one-line `ValueError` naming the first field that breaks the LIBERO schema."
         T = self.num_samples
-        def bad(key, got, want): raise ValueError(f"{where}: {key} has {got}, expected {want}; this does not follow LIBERO's demo schema")
+        def bad(key, got, want):
+            raise ValueError(f"{where}: {key} has {got}, expected {want}; this does not follow LIBERO's demo schema")
         if self.actions.ndim != 2 or self.actions.shape[1] != LIBERO_ACTION_DIM or T == 0:
             bad("actions", f"shape {self.actions.shape}", f"[T {LIBERO_ACTION_DIM}] with T > 0")
         for k in LIBERO_REQUIRED_OBS:
-            if k not in self.obs: raise ValueError(f"{where}: obs/{k} is missing; LIBERO demos need obs/{', obs/'.join(LIBERO_REQUIRED_OBS)}")
+            if k not in self.obs:
+                raise ValueError(f"{where}: obs/{k} is missing; LIBERO demos need "
+                                 f"obs/{', obs/'.join(LIBERO_REQUIRED_OBS)}")
         for k, v in self.obs.items():
             if v.shape[:1] != (T,): bad(f"obs/{k}", f"{v.shape[0] if v.ndim else 0} steps", f"{T} (as many as actions)")
         for k in LIBERO_CAMERAS:
             v = self.obs[k]
-            if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != np.uint8: bad(f"obs/{k}", f"shape {v.shape} {v.dtype}", "uint8 [T H W 3]")
+            if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != np.uint8:
+                bad(f"obs/{k}", f"shape {v.shape} {v.dtype}", "uint8 [T H W 3]")
         for k, d in LIBERO_OBS_DIMS.items():
             v = self.obs.get(k)
             if v is not None and (v.ndim != 2 or v.shape[1] != d): bad(f"obs/{k}", f"shape {v.shape}", f"[T {d}]")
@@ -146,7 +154,8 @@ def libero_file_stem(instruction: str  # the task's language instruction
 def _check_new_file(path, overwrite: bool = False) -> Path:
     path = Path(path)
     if not path.parent.is_dir(): raise FileNotFoundError(f"output folder {path.parent} does not exist; create it first")
-    if path.exists() and not overwrite: raise FileExistsError(f"{path} already exists; remove it or choose another output")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; remove it or choose another output")
     return path
 
 
@@ -159,7 +168,8 @@ def write_libero_hdf5(path,  # the .hdf5 file to write (its folder must exist)
                       problem_name: str = "vlasteer_toy_kitchen",  # problem_info.problem_name
                       env_name: str = "ToyKitchenEnv",  # data.attrs["env_name"]
                       domain_name: str = "vlasteer",  # problem_info.domain_name (LIBERO: "robosuite")
-                      bddl_file_name: str | None = None,  # data.attrs["bddl_file_name"]; default toy_kitchen/<stem>.bddl
+                      bddl_file_name: str
+                      | None = None,  # data.attrs["bddl_file_name"]; default toy_kitchen/<stem>.bddl
                       env_args: dict | None = None,  # JSON-able, data.attrs["env_args"]
                       overwrite: bool = False,  # replace an existing file
                       image_compression: str | None = "gzip",  # h5py filter for camera frames (None: raw like LIBERO)
@@ -167,10 +177,12 @@ def write_libero_hdf5(path,  # the .hdf5 file to write (its folder must exist)
     "Write `demos` of one task to `path` in LIBERO's `.hdf5` demo schema, atomically."
     path = _check_new_file(path, overwrite)
     if not demos: raise ValueError(f"no demos to write to {path}; generate at least one")
-    if not instruction or not instruction.strip(): raise ValueError(f"empty language instruction for {path}; every LIBERO file names its task")
+    if not instruction or not instruction.strip():
+        raise ValueError(f"empty language instruction for {path}; every LIBERO file names its task")
     for i, d in enumerate(demos): d.validate(f"demo_{i}")
     bddl = bddl_file_name or f"toy_kitchen/{libero_file_stem(instruction)}.bddl"
-    problem_info = {"problem_name": problem_name, "domain_name": domain_name, "language_instruction": instruction.strip()}
+    problem_info = {"problem_name": problem_name, "domain_name": domain_name,
+                    "language_instruction": instruction.strip()}
     args = env_args if env_args is not None else {}
     args = {"type": 1, "env_name": env_name, "problem_name": problem_name, "bddl_file": bddl, **args}
     with atomic_path(path) as tmp:
@@ -243,7 +255,8 @@ def _open_h5(path):
     if not path.is_file(): raise FileNotFoundError(f"{path} does not exist; pass an existing LIBERO .hdf5 file")
     try: f = h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(f"{path} cannot be opened as HDF5 ({_one_line(e)}); it may be truncated or not an .hdf5 file: re-download or regenerate it") from None
+        raise ValueError(f"{path} cannot be opened as HDF5 ({_one_line(e)}); it may be truncated or not an .hdf5 "
+                         f"file: re-download or regenerate it") from None
     try: yield f
     finally: f.close()
 
@@ -265,7 +278,8 @@ def _read_info(f, path: Path, from_filename: bool, need_instruction: bool) -> Li
     if not instruction and need_instruction:
         raise ValueError(f"{where}: data.attrs['problem_info'] has no language_instruction; add it (JSON "
                          f"{{\"language_instruction\": \"...\"}}), or take the task from the file name "
-                         f"(instruction_from_filename=True, --instruction-from-filename) as for openvla's no-op-filtered files")
+                         f"(instruction_from_filename=True, --instruction-from-filename) as for openvla's "
+                         f"no-op-filtered files")
     names = sorted((k for k in grp if re.fullmatch(r"demo_\d+", k)), key=lambda k: int(k[5:]))
     if not names: raise ValueError(f"{where} has no data/demo_<i> groups; not a LIBERO demo file, or an empty one")
     lens, hw = [], None
@@ -273,19 +287,22 @@ def _read_info(f, path: Path, from_filename: bool, need_instruction: bool) -> Li
         ep = grp[n]
         for k in ("actions",) + tuple(f"obs/{o}" for o in LIBERO_REQUIRED_OBS):
             if not isinstance(ep.get(k), h5py.Dataset):
-                raise ValueError(f"{where}: {n}/{k} is missing; LIBERO demos need actions and obs/{', obs/'.join(LIBERO_REQUIRED_OBS)}")
+                raise ValueError(f"{where}: {n}/{k} is missing; LIBERO demos need actions and "
+                                 f"obs/{', obs/'.join(LIBERO_REQUIRED_OBS)}")
         T = ep["actions"].shape[0] if ep["actions"].ndim else 0
         want = {"actions": (T, LIBERO_ACTION_DIM), "obs/ee_states": (T, 6), "obs/gripper_states": (T, 2)}
         for k, shape in want.items():
             if ep[k].shape != shape or T == 0:
-                raise ValueError(f"{where}: {n}/{k} has shape {ep[k].shape}, expected {shape} with T > 0; this does not follow LIBERO's schema")
+                raise ValueError(f"{where}: {n}/{k} has shape {ep[k].shape}, expected {shape} with T > 0; this does "
+                                 f"not follow LIBERO's schema")
         for k in LIBERO_CAMERAS:
             ds = ep[f"obs/{k}"]
             if ds.ndim != 4 or ds.shape[0] != T or ds.shape[-1] != 3 or ds.dtype != np.uint8:
                 raise ValueError(f"{where}: {n}/obs/{k} is {ds.dtype} {ds.shape}, expected uint8 [{T} H W 3]")
             if hw is None: hw = tuple(ds.shape[1:3])
             elif tuple(ds.shape[1:3]) != hw:
-                raise ValueError(f"{where}: {n}/obs/{k} frames are {ds.shape[1:3]}, other frames {hw}; all frames of a file must share one size")
+                raise ValueError(f"{where}: {n}/obs/{k} frames are {ds.shape[1:3]}, other frames {hw}; all frames of "
+                                 f"a file must share one size")
         lens.append(int(T))
     try: env_args = json.loads(_attr_text(grp.attrs["env_args"])) if "env_args" in grp.attrs else {}
     except json.JSONDecodeError: env_args = {}
@@ -343,7 +360,8 @@ def read_libero_hdf5(path,  # a LIBERO .hdf5 demo file
                      instruction_from_filename: bool = False,  # no language_instruction: take the task from the file name
                     ) -> LiberoFile:  # .instruction, .demos, .info
     "Read a whole LIBERO demo file (frames as stored: upside down)."
-    return LiberoFile(info=read_libero_info(path, instruction_from_filename), demos=[d for _, d in iter_libero_demos(path)])
+    return LiberoFile(info=read_libero_info(path, instruction_from_filename),
+                      demos=[d for _, d in iter_libero_demos(path)])
 
 # %% ../nbs/03_data.ipynb #61c32304
 def demo_from_trajectory(traj  # a successful `vlasteer.sim.Trajectory` recorded with frames
@@ -367,7 +385,8 @@ def _toy_task(name):
     for cand in (name, str(name).replace("_", " ")):
         try: return sim.get_task(cand)
         except KeyError: pass
-    raise ValueError(f"unknown toy-kitchen task {name!r}; use an instruction or name from vlasteer.sim.TASKS: {list(sim.TASKS)}")
+    raise ValueError(f"unknown toy-kitchen task {name!r}; use an instruction or name from vlasteer.sim.TASKS: "
+                     f"{list(sim.TASKS)}")
 
 
 MISS_SEED_OFFSET = 100_000  # recovery demos (`recovery` > 0) use initial-state seeds from `seed + MISS_SEED_OFFSET`
@@ -377,7 +396,8 @@ def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or
                         seed: int = 0,  # attempt j uses initial state and noise seed `seed + j`
                         image_size: int = 64,  # H = W of both cameras
                         noise: float = 0.1,  # std of the expert's translation noise
-                        max_attempts: int | None = None,  # give up after this many episodes (default 4 * num_demos + 10)
+                        max_attempts: int
+                        | None = None,  # give up after this many episodes (default 4 * num_demos + 10)
                         recovery: float = 0.0,  # fraction of the demos that start from a missed grasp (`sim.miss_start`)
                        ) -> tuple[list, list]:  # (LiberoDemo per success, the seeds they came from)
     "Run the scripted expert of one task until `num_demos` episodes succeed."
@@ -396,7 +416,8 @@ def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or
                 traj = sim.expert_rollout(task, seed=base + j, noise=noise, env=env, record_frames=True, miss=miss)
                 if traj.success: demos.append(demo_from_trajectory(traj)); seeds.append(base + j); kept += 1
     if len(demos) == num_demos: return demos, seeds
-    raise ValueError(f"only {len(demos)} of {num_demos} demos of {task.instruction!r} succeeded in {limit} attempts; lower --noise")
+    raise ValueError(f"only {len(demos)} of {num_demos} demos of {task.instruction!r} succeeded in {limit} attempts; "
+                     f"lower --noise")
 
 
 def _finished_task_file(path: Path, num_demos: int) -> bool:
@@ -420,30 +441,35 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
     from vlasteer import sim
     from tqdm.auto import tqdm
     out = Path(output_dir)
-    if not out.parent.is_dir(): raise FileNotFoundError(f"--output-dir {out}: its parent folder {out.parent} does not exist; create it first")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--output-dir {out}: its parent folder {out.parent} does not exist; create it first")
     if out.exists() and not out.is_dir(): raise FileExistsError(f"--output-dir {out} is a file; choose a folder")
     if isinstance(tasks, str): tasks = [tasks]
     todo = [_toy_task(t) for t in (tasks or list(sim.TASKS))]
     if num_demos < 1: raise ValueError(f"--num-demos must be >= 1, got {num_demos}")
     if not 0 <= recovery <= 1: raise ValueError(f"--recovery must be a fraction in [0, 1], got {recovery}")
     paths = [out / f"{libero_file_stem(t.instruction)}_demo.hdf5" for t in todo]
-    settings = dict(tasks=[t.instruction for t in todo], num_demos=num_demos, seed=seed, image_size=image_size, noise=noise, recovery=recovery)
+    settings = dict(tasks=[t.instruction for t in todo], num_demos=num_demos, seed=seed, image_size=image_size,
+                    noise=noise, recovery=recovery)
     mark = read_incomplete(out)
     resume = mark is not None and not overwrite
     if resume and mark["settings"] != settings:
         old = mark["settings"]
         diff = ", ".join(f"{k}={old.get(k)!r}" for k in settings if old.get(k) != settings[k])
-        raise ValueError(f"--output-dir {out} holds an unfinished run of {mark.get('command')} with other settings ({diff}); "
+        raise ValueError(f"--output-dir {out} holds an unfinished run of {mark.get('command')} with other settings "
+                         f"({diff}); "
                          "run it again with those settings to complete it, or pass --overwrite to start again")
     clash = [p.name for p in paths if p.exists()]
     if clash and not resume and not overwrite:
-        raise FileExistsError(f"--output-dir {out} already holds {', '.join(clash)}; pass --overwrite to replace them, or choose a new --output-dir")
+        raise FileExistsError(f"--output-dir {out} already holds {', '.join(clash)}; pass --overwrite to replace "
+                              f"them, or choose a new --output-dir")
     out.mkdir(exist_ok=True)
     mark_incomplete(out, "vlasteer_generate_demos", settings)  # first in, last out
     for task, path in tqdm(list(zip(todo, paths)), unit="task", disable=not progress):
         clean_stale(path)  # a killed run's half-written temporary file
         if resume and _finished_task_file(path, num_demos): continue
-        demos, seeds = generate_task_demos(task, num_demos, seed=seed, image_size=image_size, noise=noise, recovery=recovery)
+        demos, seeds = generate_task_demos(task, num_demos, seed=seed, image_size=image_size, noise=noise,
+                                           recovery=recovery)
         env_args = {"env_kwargs": {"task": task.instruction, "image_size": image_size},
                     "expert": {"kind": "vlasteer.sim.scripted_expert", "noise": noise, "seeds": seeds,
                                "miss_start_seeds": [s for s in seeds if s >= seed + MISS_SEED_OFFSET]}}
@@ -486,7 +512,8 @@ def hf_offline():
         else: os.environ["HF_HUB_OFFLINE"] = old_env
         const = sys.modules.get("huggingface_hub.constants")
         if const is not None:
-            const.HF_HUB_OFFLINE = old_const if old_const is not None else str(old_env).lower() in ("1", "true", "yes", "on")
+            const.HF_HUB_OFFLINE = old_const if old_const is not None else str(old_env).lower() in ("1", "true", "yes",
+                                                                                                    "on")
 
 
 def _lerobot():
@@ -514,7 +541,8 @@ def _check_lerobot_files(root: Path):
     import pyarrow.parquet as pq
     info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata", LEROBOT_FIX)
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
-        raise ValueError(f"{root / 'meta' / 'info.json'} has no 'features'; not a LeRobot dataset's info.json: {LEROBOT_FIX}")
+        raise ValueError(f"{root / 'meta' / 'info.json'} has no 'features'; not a LeRobot dataset's info.json: "
+                         f"{LEROBOT_FIX}")
     for f in sorted(root.glob("meta/**/*.parquet")) + sorted(root.glob("data/**/*.parquet")):
         with reading(f, "LeRobot dataset file", LEROBOT_FIX): pq.read_metadata(f)
 
@@ -537,7 +565,8 @@ def load_lerobot_dataset(root,  # dataset root, or a parent holding <repo_id>/
     root = resolve_lerobot_root(root, repo_id)
     _check_lerobot_files(root)
     LeRobotDataset = _lerobot()
-    with hf_offline(), _quiet_datasets(), reading(root, "LeRobot dataset", LEROBOT_FIX): return LeRobotDataset(repo_id, root=root, **kwargs)
+    with hf_offline(), _quiet_datasets(), reading(root, "LeRobot dataset", LEROBOT_FIX):
+        return LeRobotDataset(repo_id, root=root, **kwargs)
 
 
 # %% ../nbs/03_data.ipynb #0b49a41f
@@ -545,10 +574,13 @@ def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
                      ) -> list[Path]:  # the .hdf5 files in name order
     "The `.hdf5` files of a folder, sorted; an error if there are none, or if the folder is unfinished (`INCOMPLETE.json`)."
     d = Path(input_dir)
-    if not d.is_dir(): raise FileNotFoundError(f"--input-dir {d} is not a folder; point it at a folder of LIBERO *_demo.hdf5 files")
+    if not d.is_dir():
+        raise FileNotFoundError(f"--input-dir {d} is not a folder; point it at a folder of LIBERO *_demo.hdf5 files")
     check_complete(d)  # a folder a killed vlasteer_generate_demos left
     files = sorted(q for q in d.iterdir() if q.suffix == ".hdf5" and q.is_file() and not q.name.startswith("."))
-    if not files: raise FileNotFoundError(f"--input-dir {d} holds no .hdf5 files; point it at a folder of LIBERO *_demo.hdf5 files (or generate some with vlasteer_generate_demos)")
+    if not files:
+        raise FileNotFoundError(f"--input-dir {d} holds no .hdf5 files; point it at a folder of LIBERO *_demo.hdf5 "
+                                f"files (or generate some with vlasteer_generate_demos)")
     return files
 
 
@@ -568,7 +600,9 @@ def convert_libero_to_lerobot(input_dir,  # folder of LIBERO .hdf5 demo files (t
     infos = [read_libero_info(f, instruction_from_filename) for f in files]
     shapes = {i.image_shape for i in infos}
     if len(shapes) > 1:
-        raise ValueError(f"frame sizes differ between files ({', '.join(f'{i.path.name}: {i.image_shape}' for i in infos)}); convert each size to its own dataset")
+        raise ValueError(f"frame sizes differ between files "
+                         f"({', '.join(f'{i.path.name}: {i.image_shape}' for i in infos)}); convert each size to its "
+                         f"own dataset")
     total = sum(sum(i.num_samples[:max_demos_per_file]) for i in infos)
     check_output_dir(output_dir, overwrite)
     LeRobotDataset = _lerobot()
@@ -601,16 +635,19 @@ POLICY_CAMERAS = {"base_0_rgb": "image", "left_wrist_0_rgb": "wrist_image"}  # p
 def _check_obs(obs: dict) -> int:
     if not isinstance(obs, dict) or not {"image", "state", "prompt"} <= set(obs):
         raise ValueError("an observation batch is a dict with keys image, state, prompt")
-    if not isinstance(obs["image"], dict) or not obs["image"]: raise ValueError("obs['image'] must be a non-empty dict camera -> uint8 [B H W 3]")
+    if not isinstance(obs["image"], dict) or not obs["image"]:
+        raise ValueError("obs['image'] must be a non-empty dict camera -> uint8 [B H W 3]")
     B = len(obs["prompt"])
     for k, v in obs["image"].items():
         v = np.asarray(v)
         if "/" in k or v.dtype != np.uint8 or v.ndim != 4 or v.shape[0] != B or v.shape[-1] != 3:
-            raise ValueError(f"obs['image'][{k!r}] is {v.dtype} {v.shape}; expected uint8 [{B} H W 3] (B = len(prompt))")
+            raise ValueError(f"obs['image'][{k!r}] is {v.dtype} {v.shape}; expected uint8 [{B} H W 3] (B = "
+                             f"len(prompt))")
     s = np.asarray(obs["state"])
     if s.dtype != np.float32 or s.ndim != 2 or s.shape[0] != B:
         raise ValueError(f"obs['state'] is {s.dtype} {s.shape}; expected float32 [{B} state_dim]")
-    if not np.isfinite(s).all(): raise ValueError(f"obs['state'] holds NaN or inf (frame {int(np.argwhere(~np.isfinite(s))[0][0])})")
+    if not np.isfinite(s).all():
+        raise ValueError(f"obs['state'] holds NaN or inf (frame {int(np.argwhere(~np.isfinite(s))[0][0])})")
     if not all(isinstance(p, str) for p in obs["prompt"]): raise ValueError("obs['prompt'] must be a list of str")
     return B
 
@@ -626,9 +663,11 @@ def save_obs_batch(path,  # the .npz file to write (folder must exist)
     arrays["prompt"] = np.array(list(obs["prompt"]), dtype=str) if B else np.zeros(0, dtype="<U1")
     for k, v in extra.items():
         v = np.asarray(v)
-        if k in ("image", "state", "prompt") or "/" in k: raise ValueError(f"extra key {k!r} clashes with the observation keys; rename it")
+        if k in ("image", "state", "prompt") or "/" in k:
+            raise ValueError(f"extra key {k!r} clashes with the observation keys; rename it")
         if v.dtype == object: raise ValueError(f"extra {k!r} is an object array; store numbers or strings")
-        if v.shape[:1] != (B,): raise ValueError(f"extra {k!r} has shape {v.shape}; expected leading dim {B} (one per frame)")
+        if v.shape[:1] != (B,):
+            raise ValueError(f"extra {k!r} has shape {v.shape}; expected leading dim {B} (one per frame)")
         arrays[k] = v
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh: np.savez(fh, **arrays)
@@ -651,7 +690,9 @@ def load_obs_batch(path  # a .npz written by save_obs_batch
     except ValueError as e: raise ValueError(f"observation batch {path}: {e}; {fix}") from None
     extra = {k: v for k, v in arrays.items() if not k.startswith("image/")}
     bad = [k for k, v in extra.items() if v.shape[:1] != (B,)]
-    if bad: raise ValueError(f"observation batch {path}: extra {bad[0]!r} has shape {extra[bad[0]].shape}, not one value per frame ({B}); {fix}")
+    if bad:
+        raise ValueError(f"observation batch {path}: extra {bad[0]!r} has shape {extra[bad[0]].shape}, not one value "
+                         f"per frame ({B}); {fix}")
     return obs, extra
 
 # %% ../nbs/03_data.ipynb #aa36f340
@@ -680,25 +721,30 @@ def _to_uint8_hwc(x) -> np.ndarray:
     return x if x.shape[-1] == 3 else np.ascontiguousarray(np.moveaxis(x, 0, -1))
 
 
-def lerobot_obs_batch(ds,  # a LeRobotDataset
-                      rows: Sequence[int],  # row positions in the dataset
-                      cameras: dict = POLICY_CAMERAS,  # policy camera name -> dataset image feature
-                      state_key: str = "state",  # dataset feature holding the proprio state
-                     ) -> tuple[dict, dict]:  # (policy observation dict, extras: frame_index, episode_index, index, task_index)
+def lerobot_obs_batch(
+    ds,  # a LeRobotDataset
+    rows: Sequence[int],  # row positions in the dataset
+    cameras: dict = POLICY_CAMERAS,  # policy camera name -> dataset image feature
+    state_key: str = "state",  # dataset feature holding the proprio state
+) -> tuple[dict, dict]:  # (policy observation dict, extras: frame_index, episode_index, index, task_index)
     "Read dataset rows into one policy observation batch plus their dataset coordinates."
     missing = [k for k in (*cameras.values(), state_key) if k not in ds.features]
-    if missing: raise ValueError(f"dataset {ds.repo_id} has no feature(s) {missing} (it has {sorted(ds.features)}); pass cameras=/state_key= that name its features")
+    if missing:
+        raise ValueError(f"dataset {ds.repo_id} has no feature(s) {missing} (it has {sorted(ds.features)}); pass "
+                         f"cameras=/state_key= that name its features")
     items = [ds[int(r)] for r in rows]
     obs = {"image": {c: np.stack([_to_uint8_hwc(it[k]) for it in items]) for c, k in cameras.items()},
            "state": np.stack([np.asarray(it[state_key], dtype=np.float32) for it in items]).astype(np.float32),
            "prompt": [str(it["task"]) for it in items]}
-    extra = {k: np.array([int(it[k]) for it in items], dtype=np.int64) for k in ("frame_index", "episode_index", "index", "task_index")}
+    extra = {k: np.array([int(it[k]) for it in items], dtype=np.int64) for k in ("frame_index", "episode_index",
+                                                                                 "index", "task_index")}
     bad = np.flatnonzero(~np.isfinite(obs["state"]).all(1))
     if len(bad):
         e = int(extra["episode_index"][bad[0]])
         try: f = ds.root / ds.meta.get_data_file_path(e)
         except Exception: f = ds.root
-        raise ValueError(f"dataset {ds.root}: frame {int(extra['index'][bad[0]])} (episode {e}, in {f}) has a NaN or inf {state_key}; "
+        raise ValueError(f"dataset {ds.root}: frame {int(extra['index'][bad[0]])} (episode {e}, in {f}) has a NaN or "
+                         f"inf {state_key}; "
                          "repair the source demos and convert them again")
     return obs, extra
 
@@ -751,9 +797,11 @@ def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo fil
     with cli_errors():
         require(input_dir=input_dir, output_dir=output_dir)
         root = convert_libero_to_lerobot(input_dir, repo_id, output_dir, fps=fps, max_demos_per_file=max_demos_per_file,
-                                         instruction_from_filename=instruction_from_filename, progress=not quiet, overwrite=overwrite)
+                                         instruction_from_filename=instruction_from_filename, progress=not quiet,
+                                         overwrite=overwrite)
         info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata")
-    print(f"wrote {info['total_episodes']} episodes, {info['total_frames']} frames, {info['total_tasks']} tasks to {root}")
+    print(f"wrote {info['total_episodes']} episodes, {info['total_frames']} frames, {info['total_tasks']} tasks to "
+          f"{root}")
 
 
 @call_parse
@@ -778,7 +826,8 @@ def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or 
 def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (created if absent; its parent must exist)
                        num_demos: int = 50,  # successful demos per task
                        seed: int = 0,  # base seed: attempt j of each task uses seed + j
-                       tasks: Param("task instructions (quoted) or short names; default: every toy-kitchen task", str, nargs="+") = None,
+                       tasks: Param("task instructions (quoted) or short names; default: every toy-kitchen task", str,
+                                    nargs="+") = None,
                        image_size: int = 64,  # height = width of both cameras
                        noise: float = 0.1,  # std of the scripted expert's translation noise
                        quiet: bool = False,  # no progress bar
@@ -788,7 +837,8 @@ def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (cr
     "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task; the same command completes a killed run."
     with cli_errors():
         require(output_dir=output_dir)
-        paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size, noise=noise, progress=not quiet,
+        paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size,
+                               noise=noise, progress=not quiet,
                                recovery=recovery, overwrite=overwrite)
     print(f"wrote {len(paths)} files of {num_demos} demos each to {output_dir}")
 

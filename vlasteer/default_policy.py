@@ -13,7 +13,8 @@ import torch
 from fastcore.script import call_parse
 from .cli import cli_errors, console, from_fields, require, wilson, write_json
 
-from .policy import EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer, default_vocab, fit
+from .policy import (EMA, GemmaSize, NormStats, Policy, PolicyConfig, VisionSize, default_tokenizer,
+                             default_vocab, fit)
 from .checkpoints import load_policy, save_policy
 
 # %% auto #0
@@ -107,7 +108,8 @@ class TakeoverConfig:
 
 def collect_takeovers(policy, # anything `sim.rollout_batch` can run
                       output_dir, # folder for one `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
-                      cfg: TakeoverConfig | None = None, # episodes, takeovers per rollout, noise (default: `TakeoverConfig()`)
+                      cfg: TakeoverConfig
+                      | None = None, # episodes, takeovers per rollout, noise (default: `TakeoverConfig()`)
                       round: int = 1, # DAgger round: picks the rollout seeds (TAKEOVER_SEEDS + 1000 round + j)
                       seed: int = 0, # seeds where the takeovers start
                       tasks: Sequence[str] | None = None, # instructions (default: every toy-kitchen task)
@@ -125,15 +127,19 @@ def collect_takeovers(policy, # anything `sim.rollout_batch` can run
         tmp.mkdir()
         for task in tqdm(list(tasks or sim.TASKS), disable=not progress, desc=f"takeovers (round {round})"):
             trajs = sim.rollout_batch(policy, task, seeds,
-                                      sim.RolloutOptions(record_frames=False, replan_steps=cfg.replan_steps, image_size=size))
+                                      sim.RolloutOptions(record_frames=False, replan_steps=cfg.replan_steps,
+                                                         image_size=size))
             demos, starts, tried = [], [], 0
             with sim.ToyKitchenEnv(task, image_size=size) as env:
                 for tr in trajs:
                     for t in sorted(rng.integers(0, tr.steps, size=cfg.per_success if tr.success else cfg.per_failure)):
                         tried += 1
-                        got = sim.expert_rollout(task, seed=tr.seed, noise=cfg.noise, env=env, start_state=tr.sim_states[t])
-                        if got.success and got.steps: demos.append(demo_from_trajectory(got)); starts.append([tr.seed, int(t)])
-            stats[task] = dict(policy_success=float(np.mean([tr.success for tr in trajs])), rollouts=len(trajs), tried=tried, kept=len(demos))
+                        got = sim.expert_rollout(task, seed=tr.seed, noise=cfg.noise, env=env,
+                                                 start_state=tr.sim_states[t])
+                        if got.success and got.steps:
+                            demos.append(demo_from_trajectory(got)); starts.append([tr.seed, int(t)])
+            stats[task] = dict(policy_success=float(np.mean([tr.success for tr in trajs])), rollouts=len(trajs),
+                               tried=tried, kept=len(demos))
             if demos:
                 write_libero_hdf5(tmp / f"{libero_file_stem(task)}_demo.hdf5", demos, task, env_args={
                     "env_kwargs": {"task": task, "image_size": size},
@@ -164,14 +170,16 @@ class TrainingRecipe:
         if r < 0 or (r and (e < 1 or s < 1)):
             raise ValueError(f"takeover_rounds={r}, takeover_episodes={e}, takeover_steps={s}: "
                              "rounds must be >= 0, episodes and steps >= 1")
-        if r and self.ema: raise ValueError("give ema or takeover_rounds, not both: the EMA covers the first training only")
+        if r and self.ema:
+            raise ValueError("give ema or takeover_rounds, not both: the EMA covers the first training only")
         if self.steps < 0: raise ValueError(f"steps={self.steps}: train at least one step (0 only with --init)")
     def to_dict(self) -> dict: return dataclasses.asdict(self)
     @classmethod
     def from_dict(cls, d: dict): return from_fields(cls, d)
 
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
-                         recipe: TrainingRecipe | None = None, # demos, steps, EMA, takeover rounds (default: `TrainingRecipe()`)
+                         recipe: TrainingRecipe
+                         | None = None, # demos, steps, EMA, takeover rounds (default: `TrainingRecipe()`)
                          init=None, # start from this checkpoint (weights, normalisation, architecture) instead of a fresh policy
                          config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
                          last_step_out=None, # with `ema`: also save the last step's weights here, from the same run
@@ -181,14 +189,17 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
     rc = TrainingRecipe() if recipe is None else recipe
     num_demos, steps, batch_size, lr, seed, ema = rc.num_demos, rc.steps, rc.batch_size, rc.lr, rc.seed, rc.ema
-    if last_step_out is not None and not ema: raise ValueError("last_step_out needs ema: without it `out` already holds the last step's weights")
+    if last_step_out is not None and not ema:
+        raise ValueError("last_step_out needs ema: without it `out` already holds the last step's weights")
     if steps == 0 and init is None: raise ValueError(f"steps={steps}: train at least one step (0 only with --init)")
     if init is not None and not (Path(init) / "model.safetensors").is_file():
-        raise FileNotFoundError(f"--init {init}: no model.safetensors there; pass a checkpoint folder (save_policy / vlasteer_train_default)")
+        raise FileNotFoundError(f"--init {init}: no model.safetensors there; pass a checkpoint folder (save_policy / "
+                                f"vlasteer_train_default)")
     cfg = config or default_config()
     start = None if init is None else load_policy(init)
     if start is not None and dataclasses.replace(start.config, noise_scale=cfg.noise_scale) != cfg:
-        raise ValueError(f"--init {init} has another architecture than this recipe's config; pass config= matching the checkpoint")
+        raise ValueError(f"--init {init} has another architecture than this recipe's config; pass config= matching "
+                         f"the checkpoint")
     t0 = time.time(); times = {}
     tmp = Path(tempfile.mkdtemp(prefix="vlasteer-train-")) if work_dir is None else Path(work_dir)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -213,35 +224,44 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
                      ema=average) if steps else []
         times["train_s"] = time.time() - t1
         record = dict(command=" ".join(sys.argv) if "vlasteer_train_default" in " ".join(sys.argv) else None,
-                      num_demos=num_demos, recovery=rc.recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                      num_demos=num_demos, recovery=rc.recovery, ema=ema, patch_size=cfg.vision.patch_size, steps=steps,
+                      batch_size=batch_size, lr=lr, seed=seed,
                       noise_scale=policy.config.noise_scale, init=None if init is None else str(init),
                       frames=int(len(frames["state"])), episodes=int(len(np.unique(frames["episode_index"]))),
-                      loss_first_100=float(np.mean(losses[:100])) if steps else None, loss_last_100=float(np.mean(losses[-100:])) if steps else None,
+                      loss_first_100=float(np.mean(losses[:100])) if steps else None,
+                      loss_last_100=float(np.mean(losses[-100:])) if steps else None,
                       losses_every_100=[float(np.mean(losses[i:i + 100])) for i in range(0, len(losses), 100)],
                       seconds={k: round(v, 1) for k, v in times.items()}, threads=torch.get_num_threads(),
                       torch=torch.__version__, machine=platform.machine(), recipe=rc.to_dict())
         if last_step_out is not None:
-            write_json({**record, "ema": 0.0, "recipe": {**rc.to_dict(), "ema": 0.0}}, save_policy(policy, last_step_out) / "training.json")
+            write_json({**record, "ema": 0.0, "recipe": {**rc.to_dict(), "ema": 0.0}},
+                       save_policy(policy, last_step_out) / "training.json")
         if average is not None: average.copy_to(policy)
         if rc.takeover_rounds:
             record.update(takeover_rounds=rc.takeover_rounds, takeover_episodes=rc.takeover_episodes,
                           takeover_steps=rc.takeover_steps, takeover_lr=rc.takeover_lr, rounds=[])
         for r in range(1, rc.takeover_rounds + 1):
             t2 = time.time()
-            got = collect_takeovers(policy, tmp / f"takeover{r}", TakeoverConfig(episodes=rc.takeover_episodes), round=r,
+            got = collect_takeovers(policy, tmp / f"takeover{r}", TakeoverConfig(episodes=rc.takeover_episodes),
+                                    round=r,
                                     seed=seed, progress=progress)
-            more = load_training_frames(convert_libero_to_lerobot(tmp / f"takeover{r}", f"vlasteer/takeover{r}", tmp / f"lerobot_takeover{r}",
+            more = load_training_frames(convert_libero_to_lerobot(tmp / f"takeover{r}", f"vlasteer/takeover{r}", tmp
+                                                                  / f"lerobot_takeover{r}",
                                                                   progress=progress), f"vlasteer/takeover{r}")
             frames = concat_frames(frames, more)
             sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=[seed, r])
             t3 = time.time()
-            rl = fit(policy, sampler, steps=rc.takeover_steps, lr=rc.takeover_lr, warmup=min(100, rc.takeover_steps // 10),
+            rl = fit(policy, sampler, steps=rc.takeover_steps, lr=rc.takeover_lr,
+                     warmup=min(100, rc.takeover_steps // 10),
                      seed=seed * 1000 + r, progress=progress)
             record["rounds"].append(dict(round=r, rollout_success={t: g["policy_success"] for t, g in got.items()},
-                                         takeovers=sum(g["kept"] for g in got.values()), frames=int(len(frames["state"])),
+                                         takeovers=sum(g["kept"] for g in got.values()),
+                                         frames=int(len(frames["state"])),
                                          loss_last_100=float(np.mean(rl[-100:])),
                                          seconds=dict(collect_s=round(t3 - t2, 1), train_s=round(time.time() - t3, 1))))
-        record["loss_final_100"] = record["rounds"][-1]["loss_last_100"] if rc.takeover_rounds else record["loss_last_100"]
+        record["loss_final_100"] = (
+            record["rounds"][-1]["loss_last_100"] if rc.takeover_rounds else record["loss_last_100"]
+        )
         path = save_policy(policy, out)
         write_json(record, path / "training.json")
         return path
@@ -270,7 +290,8 @@ def evaluate(policy, tasks: Sequence[str] | None = None, # instructions (default
 # %% ../nbs/03a_default_policy.ipynb #19a02017
 PAIR_MEASURES = {"drawer": "drawer_opening", "stove": "knob_angle", "bowl": "bowl_front"}
 
-def opposite_behaviour(policy, seeds: Sequence[int] = range(3000, 3008), replan_steps: int = 2) -> dict: # pair -> final measures
+def opposite_behaviour(policy, seeds: Sequence[int] = range(3000, 3008),
+                       replan_steps: int = 2) -> dict: # pair -> final measures
     "From the same initial states, the final progress measure of each pair under each of its two instructions."
     from vlasteer import sim
     out = {}
@@ -300,12 +321,14 @@ def train_default_cli(out: str = None, # checkpoint folder to create (absent or 
     "Train the embedded default policy from scratch and evaluate it."
     with cli_errors():
         require(out=out)
-        recipe = TrainingRecipe(num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed, recovery=recovery,
+        recipe = TrainingRecipe(num_demos=num_demos, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                                recovery=recovery,
                                 ema=ema, takeover_rounds=takeover_rounds, takeover_episodes=takeover_episodes,
                                 takeover_steps=takeover_steps, takeover_lr=takeover_lr)
         path = train_default_policy(out, recipe, init=init, work_dir=work_dir)
     rec = json.loads((path / "training.json").read_text())
-    print(f"trained in {rec['seconds']}: loss {rec['loss_first_100'] or float('nan'):.4f} -> {rec['loss_final_100'] or float('nan'):.4f}")
+    print(f"trained in {rec['seconds']}: loss {rec['loss_first_100'] or float('nan'):.4f} -> "
+          f"{rec['loss_final_100'] or float('nan'):.4f}")
     for r in rec.get("rounds", []):
         print(f"takeover round {r['round']}: rollout success {np.mean(list(r['rollout_success'].values())):.2f}, "
               f"{r['takeovers']} takeovers, loss {r['loss_last_100']:.4f}, {r['seconds']}")
@@ -328,7 +351,8 @@ def demo_cli(out: str = "runs/demo", # run folder (replaced when the run complet
     from vlasteer.checkpoints import load_default_policy, ffn_summary, format_summary
     out = Path(out)
     with cli_errors():
-        if not out.parent.exists(): raise FileNotFoundError(f"the parent of --out ({out.parent}) does not exist; create it first")
+        if not out.parent.exists():
+            raise FileNotFoundError(f"the parent of --out ({out.parent}) does not exist; create it first")
         if num_demos < 1 or eval_seeds < 1: raise ValueError("--num-demos and --eval-seeds must be at least 1")
         work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
         summary, t0 = {"seconds": {}}, time.time()

@@ -30,7 +30,8 @@ __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE'
 # %% ../nbs/04_ffn.ipynb #9a3e3916
 FFN_TOWERS = ("vlm", "expert")
 TOWER_ALIASES = {"vlm": "vlm", "expert": "expert", "paligemma_language": "vlm", "gemma_expert": "expert"}
-TOWER_SPANS = {"vlm": ("image", "instruction", "state"), "expert": ("action", "state")}  # token spans a tower can pool over
+TOWER_SPANS = {"vlm": ("image", "instruction", "state"),
+               "expert": ("action", "state")}  # token spans a tower can pool over
 
 def canonical_tower(tower: str # `vlm`, `expert`, or the seed's `paligemma_language` / `gemma_expert`
                    ) -> str: # `vlm` or `expert`
@@ -68,7 +69,8 @@ def value_vectors(policy: Policy, tower: str, layer: int,
                  ) -> torch.Tensor: # [n d_model] float32
     "Value vectors (columns of `down_proj`) of `neurons` in block `layer`."
     w = down_proj(policy, tower, layer).detach()
-    return (w.T if neurons is None else w[:, torch.as_tensor(list(neurons), dtype=torch.long, device=w.device)].T).float()
+    return (w.T if neurons is None else w[:, torch.as_tensor(list(neurons), dtype=torch.long,
+                                                             device=w.device)].T).float()
 
 # %% ../nbs/04_ffn.ipynb #e2ec092d
 def find_observation_files(pattern: str # a glob, e.g. "runs/obs/batch_*.npz"
@@ -209,7 +211,8 @@ class TokenSpace:
         s = self.tokenizer.token(i) if self.tokenizer is not None else None
         return f"<{int(i)}>" if s is None else s
     def to(self, device) -> TokenSpace:
-        return TokenSpace(self.embed.to(device), None if self.norm_weight is None else self.norm_weight.to(device), self.tokenizer)
+        return TokenSpace(self.embed.to(device), None if self.norm_weight is None else self.norm_weight.to(device),
+                          self.tokenizer)
 
 def token_space(policy: Policy) -> TokenSpace:
     "The VLM token space of a loaded policy."
@@ -222,7 +225,8 @@ def project_to_vocab(vectors: torch.Tensor, # [n d_vlm] value vectors
                      top_n: int = 10, # tokens kept per vector
                      final_norm: bool = True, # scale by the final norm's (1 + w) first
                      max_elements: int = 2**26, # logits computed at once (chunk * vocab)
-                    ) -> tuple[torch.Tensor, torch.Tensor]: # (logits [n top_n], token ids [n top_n]), on the space's device
+                    ) -> tuple[torch.Tensor,
+                               torch.Tensor]: # (logits [n top_n], token ids [n top_n]), on the space's device
     "Top tokens of each vector through the tied unembedding."
     if vectors.shape[-1] != space.d_model:
         raise ValueError(f"vectors have width {vectors.shape[-1]} but the token space has width {space.d_model}; "
@@ -265,19 +269,24 @@ class NeuronProjection:
                 **({} if self.flat_index is None else {"flat_index": int(self.flat_index)}),
                 "max_activation": None if self.max_activation is None else float(self.max_activation),
                 "top_tokens": [{"token": t, "logit": float(l)} for t, l in self.top_tokens],
-                "value_vector": None if self.value_vector is None else np.asarray(self.value_vector, np.float32).tolist()}
+                "value_vector": None if self.value_vector is None else np.asarray(self.value_vector,
+                                                                                  np.float32).tolist()}
 
     @classmethod
     def from_dict(cls, d: dict) -> NeuronProjection:
         "Read a record (seed or vlasteer); raises on a missing key."
         try:
-            tt = [(t["token"], float(t["logit"])) if isinstance(t, dict) else (t[0], float(t[1])) for t in d.get("top_tokens") or []]
+            tt = [
+                (t["token"], float(t["logit"])) if isinstance(t, dict) else (t[0], float(t[1]))
+                for t in d.get("top_tokens") or []
+            ]
             vv = d.get("value_vector")
             return cls(int(d["layer_index"]), int(d["neuron_index"]),
                        None if d.get("max_activation") is None else float(d["max_activation"]), tt,
                        None if vv is None else np.asarray(vv, dtype=np.float32), d.get("flat_index"))
         except (KeyError, TypeError, IndexError, ValueError) as e:
-            raise ValueError(f"bad projection record ({_one_line(e)}); expected layer_index, neuron_index, max_activation, "
+            raise ValueError(f"bad projection record ({_one_line(e)}); expected layer_index, neuron_index, "
+                             f"max_activation, "
                              "top_tokens, value_vector") from None
 
 @dataclass
@@ -292,7 +301,8 @@ class Projections:
 
     def __len__(self): return len(self.records)
     @property
-    def has_value_vectors(self) -> bool: return bool(self.records) and all(r.value_vector is not None for r in self.records)
+    def has_value_vectors(self) -> bool:
+        return bool(self.records) and all(r.value_vector is not None for r in self.records)
     def layers(self) -> list[int]: return sorted({r.layer_index for r in self.records})
     def header(self) -> dict:
         return {"format": PROJECTIONS_FORMAT, "tower": self.tower, "token_projection": self.token_projection,
@@ -320,7 +330,8 @@ def load_projections(path: str | Path) -> Projections:
         raise ValueError(f"{path} is not a projections file: expected a list of records or {{'projections': [...]}}")
     try: recs = [NeuronProjection.from_dict(r) for r in d["projections"]]
     except ValueError as e: raise ValueError(f"{path}: {e}") from None
-    return Projections(d.get("tower"), recs, d.get("token_projection"), d.get("params") or {}, d.get("depth"), d.get("d_mlp"))
+    return Projections(d.get("tower"), recs, d.get("token_projection"), d.get("params") or {}, d.get("depth"),
+                       d.get("d_mlp"))
 
 # %% ../nbs/04_ffn.ipynb #b9f22f91
 @dataclass
@@ -361,7 +372,8 @@ def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
     for layer in sorted({c[0] for c in chosen}):
         here = [c for c in chosen if c[0] == layer]
         vv = value_vectors(policy, t, layer, [c[1] for c in here])
-        tt = top_tokens(vv, space.to(vv.device), c.top_n_tokens, final_norm) if space is not None else [[] for _ in here]
+        tt = top_tokens(vv, space.to(vv.device), c.top_n_tokens,
+                        final_norm) if space is not None else [[] for _ in here]
         for (l, n, a), v, tok in zip(here, vv.cpu().numpy(), tt):
             recs.append(NeuronProjection(l, n, a, tok, v if c.store_value_vectors else None, l * shape.d_mlp + n))
     run = dict(mode="observations", num_batches=mx.num_batches, num_samples=mx.num_samples,
@@ -369,7 +381,8 @@ def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
                store_value_vectors=c.store_value_vectors, tokens=tokens,
                layers=None if layers is None else _layers(layers, shape.depth), seed=c.seed,
                final_norm=final_norm, d_model=shape.d_model, **(params or {}))
-    return Projections(t, recs, TOKEN_PROJECTION_NOTE[final_norm] if t == "vlm" else None, run, shape.depth, shape.d_mlp)
+    return Projections(t, recs, TOKEN_PROJECTION_NOTE[final_norm] if t == "vlm" else None, run, shape.depth,
+                       shape.d_mlp)
 
 # %% ../nbs/04_ffn.ipynb #b7b4a71b
 def policy_down_projs(policy: Policy, tower: str = "vlm", layers: Sequence[int] | None = None
@@ -405,7 +418,9 @@ def _lm_prefix() -> str: return TOWER_PATHS["vlm"].rsplit(".layers", 1)[0]
 def _safetensors_file(checkpoint: str | Path) -> Path:
     p = Path(checkpoint)
     if p.is_dir(): p = p / "model.safetensors"
-    if not p.is_file(): raise FileNotFoundError(f"no model.safetensors at {checkpoint}; pass a checkpoint directory or its model.safetensors")
+    if not p.is_file():
+        raise FileNotFoundError(f"no model.safetensors at {checkpoint}; pass a checkpoint directory or its "
+                                f"model.safetensors")
     return p
 
 class _Tensors:
@@ -414,13 +429,15 @@ class _Tensors:
         from safetensors import safe_open
         self.file = file
         try: self.f = safe_open(str(file), framework="pt")
-        except Exception as e: raise ValueError(f"cannot read {file} ({_one_line(e)}); is it a complete safetensors file?") from None
+        except Exception as e:
+            raise ValueError(f"cannot read {file} ({_one_line(e)}); is it a complete safetensors file?") from None
         keys = set(self.f.keys())
         self.prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
         self.keys = {k[len(self.prefix):] for k in keys}
     def get(self, key: str) -> torch.Tensor:
         from vlasteer.checkpoints import TIED_KEYS
-        partner = {**TIED_KEYS, **{v: k for k, v in TIED_KEYS.items()}}.get(key)  # tied tensors are saved under one of their names
+        partner = {**TIED_KEYS, **{v: k for k,
+                                   v in TIED_KEYS.items()}}.get(key)  # tied tensors are saved under one of their names
         if key not in self.keys and partner in self.keys: key = partner
         if key not in self.keys: raise ValueError(f"{self.file} has no tensor {key}; is it a pi0 / pi0.5 checkpoint?")
         return self.f.get_tensor(self.prefix + key)
@@ -451,7 +468,8 @@ def checkpoint_down_projs(checkpoint: str | Path, tower: str = "vlm", layers: Se
     for l in _layers(layers, depth): yield l, ts.get(f"{TOWER_PATHS[t]}.{l}.mlp.down_proj.weight")
 
 # %% ../nbs/04_ffn.ipynb #28f43770
-BUILTIN_POLICIES = {"default": load_default_policy, "tiny": lambda: tiny_policy("pi05"), "tiny_pi0": lambda: tiny_policy("pi0")}
+BUILTIN_POLICIES = {"default": load_default_policy, "tiny": lambda: tiny_policy("pi05"),
+                    "tiny_pi0": lambda: tiny_policy("pi0")}
 
 def _check_device(device: str) -> str:
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -460,7 +478,8 @@ def _check_device(device: str) -> str:
 
 def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None = None, device: str = "cpu",
                      norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None,
-                     tokenizer_path: str | None = None, # the checkpoint's statistics and tokenizer flags (`policy_from_cli`)
+                     tokenizer_path: str
+                     | None = None, # the checkpoint's statistics and tokenizer flags (`policy_from_cli`)
                     ) -> tuple[Policy, str]: # (policy on `device`, a description of its source)
     "The policy a CLI names: a checkpoint directory, else a built-in config (default: `default`)."
     _check_device(device)
@@ -478,41 +497,46 @@ def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None 
 
 
 @call_parse
-def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tiny_pi0 (with --checkpoint-dir: recorded only)
-                  checkpoint_dir: str = None, # pi0 / pi0.5 checkpoint directory (openpi or LeRobot layout)
-                  observations_glob: str = None, # glob of observation-batch .npz files
-                  output_path: str = None, # projections JSON to write
-                  tower: str = "vlm", # vlm (paligemma_language) or expert (gemma_expert)
-                  top_k_per_layer: int = 10, # neurons kept per layer
-                  max_batches: int = 64, # at most this many batch files (0: all)
-                  store_value_vectors: bool = False, # keep each neuron's value vector (needed by clustering)
-                  min_activation: float = 0.0, # keep neurons whose max |activation| is above this
-                  top_n_tokens: int = 10, # top tokens per neuron (vlm)
-                  token_span: str = None, # pool over this span only: image, instruction, state (vlm); action (expert)
-                  layers: Param("only these layers, e.g. 0 5-8", str, nargs="*") = None,
-                  raw_unembedding: bool = False, # plain logit lens: ignore the final norm's scale
-                  all_neurons: bool = False, # whole-layer mode: every neuron's top tokens, no observations (vlm)
-                  device: str = "cpu", # cpu or cuda
-                  norm_stats: str = None, # normalisation statistics: norm_stats.json, a LeRobot processor config, or a folder
-                  no_norm_stats: bool = False, # run a checkpoint without statistics, un-normalised, on purpose
-                  asset_id: str = None, # openpi asset id of the statistics, when the checkpoint holds several
-                  tokenizer_path: str = None, # tokenizer.json or PaliGemma's tokenizer.model (openpi and LeRobot ship none)
-                  seed: int = 0, # seeds the policy's noise
-                  quiet: bool = False, # no progress bar
-                 ):
+def ffn_probe_cli(
+    config_name: str = None,  # built-in policy: default, tiny, tiny_pi0 (with --checkpoint-dir: recorded only)
+    checkpoint_dir: str = None,  # pi0 / pi0.5 checkpoint directory (openpi or LeRobot layout)
+    observations_glob: str = None,  # glob of observation-batch .npz files
+    output_path: str = None,  # projections JSON to write
+    tower: str = "vlm",  # vlm (paligemma_language) or expert (gemma_expert)
+    top_k_per_layer: int = 10,  # neurons kept per layer
+    max_batches: int = 64,  # at most this many batch files (0: all)
+    store_value_vectors: bool = False,  # keep each neuron's value vector (needed by clustering)
+    min_activation: float = 0.0,  # keep neurons whose max |activation| is above this
+    top_n_tokens: int = 10,  # top tokens per neuron (vlm)
+    token_span: str = None,  # pool over this span only: image, instruction, state (vlm); action (expert)
+    layers: Param("only these layers, e.g. 0 5-8", str, nargs="*") = None,
+    raw_unembedding: bool = False,  # plain logit lens: ignore the final norm's scale
+    all_neurons: bool = False,  # whole-layer mode: every neuron's top tokens, no observations (vlm)
+    device: str = "cpu",  # cpu or cuda
+    norm_stats: str = None,  # normalisation statistics: norm_stats.json, a LeRobot processor config, or a folder
+    no_norm_stats: bool = False,  # run a checkpoint without statistics, un-normalised, on purpose
+    asset_id: str = None,  # openpi asset id of the statistics, when the checkpoint holds several
+    tokenizer_path: str = None,  # tokenizer.json or PaliGemma's tokenizer.model (openpi and LeRobot ship none)
+    seed: int = 0,  # seeds the policy's noise
+    quiet: bool = False,  # no progress bar
+):
     "Probe a policy's FFN neurons over observation batches; write the projections JSON."
     with cli_errors():
         require(output_path=output_path)
         out = Path(output_path)
-        if not out.parent.is_dir(): raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
         t = canonical_tower(tower); lay = parse_layers(layers if isinstance(layers, str) else " ".join(layers or []))
         if top_k_per_layer < 1: raise ValueError(f"--top-k-per-layer must be >= 1, got {top_k_per_layer}")
         if max_batches < 0: raise ValueError(f"--max-batches must be >= 0, got {max_batches}")
         if all_neurons:
-            if t != "vlm": raise ValueError("--all-neurons projects value vectors to tokens, which only the vlm tower has; use --tower vlm")
+            if t != "vlm":
+                raise ValueError("--all-neurons projects value vectors to tokens, which only the vlm tower has; use "
+                                 "--tower vlm")
             _check_device(device)
             if checkpoint_dir:
-                space, dps, src = (load_token_space(checkpoint_dir, device, tokenizer_path), checkpoint_down_projs(checkpoint_dir, t, lay),
+                space, dps, src = (load_token_space(checkpoint_dir, device, tokenizer_path),
+                                   checkpoint_down_projs(checkpoint_dir, t, lay),
                                    f"checkpoint:{checkpoint_dir}")
             else:
                 pol, src = policy_from_args(config_name, None, device)
@@ -525,14 +549,17 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
             recs = tqdm(vocab_projection(chained(), space, top_n_tokens, not raw_unembedding, store_value_vectors),
                         desc="project", unit="neuron", disable=quiet, mininterval=2)
             params = dict(mode="all_neurons", source=src, config_name=config_name, top_n_tokens=top_n_tokens,
-                          store_value_vectors=store_value_vectors, layers=lay, final_norm=not raw_unembedding, d_model=space.d_model)
+                          store_value_vectors=store_value_vectors, layers=lay, final_norm=not raw_unembedding,
+                          d_model=space.d_model)
             proj = Projections(t, [], TOKEN_PROJECTION_NOTE[not raw_unembedding], params, None, d_mlp)
             n = save_projections(out, proj, recs)
         else:
             files = find_observation_files(observations_glob)
-            pol, src = policy_from_args(config_name, checkpoint_dir, device, norm_stats, no_norm_stats, asset_id, tokenizer_path)
+            pol, src = policy_from_args(config_name, checkpoint_dir, device, norm_stats, no_norm_stats, asset_id,
+                                        tokenizer_path)
             use = files[:max_batches] if max_batches else files
-            params = dict(source=src, config_name=config_name, observations_glob=observations_glob, files=[f.name for f in use],
+            params = dict(source=src, config_name=config_name, observations_glob=observations_glob,
+                          files=[f.name for f in use],
                           norm_stats=pol.norm_stats_source)
             current = [None]
             def batches():
@@ -546,8 +573,12 @@ def ffn_probe_cli(config_name: str = None, # built-in policy: default, tiny, tin
                 raise ValueError(f"{current[0]}: {re.sub(r'^batch [0-9]+: ', '', _one_line(e))}") from None
             if not proj.records: raise ValueError(f"no neuron is above --min-activation {min_activation}; lower it")
             n = save_projections(out, proj)
-    what = "every neuron" if all_neurons else f"{proj.params['num_batches']} batches, {proj.params['num_samples']} samples"
+    what = (
+        "every neuron" if all_neurons else f"{proj.params['num_batches']} batches, {proj.params['num_samples']} samples"
+    )
     print(f"wrote {n} neuron projections ({t} tower, {what}) to {out}")
-    if t == "expert": print("note: the expert has no token embedding or unembedding, so top_tokens are empty; cluster its value vectors in raw space")
+    if t == "expert":
+        print("note: the expert has no token embedding or unembedding, so top_tokens are empty; cluster its value "
+              "vectors in raw space")
 
 ffn_probe_main = console(ffn_probe_cli)  # console entry point `vlasteer_ffn_probe` (dashed flags as the seed's)

@@ -4,7 +4,8 @@
 
 # %% ../nbs/09b_figures.ipynb #94664cd8
 from __future__ import annotations
-from .cli import atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
+from .cli import (atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields,
+                          one_line, read_json, write_json)
 
 import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field
@@ -15,12 +16,14 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions, span_index
+from .hooks import (HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions,
+                            span_index)
 from . import sim
 from .default_policy import PAIR_MEASURES
 from .cli import plotly_output, png_data_uri, wilson
 from .steering import SpecCompiler, SteeringSpec, steered_rollouts
-from .sweep import (CONTROLS, DIRECTION_METHODS, LAYERED, NO_CURVE, POSITIONAL, Cell, SweepConfig, SweepResult, _fmt_ci,
+from .sweep import (CONTROLS, DIRECTION_METHODS, LAYERED, NO_CURVE, POSITIONAL, Cell, SweepConfig, SweepResult,
+                            _fmt_ci,
                             _isnull, _setup_pair, calibrate_positions, cell_spec, episode_record)
 
 
@@ -30,14 +33,23 @@ __all__ = ['COLORS', 'best_layer', 'plot_dose_response', 'plot_layers', 'plot_su
            'record_films', 'report_sections']
 
 # %% ../nbs/09b_figures.ipynb #13c110a8
-COLORS = {"raw": "#1f77b4", "sae": "#d62728", "neurons": "#2ca02c", "random_direction": "#7f7f7f", "random_neurons": "#bcbd22", "none": "#000000"}
+COLORS = {"raw": "#1f77b4", "sae": "#d62728", "neurons": "#2ca02c", "random_direction": "#7f7f7f",
+          "random_neurons": "#bcbd22", "none": "#000000"}
 
 def _band(fig, x, lo, hi, color, row, col, group):
     import plotly.graph_objects as go
-    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], mode="lines", fill="toself", fillcolor=color, opacity=0.15,
+    fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(hi) + list(lo)[::-1], mode="lines", fill="toself",
+                             fillcolor=color, opacity=0.15,
                              line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=group), row, col)
 
-def _where(layer) -> str: return f"L{layer}" if isinstance(layer, (int, np.integer)) else f"blocks {layer}" if "/" not in str(layer) else str(layer)
+def _where(layer) -> str:
+    return (
+        f"L{layer}"
+        if isinstance(layer, (int, np.integer))
+        else f"blocks {layer}"
+        if "/" not in str(layer)
+        else str(layer)
+    )
 
 def best_layer(res: SweepResult, pair: str, method: str) -> int | str | None:
     "The layer (or block set, or patch site) where `method` flips most often for `pair` (None for unlayered methods)."
@@ -51,34 +63,42 @@ def plot_dose_response(res: SweepResult, pair: str, methods: Sequence[str] | Non
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     t = res.table()
-    methods = [m for m in (methods or dict.fromkeys(t.method)) if m not in NO_CURVE and ((t.pair == pair) & (t.method == m)).any()]
+    methods = [m for m in (methods or dict.fromkeys(t.method)) if m not in NO_CURVE
+               and ((t.pair == pair) & (t.method == m)).any()]
     task_a, task_b = sim.CONCEPT_PAIRS[pair]
     mname = PAIR_MEASURES[pair]
     n = int(t[t.pair == pair].n.max())
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"P(success of B) — flip rate", f"final {mname}"), horizontal_spacing=0.12)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"P(success of B) — flip rate", f"final {mname}"),
+                        horizontal_spacing=0.12)
     for m in methods:
-        l = layer if layer is not None and m in LAYERED else best_layer(res, pair, m) if m in LAYERED + POSITIONAL else None
+        l = layer if layer is not None and m in LAYERED else best_layer(res, pair,
+                                                                        m) if m in LAYERED + POSITIONAL else None
         cv = res.curve(pair, m, l)
         name = m if l is None else f"{m} L{l}"
         c = COLORS.get(m, "#9467bd")
         for col, key in ((1, "success_b"), (2, "measure")):
             lo, hi = zip(*cv[f"{key}_ci"])
             _band(fig, cv.alpha, lo, hi, c, 1, col, name)
-            fig.add_trace(go.Scatter(x=cv.alpha.tolist(), y=[round(v, 4) for v in cv[key]], mode="lines+markers", name=name, line=dict(color=c),
-                                     legendgroup=name, showlegend=col == 1, line_dash="dot" if m in CONTROLS else "solid",
+            fig.add_trace(go.Scatter(x=cv.alpha.tolist(), y=[round(v, 4) for v in cv[key]], mode="lines+markers",
+                                     name=name, line=dict(color=c),
+                                     legendgroup=name, showlegend=col == 1, line_dash="dot" if m in CONTROLS
+                                     else "solid",
                                      hovertemplate=f"{name}<br>α=%{{x}}<br>{key}=%{{y:.2f}}<extra></extra>"), 1, col)
     if highlight is not None:
         hm, ha = highlight
         cv = res.curve(pair, hm, layer if hm in LAYERED and layer is not None else best_layer(res, pair, hm))
         row = cv[cv.alpha == ha]
         if len(row):
-            fig.add_trace(go.Scatter(x=[ha], y=[float(row.success_b.iloc[0])], mode="markers", marker=dict(size=16, symbol="circle-open", color="black", line=dict(width=2)),
+            fig.add_trace(go.Scatter(x=[ha], y=[float(row.success_b.iloc[0])], mode="markers",
+                                     marker=dict(size=16, symbol="circle-open", color="black", line=dict(width=2)),
                                      name="selected", showlegend=False), 1, 1)
-    fig.add_hline(y=0.8, line_dash="dash", line_color="#999", row=1, col=1, annotation_text="goal 0.8", annotation_position="top left")
+    fig.add_hline(y=0.8, line_dash="dash", line_color="#999", row=1, col=1, annotation_text="goal 0.8",
+                  annotation_position="top left")
     fig.update_yaxes(range=[-0.05, 1.05], row=1, col=1)
     fig.update_xaxes(title_text="α (units: see table)")
     fig.update_layout(height=380, margin=dict(t=70, l=50, r=20, b=50), legend=dict(orientation="h", y=-0.25),
-                      title=dict(text=f"{pair}: instructed “{task_a}”, steered toward “{task_b}” (n = {n} seeds per α)", font=dict(size=13)))
+                      title=dict(text=f"{pair}: instructed “{task_a}”, steered toward “{task_b}” (n = {n} seeds per α)",
+                                 font=dict(size=13)))
     return fig
 
 def plot_layers(res: SweepResult, pair: str, methods: Sequence[str] = LAYERED): # -> plotly Figure
@@ -90,9 +110,11 @@ def plot_layers(res: SweepResult, pair: str, methods: Sequence[str] = LAYERED): 
         for j, l in enumerate(res.layers(m)):
             cv = res.curve(pair, m, l)
             if not len(cv): continue
-            fig.add_trace(go.Scatter(x=cv.alpha.tolist(), y=[round(v, 4) for v in cv.success_b], mode="lines+markers", name=f"{m} L{l}",
+            fig.add_trace(go.Scatter(x=cv.alpha.tolist(), y=[round(v, 4) for v in cv.success_b], mode="lines+markers",
+                                     name=f"{m} L{l}",
                                      line=dict(color=COLORS.get(m), dash=dashes[j % len(dashes)])))
-    fig.update_layout(height=320, title=dict(text=f"{pair}: flip rate by layer", font=dict(size=13)), xaxis_title="α", yaxis_title="P(success of B)",
+    fig.update_layout(height=320, title=dict(text=f"{pair}: flip rate by layer", font=dict(size=13)), xaxis_title="α",
+                      yaxis_title="P(success of B)",
                       yaxis_range=[-0.05, 1.05], margin=dict(t=50, l=50, r=20, b=40))
     return fig
 
@@ -101,25 +123,45 @@ def plot_summary(res: SweepResult): # -> plotly Figure
     import plotly.graph_objects as go
     s = res.summary()
     pairs, methods = list(dict.fromkeys(s.pair)), list(dict.fromkeys(s.method))
-    z = [[float(s[(s.pair == p) & (s.method == m)].flip.iloc[0]) if ((s.pair == p) & (s.method == m)).any() else None for p in pairs] for m in methods]
-    txt = [[(lambda r: f"{r.flip:.2f} @ α={r.best_alpha:g}" + ("" if _isnull(r.best_layer) else f", {_where(r.best_layer)}"))(s[(s.pair == p) & (s.method == m)].iloc[0])
-            if ((s.pair == p) & (s.method == m)).any() else "" for p in pairs] for m in methods]
-    fig = go.Figure(go.Heatmap(z=z, x=pairs, y=methods, text=txt, texttemplate="%{text}", zmin=0, zmax=1, colorscale="Blues", colorbar=dict(title="flip")))
-    fig.update_layout(height=120 + 40 * len(methods), title=dict(text="best flip rate per method and pair", font=dict(size=13)), margin=dict(t=50, l=130, r=20, b=40))
+    z = [[float(s[(s.pair == p) & (s.method == m)].flip.iloc[0]) if ((s.pair == p) & (s.method == m)).any() else None
+          for p in pairs] for m in methods]
+    txt = [
+        [
+            (
+                lambda r: (
+                    f"{r.flip:.2f} @ α={r.best_alpha:g}"
+                    + ("" if _isnull(r.best_layer) else f", {_where(r.best_layer)}")
+                )
+            )(s[(s.pair == p) & (s.method == m)].iloc[0])
+            if ((s.pair == p) & (s.method == m)).any()
+            else ""
+            for p in pairs
+        ]
+        for m in methods
+    ]
+    fig = go.Figure(go.Heatmap(z=z, x=pairs, y=methods, text=txt, texttemplate="%{text}", zmin=0, zmax=1,
+                               colorscale="Blues", colorbar=dict(title="flip")))
+    fig.update_layout(height=120 + 40 * len(methods), title=dict(text="best flip rate per method and pair",
+                                                                 font=dict(size=13)), margin=dict(t=50, l=130, r=20,
+                                                                                                  b=40))
     return fig
 
 # %% ../nbs/09b_figures.ipynb #7ed2af54
 def filmstrip(policy, pair: str, spec: SteeringSpec | None, seed: int, frames: int = 5, # time steps shown
-              replan_steps: int = 2, max_steps: int = 50, noise_seed: int = 0) -> dict: # {rows: [{label, frames: [png], steps: [t], outcome}]}
+              replan_steps: int = 2, max_steps: int = 50,
+              noise_seed: int = 0) -> dict: # {rows: [{label, frames: [png], steps: [t], outcome}]}
     "Matched unsteered and steered rollouts of one seed, as PNG frames at a few time steps."
     a, b = sim.CONCEPT_PAIRS[pair]
-    trajs, failed = steered_rollouts(policy, [a, a], [seed, seed], [None, spec], replan_steps, max_steps, record_frames=True, noise_seed=noise_seed)
+    trajs, failed = steered_rollouts(policy, [a, a], [seed, seed], [None, spec], replan_steps, max_steps,
+                                     record_frames=True, noise_seed=noise_seed)
     rows = []
-    for label, tr, f in (("unsteered", trajs[0], failed.get(0)), (f"steered: {spec.name if spec else 'none'}", trajs[1], failed.get(1))):
+    for label, tr, f in (("unsteered", trajs[0], failed.get(0)), (f"steered: {spec.name if spec else 'none'}", trajs[1],
+                                                                  failed.get(1))):
         T = len(tr.frames)
         ts = sorted(set(np.linspace(0, T - 1, frames).round().astype(int).tolist()))
         rec = episode_record(tr, pair, b, f)
-        outcome = "failed (non-finite)" if f else ("did B" if rec["success_b"] else "did A" if rec["success_a"] else "neither")
+        outcome = "failed (non-finite)" if f else ("did B" if rec["success_b"] else "did A"
+                                                   if rec["success_a"] else "neither")
         rows.append(dict(label=label, steps=ts, frames=[png_data_uri(tr.frames[t], 2) for t in ts], outcome=outcome,
                          measure=round(rec["measure"], 3), measure_name=rec["measure_name"]))
     return dict(pair=pair, seed=int(seed), spec=None if spec is None else spec.name, rows=rows)
@@ -130,14 +172,17 @@ def plot_filmstrip(film: dict): # -> plotly Figure
     from plotly.subplots import make_subplots
     rows = film["rows"]; k = max(len(r["frames"]) for r in rows)
     titles = [f"t={t}" for r in rows for t in r["steps"] + [None] * (k - len(r["steps"]))]
-    fig = make_subplots(rows=len(rows), cols=k, subplot_titles=[s if s != "t=None" else "" for s in titles], vertical_spacing=0.12, horizontal_spacing=0.01)
+    fig = make_subplots(rows=len(rows), cols=k, subplot_titles=[s if s != "t=None" else "" for s in titles],
+                        vertical_spacing=0.12, horizontal_spacing=0.01)
     for i, r in enumerate(rows):
         for j, src in enumerate(r["frames"]):
             fig.add_trace(go.Image(source=src, hoverinfo="skip"), i + 1, j + 1)
-        fig.update_yaxes(title_text=f"{r['label'][:28]}<br>{r['outcome']}, {r['measure_name']}={r['measure']}", title_font=dict(size=10), row=i + 1, col=1)
+        fig.update_yaxes(title_text=f"{r['label'][:28]}<br>{r['outcome']}, {r['measure_name']}={r['measure']}",
+                         title_font=dict(size=10), row=i + 1, col=1)
     fig.update_xaxes(showticklabels=False); fig.update_yaxes(showticklabels=False)
     fig.update_layout(height=170 * len(rows) + 60, margin=dict(t=60, l=110, r=10, b=10),
-                      title=dict(text=f"{film['pair']}, seed {film['seed']}: unsteered vs {film['spec']}", font=dict(size=13)))
+                      title=dict(text=f"{film['pair']}, seed {film['seed']}: unsteered vs {film['spec']}",
+                                 font=dict(size=13)))
     return fig
 
 # %% ../nbs/09b_figures.ipynb #8fcb673b
@@ -146,9 +191,12 @@ def filmstrip_html(film: dict) -> str:
     import html as _html
     rows = []
     for r in film["rows"]:
-        cells = "".join(f'<figure style="margin:2px;display:inline-block;text-align:center"><img src="{src}" width="128" height="128" alt="t={t}">'
-                        f'<figcaption style="font-size:11px">t={t}</figcaption></figure>' for t, src in zip(r["steps"], r["frames"]))
-        rows.append(f'<div style="margin:4px 0"><div style="font-size:12px"><b>{_html.escape(r["label"])}</b>: {r["outcome"]}, '
+        cells = "".join(f'<figure style="margin:2px;display:inline-block;text-align:center"><img src="{src}" '
+                        f'width="128" height="128" alt="t={t}">'
+                        f'<figcaption ' f'style="font-size:11px">t={t}</figcaption></figure>' for t,
+                        src in zip(r["steps"], r["frames"]))
+        rows.append(f'<div style="margin:4px 0"><div style="font-size:12px"><b>{_html.escape(r["label"])}</b>: '
+                    f'{r["outcome"]}, '
                     f'{r["measure_name"]} = {r["measure"]}</div>{cells}</div>')
     title = _html.escape(f"{film['pair']}, seed {film['seed']}: unsteered vs {film['spec']}")
     return f'<div class="vlasteer-filmstrip"><div style="font-size:13px">{title}</div>{"".join(rows)}</div>'
@@ -161,12 +209,14 @@ class SteeringState:
     method: str
     alpha: float
 
-def explorer_figure(res: SweepResult, state: SteeringState, films: dict | None = None): # (pair, method, alpha) -> filmstrip; -> plotly Figure
+def explorer_figure(res: SweepResult, state: SteeringState, films: dict
+                    | None = None): # (pair, method, alpha) -> filmstrip; -> plotly Figure
     "The dose–response of the state's pair with its (method, α) marked; the subtitle says whether a filmstrip goes with it."
     fig = plot_dose_response(res, state.pair, highlight=(state.method, state.alpha))
     has = (state.pair, state.method, float(state.alpha)) in (films or {})
     note = "filmstrip below" if has else "no filmstrip recorded for this cell"
-    fig.update_layout(title=dict(text=fig.layout.title.text + f"<br><sup>selected: {state.method} at α={state.alpha:g}; {note}</sup>"))
+    fig.update_layout(title=dict(text=fig.layout.title.text
+                                 + f"<br><sup>selected: {state.method} at α={state.alpha:g}; {note}</sup>"))
     return fig
 
 def explorer_filmstrip(state: SteeringState, films: dict | None = None) -> str: # HTML ("" when none)
@@ -183,10 +233,12 @@ class SteeringExplorer:
         self.methods = [m for m in dict.fromkeys(t.method) if m not in NO_CURVE]
         self.alphas = sorted(set(t.alpha.tolist()))
         if state is None:
-            s = res.summary(); s = s[~s.method.isin(NO_CURVE)].sort_values("flip", ascending=False, kind="stable").iloc[0]
+            s = res.summary()
+            s = s[~s.method.isin(NO_CURVE)].sort_values("flip", ascending=False, kind="stable").iloc[0]
             state = SteeringState(s.pair, s.method, float(s.best_alpha))
         self.state = state
-    def figure(self, state: SteeringState | None = None): return explorer_figure(self.res, state or self.state, self.films)
+    def figure(self, state: SteeringState | None = None):
+        return explorer_figure(self.res, state or self.state, self.films)
     def widget(self):
         "An ipywidgets box: pair and method dropdowns, an α slider, and the figure in an Output."
         import ipywidgets as w
@@ -206,28 +258,37 @@ class SteeringExplorer:
     def _repr_mimebundle_(self, include=None, exclude=None):
         "The widget where a frontend can show it, with the static figure of the current state as the fallback."
         fig = self.figure()
-        bundle = {"text/plain": f"SteeringExplorer({len(self.pairs)} pairs, showing {self.state.pair} / {self.state.method} at α={self.state.alpha:g})",
-                  "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
-                  "text/html": fig.to_html(include_plotlyjs="cdn", full_html=False) + explorer_filmstrip(self.state, self.films)}
+        bundle = {
+            "text/plain": f"SteeringExplorer({len(self.pairs)} pairs, showing {self.state.pair} / {self.state.method} "
+                  f"at α={self.state.alpha:g})",
+            "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
+            "text/html": fig.to_html(include_plotlyjs="cdn", full_html=False)
+            + explorer_filmstrip(self.state, self.films),
+        }
         try: w = self.widget()
         except ImportError: return bundle
         return {**(w._repr_mimebundle_(include=include, exclude=exclude) or {}), **bundle}
 
 # %% ../nbs/09b_figures.ipynb #c5d8a264
-def record_films(policy, res: SweepResult, directions: dict, clusters_path=None, seeds_per_film: int = 1, frames: int = 5) -> dict:
+def record_films(policy, res: SweepResult, directions: dict, clusters_path=None, seeds_per_film: int = 1,
+                 frames: int = 5) -> dict:
     "Filmstrips of each pair's best method at its best α (first sweep seed), keyed (pair, method, alpha)."
     cfg = SweepConfig.from_dict(res.config)
     compiler, films = SpecCompiler(policy), {}
     s = res.summary()
     cal = calibrate_positions(policy, cfg, res.out) if res.setups is None and res.out else {}
     for pair in dict.fromkeys(s.pair):
-        setup = (res.setups or {}).get(pair) or _setup_pair(policy, pair, directions, clusters_path, cfg, compiler, cal.get(pair))
-        g = s[(s.pair == pair) & s.method.isin(DIRECTION_METHODS + ("neurons", "neurons_const"))].sort_values("flip", ascending=False, kind="stable")
+        setup = (res.setups or {}).get(pair) or _setup_pair(policy, pair, directions, clusters_path, cfg, compiler,
+                                                            cal.get(pair))
+        g = s[(s.pair == pair) & s.method.isin(DIRECTION_METHODS + ("neurons", "neurons_const"))].sort_values(
+            "flip", ascending=False, kind="stable"
+        )
         if not len(g): continue
         b = g.iloc[0]
         layer = None if _isnull(b.best_layer) else b.best_layer
         spec = cell_spec(setup, Cell(pair, b.method, layer, float(b.best_alpha)))
-        films[(pair, b.method, float(b.best_alpha))] = filmstrip(policy, pair, spec, cfg.seeds[0], frames, cfg.replan_steps, cfg.max_steps, cfg.seed)
+        films[(pair, b.method, float(b.best_alpha))] = filmstrip(policy, pair, spec, cfg.seeds[0], frames,
+                                                                 cfg.replan_steps, cfg.max_steps, cfg.seed)
     return films
 
 def report_sections(res: SweepResult, policy=None, films: dict | None = None) -> list[dict]:
@@ -237,22 +298,31 @@ def report_sections(res: SweepResult, policy=None, films: dict | None = None) ->
     n = int(res.table().n.max())
     met = int(goal.met.sum())
     secs = [dict(title="Steering: does the best method flip behaviour?",
-                 text=(f"For each pair (A, B) the policy is instructed A and steered toward B; a flip is B's goal reached. Goal: the best method "
-                       f"flips ≥ 80% of seeds at its best α, 0% at α = 0, and the random-direction control stays ≤ 10%. {met} of {len(goal)} pairs meet it "
+                 text=(f"For each pair (A, B) the policy is instructed A and steered toward B; a flip is B's goal "
+                       f"reached. Goal: the best method "
+                       f"flips ≥ 80% of seeds at its best α, 0% at α = 0, and the random-direction control stays ≤ "
+                       f"10%. {met} of {len(goal)} pairs meet it "
                        f"(n = {n} seeds per α, the same seeds for every α and method)."),
                  items=[goal.assign(flip=goal.flip.round(2)).rename(columns={"met": "goal met"})]),
             dict(title="Methods × pairs",
-                 text="Best α (and layer) of every method, its flip rate with a Wilson 95% interval, and the unit α is measured in.",
-                 items=[plot_summary(res), summ.assign(flip_ci=[_fmt_ci(c) for c in summ.flip_ci], flip=summ.flip.round(2))])]
+                 text="Best α (and layer) of every method, its flip rate with a Wilson 95% interval, and the unit α "
+                 "is measured in.",
+                 items=[plot_summary(res), summ.assign(flip_ci=[_fmt_ci(c) for c in summ.flip_ci],
+                                                       flip=summ.flip.round(2))])]
     for pair in dict.fromkeys(summ.pair):
         a, b = sim.CONCEPT_PAIRS[pair]
         secs.append(dict(title=f"Dose–response: {pair}",
-                         text=(f"Instructed “{a}”, steered toward “{b}”. Bands: Wilson 95% (rates), bootstrap 95% (means). "
+                         text=(f"Instructed “{a}”, steered toward “{b}”. Bands: Wilson 95% (rates), bootstrap 95% "
+                               f"(means). "
                                f"Layered methods at their best layer; the second figure compares layers."),
                          items=[plot_dose_response(res, pair), plot_layers(res, pair)]))
     if films:
         items = [filmstrip_html(f) for f in films.values()]
-        secs.append(dict(title="Filmstrips", text="Matched rollouts (same seed, same noise): unsteered above, steered below, agent view.", items=items))
-        secs.append(dict(title="Explorer (static)", text="In JupyterLab, `SteeringExplorer(res, films).widget()` lets you pick pair, method and α.",
+        secs.append(dict(title="Filmstrips",
+                         text="Matched rollouts (same seed, same noise): unsteered above, steered below, agent view.",
+                         items=items))
+        secs.append(dict(title="Explorer (static)",
+                         text="In JupyterLab, `SteeringExplorer(res, films).widget()` lets you pick pair, method and "
+                         "α.",
                          items=[(ex := SteeringExplorer(res, films)).figure(), explorer_filmstrip(ex.state, films)]))
     return secs

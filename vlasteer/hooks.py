@@ -78,30 +78,35 @@ class HookName:
 
 def _blocks(model, tower) -> nn.ModuleList:
     try: return model.get_submodule(TOWER_PATHS[tower])
-    except AttributeError: raise ValueError(f"model has no {tower!r} tower at {TOWER_PATHS[tower]}; is it a vlasteer policy?")
+    except AttributeError:
+        raise ValueError(f"model has no {tower!r} tower at {TOWER_PATHS[tower]}; is it a vlasteer policy?")
 
 def n_blocks(model: nn.Module, # a vlasteer policy (or any module with the same tree)
              tower: str) -> int: # number of blocks in `tower`
     "Number of blocks of `tower` in `model`."
     return len(_blocks(model, tower))
 
-def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module, str]: # (canonical name, module, 'input'|'output')
+def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module,
+                                                       str]: # (canonical name, module, 'input'|'output')
     "Validate `name` against `model` and return its canonical form, module and which tensor to hook."
     h = HookName.parse(name)
     blocks = _blocks(model, h.tower)
     n = len(blocks)
     if not -n <= h.layer < n:
-        raise ValueError(f"layer {h.layer} out of range in {name!r}: the {h.tower} tower has blocks 0..{n-1} (or -{n}..-1)")
+        raise ValueError(f"layer {h.layer} out of range in {name!r}: the {h.tower} tower has blocks 0..{n-1} (or "
+                         f"-{n}..-1)")
     h = HookName(h.tower, h.layer % n, h.site)
     if (h.tower, h.site) not in HOOK_TABLE:
         towers = [t for t in TOWERS if (t, h.site) in HOOK_TABLE]
-        raise ValueError(f"site {h.site!r} exists only in the {' and '.join(towers)} tower(s), not in {h.tower!r} ({name!r})")
+        raise ValueError(f"site {h.site!r} exists only in the {' and '.join(towers)} tower(s), not in {h.tower!r} "
+                         f"({name!r})")
     path, kind = HOOK_TABLE[(h.tower, h.site)]
     return h, blocks[h.layer].get_submodule(path), kind  # from the tower's blocks: one walk down the tree, not two
 
 def hook_names(model: nn.Module, towers: Sequence[str] = TOWERS, sites: Sequence[str] = SITES) -> list[str]:
     "Every valid hook name of `model` for the given towers and sites."
-    return [f"{t}.blocks.{i}.{s}" for t in towers for i in range(n_blocks(model, t)) for s in sites if (t, s) in HOOK_TABLE]
+    return [f"{t}.blocks.{i}.{s}" for t in towers for i in range(n_blocks(model, t)) for s in sites
+            if (t, s) in HOOK_TABLE]
 
 # %% ../nbs/00_hooks.ipynb #15020b0b
 def _same(x): return x
@@ -222,11 +227,13 @@ def _step_selected(steps, ctx):
 @contextmanager
 def record(model: nn.Module, # a vlasteer policy
            names: str | Iterable[str], # hook names (see `hook_names`)
-           tokens: str | Sequence[str] | None = None, # span(s) to keep: image, instruction, state, action; None: all valid
+           tokens: str
+           | Sequence[str] | None = None, # span(s) to keep: image, instruction, state, action; None: all valid
            reduce: str | None = None, # None, "max_abs", "mean" or "last" over the kept tokens
            device: str | torch.device | None = "cpu", # where records live; None keeps the model's device
            dtype: torch.dtype | None = torch.float32, # records' dtype; None keeps the activation's
-           steps: int | Sequence[int] | str | None = None, # expert denoising steps to keep ("last", int, list); None: all
+           steps: int | Sequence[int] | str
+           | None = None, # expert denoising steps to keep ("last", int, list); None: all
           ):
     "Record activations at `names` while the block runs; yields an `ActivationCache`."
     if reduce not in REDUCTIONS: raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")
@@ -336,7 +343,8 @@ def intervene(model: nn.Module, # a vlasteer policy
                 new = f(out, info)
                 if new is not None:
                     if new.shape != out.shape:
-                        raise ValueError(f"intervention at {h} returned shape {tuple(new.shape)}, expected {tuple(out.shape)}")
+                        raise ValueError(f"intervention at {h} returned shape {tuple(new.shape)}, expected "
+                                         f"{tuple(out.shape)}")
                     out = new
             return out if out is not act else None
         return run
@@ -355,7 +363,8 @@ def span_index(mask: torch.Tensor # bool [batch pos]
 def add_positions(directions: torch.Tensor, # [n_pos d]: row p goes to the span's p-th token
                   alpha: float = 1.0, tokens=None, steps=None) -> Callable:
     "Add `alpha * directions[p]` to the `p`-th selected token of every sample (tokens past `n_pos` unchanged)."
-    if directions.dim() != 2: raise ValueError(f"add_positions needs a [n_pos d] tensor, got shape {tuple(directions.shape)}")
+    if directions.dim() != 2:
+        raise ValueError(f"add_positions needs a [n_pos d] tensor, got shape {tuple(directions.shape)}")
     def fn(act, hook):
         if directions.shape[-1] != act.shape[-1]:
             raise ValueError(f"directions have width {directions.shape[-1]} but {hook.name} has width {act.shape[-1]}")

@@ -14,7 +14,8 @@ from fastcore.script import call_parse
 
 from . import sim
 from .cli import cli_errors, console, read_json, write_json
-from .sweep import BASELINES, CONTROLS, LAYERED, POSITIONAL, PatchSite, SweepConfig, SweepResult, _isnull, blocks_of, directions_from_root, replace_other_sweep, run_sweep
+from .sweep import (BASELINES, CONTROLS, LAYERED, POSITIONAL, PatchSite, SweepConfig, SweepResult, _isnull,
+                            blocks_of, directions_from_root, replace_other_sweep, run_sweep)
 from .figures import _where
 
 # %% auto #0
@@ -31,7 +32,8 @@ def patch_grid(policy, compact: bool = False) -> list[str]:
     sites = [f"vlm/{s}/{b}/{sp}" for s in ("pre", "kv") for sp in spans for b in blocks]
     if not compact: sites.append(f"vlm/post/{D - 1}/all")
     eb = [str(b) for b in range(E)] + ["all"]
-    sites += [f"expert/pre/{b}/action" for b in eb] + ([] if compact else ["expert/pre/all/action/0", "expert/pre/all/action/last"])
+    sites += [f"expert/pre/{b}/action" for b in eb] + ([] if compact else ["expert/pre/all/action/0",
+                                                                           "expert/pre/all/action/last"])
     sites.append(f"vision/post/{policy.config.vision.depth - 1}/image")
     return [str(PatchSite.parse(s)) for s in sites]
 
@@ -49,7 +51,8 @@ def study_config(policy, compact: bool = False, # the main job's smaller grid
     pos = list(range(D)) + ([] if compact or D < 3 else [f"1-{D - 1}"]) + ["all"]
     seeds = list(seeds) if seeds is not None else list(range(6000, 6010 if compact else 6020))
     return SweepConfig(pairs=list(sim.CONCEPT_PAIRS), methods=methods, layers=list(pooled_layers or []),
-                       alphas=[-1.0, 0.0, 1.0, 2.0, 4.0], seeds=seeds, baselines=list(BASELINES), pos_layers=pos, pos_alphas=[-1.0, 1.0, 2.0],
+                       alphas=[-1.0, 0.0, 1.0, 2.0, 4.0], seeds=seeds, baselines=list(BASELINES), pos_layers=pos,
+                       pos_alphas=[-1.0, 1.0, 2.0],
                        patch_sites=patch_grid(policy, compact), workers=workers, seed=seed)
 
 # %% ../nbs/09c_localize.ipynb #8aeee29a
@@ -60,8 +63,10 @@ def localization_table(res: SweepResult) -> "pandas.DataFrame":
     rows = []
     for _, r in t.iterrows():
         ps = PatchSite.parse(r.layer)
-        rows.append(dict(pair=r.pair, test="sufficiency" if r.instructed == "A" else "necessity", site=str(ps), tower=ps.tower,
-                         hook=str(ps).split("/")[1], blocks=ps.blocks, span=ps.span, steps=ps.steps, success_b=r.success_b, success_b_ci=r.success_b_ci,
+        rows.append(dict(pair=r.pair, test="sufficiency" if r.instructed == "A" else "necessity", site=str(ps),
+                         tower=ps.tower,
+                         hook=str(ps).split("/")[1], blocks=ps.blocks, span=ps.span, steps=ps.steps,
+                         success_b=r.success_b, success_b_ci=r.success_b_ci,
                          success_a=r.success_a, neither=r.neither, n=int(r.n)))
     return pd.DataFrame(rows)
 
@@ -75,29 +80,39 @@ def plot_localization(loc: "pandas.DataFrame", # `localization_table` (or the `l
     from plotly.subplots import make_subplots
     t = loc[loc.pair == pair]
     if not len(t): raise ValueError(f"the sweep has no patch cells for pair {pair!r}")
-    rows = list(dict.fromkeys(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}") for r in t.itertuples()))
+    rows = list(dict.fromkeys(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all"
+                                                                  else f" · step {r.steps}") for r in t.itertuples()))
     cols = sorted(dict.fromkeys(t.blocks), key=_block_order)
     a, b = sim.CONCEPT_PAIRS[pair]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18, subplot_titles=(f"sufficiency: instructed “{a}”, B patched in",
-                                                                                  f"necessity: instructed “{b}”, A patched in"))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.18,
+                        subplot_titles=(f"sufficiency: instructed “{a}”, B patched in",
+                                                                                  f"necessity: instructed “{b}”, A "
+                                                                                 f"patched in"))
     for k, test in enumerate(("sufficiency", "necessity"), 1):
         z = [[None] * len(cols) for _ in rows]; txt = [[""] * len(cols) for _ in rows]
         for r in t[t.test == test].itertuples():
-            i = rows.index(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all" else f" · step {r.steps}")); j = cols.index(r.blocks)
+            i = rows.index(f"{r.tower} {r.hook} · {r.span}" + ("" if r.steps == "all"
+                                                               else f" · step {r.steps}")); j = cols.index(r.blocks)
             z[i][j] = round(float(r.success_b), 3); txt[i][j] = f"{r.success_b:.2f}"
-        fig.add_trace(go.Heatmap(z=z, x=[f"blocks {c}" if not c.lstrip("-").isdigit() else f"block {c}" for c in cols], y=rows, text=txt,
-                                 texttemplate="%{text}", zmin=0, zmax=1, colorscale="Blues", showscale=k == 2, colorbar=dict(title="B-success"),
+        fig.add_trace(go.Heatmap(z=z, x=[f"blocks {c}" if not c.lstrip("-").isdigit() else f"block {c}" for c in cols],
+                                 y=rows, text=txt,
+                                 texttemplate="%{text}", zmin=0, zmax=1, colorscale="Blues", showscale=k == 2,
+                                 colorbar=dict(title="B-success"),
                                  hovertemplate="%{y}, %{x}: B-success %{z}<extra></extra>"), 1, k)
     n = int(t.n.max())
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(height=140 + 22 * len(rows), margin=dict(t=80, l=200, r=20, b=40),
-                      title=dict(text=f"{pair}: where B's instruction is read (activation patching, n = {n} seeds per cell)", font=dict(size=13)))
+                      title=dict(text=f"{pair}: where B's instruction is read (activation patching, n = {n} seeds per "
+                                 f"cell)", font=dict(size=13)))
     return fig
 
 # %% ../nbs/09c_localize.ipynb #7a0ad8bf
-FAMILIES = [("activation patching (best site)", "patch"), ("pooled raw direction (08_sae)", "raw"), ("pooled SAE-decoded direction (08_sae)", "sae"),
-            ("per-position raw direction", "raw_pos"), ("per-position SAE-decoded direction", "sae_pos"), ("per-position SAE latent clamp", "sae_clamp_pos"),
-            ("FFN cluster at α × its mean", "neurons"), ("FFN cluster set to a constant (Häon et al.)", "neurons_const")]
+FAMILIES = [("activation patching (best site)", "patch"), ("pooled raw direction (08_sae)", "raw"),
+            ("pooled SAE-decoded direction (08_sae)", "sae"),
+            ("per-position raw direction", "raw_pos"), ("per-position SAE-decoded direction", "sae_pos"),
+            ("per-position SAE latent clamp", "sae_clamp_pos"),
+            ("FFN cluster at α × its mean", "neurons"), ("FFN cluster set to a constant (Häon et al.)",
+                                                         "neurons_const")]
 
 def _has_block0(layer) -> bool:
     "Whether a block set (a block, a window a-b, all) contains block 0."
@@ -118,13 +133,15 @@ def site_label(method: str, layer, pos_site: str = "hook_resid_pre") -> str:
     if method in LAYERED: return f"output of block {layer}"
     if method in POSITIONAL:
         io = "input" if pos_site == "hook_resid_pre" else "output"
-        return (f"{io} of block {layer}" if str(layer).lstrip("-").isdigit() else f"{io}s of every block" if str(layer) == "all"
+        return (f"{io} of block {layer}" if str(layer).lstrip("-").isdigit() else f"{io}s of every block"
+                if str(layer) == "all"
                 else f"{io}s of blocks {layer}")
     return str(layer)
 
 def _row(label, r, base_flip, pos_site="hook_resid_pre") -> dict:
     ctrl = max([v for v in (r.random_matched_flip, r.wrong_pair_flip) if not _isnull(v)], default=float("nan"))
-    return dict(what=label, method=r.method, site=site_label(r.method, r.best_layer, pos_site), alpha=r.best_alpha, flip=r.flip,
+    return dict(what=label, method=r.method, site=site_label(r.method, r.best_layer, pos_site), alpha=r.best_alpha,
+                flip=r.flip,
                 flip_ci=f"[{r.flip_ci[0]:.2f}, {r.flip_ci[1]:.2f}]", did_a=r.success_a, neither=r.neither, n=int(r.n),
                 random_control=r.random_matched_flip, wrong_pair=r.wrong_pair_flip, negated=r.negated_flip,
                 verdict=verdict(r.flip, r.neither, base_flip, ctrl))
@@ -138,9 +155,11 @@ def answer_table(res: SweepResult, pair: str) -> "pandas.DataFrame":
         r = t[t.method == m]
         if not len(r): return None
         r = r.iloc[0]
-        return dict(what=label, method=m, site="", alpha=float("nan"), flip=r.success_b, flip_ci=f"[{r.success_b_ci[0]:.2f}, {r.success_b_ci[1]:.2f}]",
+        return dict(what=label, method=m, site="", alpha=float("nan"), flip=r.success_b,
+                    flip_ci=f"[{r.success_b_ci[0]:.2f}, {r.success_b_ci[1]:.2f}]",
                     did_a=r.success_a, neither=r.neither, n=int(r.n))
-    rows = [x for x in (base("prompt_b", "ceiling: instructed B (prompt swap), no edit"), base("none", "floor: instructed A, no edit"),
+    rows = [x for x in (base("prompt_b", "ceiling: instructed B (prompt swap), no edit"),
+                        base("none", "floor: instructed A, no edit"),
                         base("blank", "blank prompt, no edit")) if x]
     f0 = float(t[t.method == "none"].success_b.iloc[0])
     ps = res.config.get("pos_site", "hook_resid_pre")
@@ -151,11 +170,13 @@ def answer_table(res: SweepResult, pair: str) -> "pandas.DataFrame":
             deep = t[(t.method == m) & t.layer.map(lambda l: not _isnull(l) and not _has_block0(l))]
             if len(deep):
                 cs = [res._controls(t, pair, m, r.layer, float(r.alpha)) for r in deep.itertuples()]
-                deep = deep.assign(absa=deep.alpha.abs(), ok=[not any(v > 0.1 for v in c if not _isnull(v)) for c in cs],
+                deep = deep.assign(absa=deep.alpha.abs(), ok=[not any(v > 0.1 for v in c
+                                                                      if not _isnull(v)) for c in cs],
                                    rnd=[c[0] for c in cs], wrong=[c[1] for c in cs])
                 d = deep.sort_values(["ok", "success_b", "absa"], ascending=[False, False, True], kind="stable").iloc[0]
                 rr = s[s.method == m].iloc[0].copy()
-                for k, v in dict(flip=d.success_b, flip_ci=d.success_b_ci, success_a=d.success_a, neither=d.neither, n=d.n, best_layer=d.layer,
+                for k, v in dict(flip=d.success_b, flip_ci=d.success_b_ci, success_a=d.success_a, neither=d.neither,
+                                 n=d.n, best_layer=d.layer,
                                  best_alpha=float(d.alpha), random_matched_flip=d.rnd, wrong_pair_flip=d.wrong,
                                  negated_flip=res._cell(t, pair, m, d.layer, -float(d.alpha))).items(): rr[k] = v
                 rows.append(_row("per-position raw direction, block 0's input excluded", rr, f0, ps))
@@ -165,7 +186,8 @@ def answer_table(res: SweepResult, pair: str) -> "pandas.DataFrame":
 def goal_rows(res: SweepResult) -> list[dict]:
     "One JSON-ready row per pair: best method, site, alpha, flip, n, flip_at_0, controls' maximum flip, ceiling, met."
     g = res.goal()
-    return [dict(pair=r.pair, best_method=r.best_method, site=None if _isnull(r.best_layer) else str(r.best_layer), alpha=float(r.best_alpha),
+    return [dict(pair=r.pair, best_method=r.best_method, site=None if _isnull(r.best_layer) else str(r.best_layer),
+                 alpha=float(r.best_alpha),
                  flip=float(r.flip), flip_ci=[float(v) for v in r.flip_ci], n=int(r.n), flip_at_0=float(r.flip_at_0),
                  random_control_max_flip=None if _isnull(r.random_matched_flip) else float(r.random_matched_flip),
                  wrong_pair_max_flip=None if _isnull(r.wrong_pair_flip) else float(r.wrong_pair_flip),
@@ -182,9 +204,13 @@ def localize_json(res: SweepResult) -> dict:
 
 # %% ../nbs/09c_localize.ipynb #ef8fc02b
 @torch.no_grad()
-def patch_cost(policy, obs: dict, # a batched observation
-               sites: Sequence[str] = ("vlm/kv/0/instruction", "expert/pre/1/action"), source: str | None = None,
-               repeats: int = 5) -> dict: # {"plain": s, site: s, ...: seconds per call; "ratio": {site: patched / plain}}
+def patch_cost(
+    policy,
+    obs: dict,  # a batched observation
+    sites: Sequence[str] = ("vlm/kv/0/instruction", "expert/pre/1/action"),
+    source: str | None = None,
+    repeats: int = 5,
+) -> dict:  # {"plain": s, site: s, ...: seconds per call; "ratio": {site: patched / plain}}
     "Seconds per policy call, plain and with each patch site (its clean pass included)."
     from vlasteer.steering import SteeringSpec, patched_infer
     cfg = policy.config
@@ -195,7 +221,8 @@ def patch_cost(policy, obs: dict, # a batched observation
         return float(np.median(ts))
     out = {"plain": timed(lambda: policy.infer(obs))}
     for s in sites:
-        spec = SteeringSpec(s, [PatchSite.parse(s).edit(getattr(cfg, PatchSite.parse(s).tower).depth, cfg.num_steps, src)])
+        spec = SteeringSpec(s, [PatchSite.parse(s).edit(getattr(cfg, PatchSite.parse(s).tower).depth, cfg.num_steps,
+                                                        src)])
         out[s] = timed(lambda: patched_infer(policy, spec, obs))
     out["ratio"] = {s: out[s] / out["plain"] for s in sites}
     return out
@@ -208,22 +235,29 @@ def pair_sentence(pair: str, goal: dict, loc: "pandas.DataFrame", pos_site: str 
 
     "One paragraph stating a pair's result: ceiling, best direction-based edit and its controls, the sites that carry B."
     a, b = sim.CONCEPT_PAIRS[pair]
-    s = (f"**{pair}** (instructed “{a}”, steered toward “{b}”, n = {goal['n']} seeds per cell): the prompt swap reaches B in "
+    s = (f"**{pair}** (instructed “{a}”, steered toward “{b}”, n = {goal['n']} seeds per cell): the prompt swap "
+         f"reaches B in "
          f"{_pct(goal['ceiling'])} of the episodes. The best direction-based edit is `{goal['best_method']}` at "
          f"{site_label(goal['best_method'], goal['site'], pos_site)}, α = {goal['alpha']:g}: B in {goal['flip']:.2f} "
-         f"[{goal['flip_ci'][0]:.2f}, {goal['flip_ci'][1]:.2f}], {goal['flip_at_0']:.2f} at α = 0, its matched controls at most "
+         f"[{goal['flip_ci'][0]:.2f}, {goal['flip_ci'][1]:.2f}], {goal['flip_at_0']:.2f} at α = 0, its matched "
+         f"controls at most "
          f"{_pct(goal['control_max_flip'])}: the goal is {'met' if goal['met'] else 'not met'}.")
     deep = [r for r in answer if r["what"].endswith("block 0's input excluded")]
     if goal["best_method"] in POSITIONAL and pos_site == "hook_resid_pre" and _has_block0(goal["site"]) and deep:
         d = deep[0]
-        s += (f" That edit includes block 0's input, where the per-position difference is the prompts' token-embedding difference (the prompt "
-              f"swap by construction); without block 0 the best per-position raw edit ({d['site']}, α = {d['alpha']:g}) reaches B in "
-              f"{d['flip']:.2f} {d['flip_ci']}, controls {_pct(d['random_control'])} / {_pct(d['wrong_pair'])}: {d['verdict']}.")
+        s += (f" That edit includes block 0's input, where the per-position difference is the prompts' "
+              f"token-embedding difference (the prompt "
+              f"swap by construction); without block 0 the best per-position raw edit ({d['site']}, α = "
+              f"{d['alpha']:g}) reaches B in "
+              f"{d['flip']:.2f} {d['flip_ci']}, controls {_pct(d['random_control'])} / {_pct(d['wrong_pair'])}: "
+              f"{d['verdict']}.")
     if len(loc):
         suf = loc[(loc.pair == pair) & (loc.test == "sufficiency") & (loc.success_b >= 0.8)]
         single = [r.site for r in suf.itertuples() if r.blocks.lstrip("-").isdigit()]
-        s += (f" Patching: {len(suf)} of {int(((loc.pair == pair) & (loc.test == 'sufficiency')).sum())} sites are sufficient for B "
-              f"(≥ 0.8)" + (f"; single blocks among them: {', '.join(f'`{x}`' for x in single)}." if single else "; no single block is."))
+        s += (f" Patching: {len(suf)} of {int(((loc.pair == pair) & (loc.test == 'sufficiency')).sum())} sites are "
+              f"sufficient for B "
+              f"(≥ 0.8)" + (f"; single blocks among them: {', '.join(f'`{x}`' for x in single)}." if single
+                            else "; no single block is."))
     return s
 
 def report_sections(study: dict) -> list[dict]:
@@ -232,23 +266,36 @@ def report_sections(study: dict) -> list[dict]:
     loc = pd.DataFrame(study["localization"])
     goals = {g["pair"]: g for g in study["goal"]}
     met = sum(g["met"] for g in study["goal"])
-    intro = (f"For each pair (A, B) the policy is instructed A and edited toward B. Goal: the best direction-based edit (raw or SAE, pooled or "
-             f"per position; not patching) reaches B in ≥ 80% of the episodes at its best strength, with 0% at α = 0 and every matched random / "
-             f"wrong-pair control ≤ 10%. {met} of {len(goals)} pairs meet it. Columns: `flip` = B's goal met first (Wilson 95% interval), "
-             "`did_a` = A's goal met first, `neither` = neither goal (an edit that only breaks the policy shows here), controls at the same site "
-             "and strength; at block 0's input the per-position direction equals the difference of the prompts' token embeddings, so it is the prompt "
+    intro = (f"For each pair (A, B) the policy is instructed A and edited toward B. Goal: the best direction-based "
+             f"edit (raw or SAE, pooled or "
+             f"per position; not patching) reaches B in ≥ 80% of the episodes at its best strength, with 0% at α = 0 "
+             f"and every matched random / "
+             f"wrong-pair control ≤ 10%. {met} of {len(goals)} pairs meet it. Columns: `flip` = B's goal met first "
+             f"(Wilson 95% interval), "
+             "`did_a` = A's goal met first, `neither` = neither goal (an edit that only breaks the policy shows "
+             "here), controls at the same site "
+             "and strength; at block 0's input the per-position direction equals the difference of the prompts' token "
+             "embeddings, so it is the prompt "
              "swap there by construction, and the table also gives its best cell without block 0.")
     items = []
     for p in [g["pair"] for g in study["goal"]] + [p for p in study["answer"] if p not in goals]:
         rows = study["answer"][p]
-        items += [f"<p>{_md(pair_sentence(p, goals[p], loc, study['config'].get('pos_site', 'hook_resid_pre'), rows))}</p>" if p in goals else "",
-                  pd.DataFrame(rows).drop(columns=["method"]).set_index("what")]
-    secs = [dict(title="The answer: can each pair be steered, and by which edit?", text=intro, items=[i for i in items if not isinstance(i, str) or i])]
+        items += [
+            f"<p>{_md(pair_sentence(p, goals[p], loc, study['config'].get('pos_site', 'hook_resid_pre'), rows))}</p>"
+            if p in goals
+            else "",
+            pd.DataFrame(rows).drop(columns=["method"]).set_index("what"),
+        ]
+    secs = [dict(title="The answer: can each pair be steered, and by which " "edit?", text=intro,
+                 items=[i for i in items if not isinstance(i, str) or i])]
     if len(loc):
         secs.append(dict(title="Where the concept lives: closed-loop activation patching",
-                         text=("At every policy call the same observation runs with the other prompt and its activations at one site replace the "
-                               "instructed pass's. Left: A instructed, B patched in (high = the site suffices for B). Right: B instructed, A patched in "
-                               "(low = B needs the site). `kv` is what the expert reads from the prefix at that block; `pre` the residual entering it."),
+                         text=("At every policy call the same observation runs with the other prompt and its "
+                               "activations at one site replace the "
+                               "instructed pass's. Left: A instructed, B patched in (high = the site suffices for B). "
+                               "Right: B instructed, A patched in "
+                               "(low = B needs the site). `kv` is what the expert reads from the prefix at that "
+                               "block; `pre` the residual entering it."),
                          items=[plot_localization(loc, p) for p in dict.fromkeys(loc.pair)]))
     return secs
 
@@ -260,7 +307,8 @@ def _md(s: str) -> str:
 # %% ../nbs/09c_localize.ipynb #141efb87
 def localize(policy, out, # the study folder (a rerun with the same config resumes)
              config: SweepConfig | None = None, # None: study_config(policy)
-             directions: dict | None = None, # pooled directions (08_sae pair folders) for the raw / sae / random_direction methods
+             directions: dict
+             | None = None, # pooled directions (08_sae pair folders) for the raw / sae / random_direction methods
              clusters_path=None, progress: bool = True) -> tuple: # (SweepResult, the localize.json document)
     "Run or resume the localisation and steering study and write its answer to out/localize.json."
     cfg = config or study_config(policy)
@@ -276,7 +324,8 @@ def print_answer(doc: dict):
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
         print(pd.DataFrame(doc["goal"]).to_string(index=False))
         for p, rows in doc["answer"].items():
-            print(f"\n{p}:"); print(pd.DataFrame(rows).drop(columns=["method"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+            print(f"\n{p}:")
+            print(pd.DataFrame(rows).drop(columns=["method"]).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 @call_parse
 def localize_cli(out: str = None, # study folder (resumed when it holds the same config)
@@ -295,13 +344,15 @@ def localize_cli(out: str = None, # study folder (resumed when it holds the same
     from vlasteer.checkpoints import load_default_policy, policy_from_cli
     with cli_errors():
         if not out: raise ValueError("--out is required (the study folder)")
-        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats,
+                                 asset_id) if checkpoint else load_default_policy()
         dirs = directions_from_root(directions_root) if directions_root else {}
         if config:
             cfg = SweepConfig.from_dict(read_json(config, "sweep config"))
         else:
             layers = sorted({l for v in dirs.values() for l in v}) or None
-            cfg = study_config(policy, compact, None if seeds is None else range(6000, 6000 + seeds), layers, bool(clusters))
+            cfg = study_config(policy, compact, None if seeds is None else range(6000, 6000 + seeds), layers,
+                               bool(clusters))
         if workers is not None: cfg = SweepConfig.from_dict({**cfg.to_dict(), "workers": workers})
         o = Path(out)
         replace_other_sweep(o, cfg, policy, overwrite)

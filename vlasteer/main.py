@@ -68,7 +68,8 @@ def item_html(item, div_id: str) -> str:
         return item.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False})
     if hasattr(item, "to_html") and hasattr(item, "columns"): return f'<div class="tblwrap">{table_html(item)}</div>'
     if isinstance(item, str): return item
-    raise TypeError(f"a report item must be a plotly Figure, a pandas DataFrame or an HTML string, got {type(item).__name__}")
+    raise TypeError(f"a report item must be a plotly Figure, a pandas DataFrame or an HTML string, got "
+                    f"{type(item).__name__}")
 
 def _slug(s: str) -> str: return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "section"
 
@@ -85,15 +86,20 @@ def report_html(title: str, sections: Sequence[dict], # {"title", "text", "items
     import plotly.offline
     body = []
     for i, s in enumerate(sections):
-        if not isinstance(s, dict) or "title" not in s: raise ValueError(f"report section {i} must be a dict with 'title', 'text', 'items'")
-        parts = [f'<section id="s{i:02d}-{_slug(s["title"])}">', f"<h2>{i + 1}. {html.escape(s['title'])}</h2>", text_html(s.get("text", ""))]
+        if not isinstance(s, dict) or "title" not in s:
+            raise ValueError(f"report section {i} must be a dict with 'title', 'text', 'items'")
+        parts = [f'<section id="s{i:02d}-{_slug(s["title"])}">', f"<h2>{i + 1}. {html.escape(s['title'])}</h2>",
+                 text_html(s.get("text", ""))]
         parts += [item_html(it, figure_id(i, j)) for j, it in enumerate(s.get("items") or [])]
         body.append("\n".join(parts) + "\n</section>")
-    nav = "<nav><ol>" + "".join(f'<li><a href="#s{i:02d}-{_slug(s["title"])}">{html.escape(s["title"])}</a></li>' for i, s in enumerate(sections)) + "</ol></nav>"
+    nav = "<nav><ol>" + "".join(f'<li><a href="#s{i:02d}-{_slug(s["title"])}">{html.escape(s["title"])}</a></li>' for i,
+                                s in enumerate(sections)) + "</ol></nav>"
     info = "".join(f"<div><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</div>" for k, v in (meta or {}).items())
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            f"<style>{_CSS}</style>\n<script type=\"text/javascript\">{plotly.offline.get_plotlyjs()}</script>\n</head>\n<body>\n"
-            f"<h1>{html.escape(title)}</h1>\n<div class=\"meta\">{info}</div>\n{nav}\n" + "\n".join(body) + "\n</body>\n</html>\n")
+            f"<style>{_CSS}</style>\n<script "
+            f"type=\"text/javascript\">{plotly.offline.get_plotlyjs()}</script>\n</head>\n<body>\n"
+            f"<h1>{html.escape(title)}</h1>\n<div class=\"meta\">{info}</div>\n{nav}\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
 
 def write_report(path, # the .html file to write (atomically; its folder must exist)
                  title: str, sections: Sequence[dict], meta: dict | None = None) -> Path:
@@ -114,14 +120,16 @@ def check_report(text: str, # a report's HTML
     "Raise unless the report is self-contained: plotly.js inlined once, no remote src/href, every figure div present."
     n = text.count("* plotly.js v")
     if n != 1: raise ValueError(f"the report inlines plotly.js {n} times; expected once")
-    remote = re.findall(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]*""", text)
+    remote = re.findall(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]*""",
+                        text)
     if remote: raise ValueError(f"the report loads {remote[0]!r} from the network; it must open offline")
     missing = [i for i in figure_ids if f'<div id="{i}"' not in text]
     if missing: raise ValueError(f"the report lacks figure div(s) {missing}")
 
 def report_figure_ids(sections: Sequence[dict]) -> list[str]:
     "The div ids the report gives the figures of `sections`."
-    return [figure_id(i, j) for i, s in enumerate(sections) for j, it in enumerate(s.get("items") or []) if hasattr(it, "to_plotly_json")]
+    return [figure_id(i, j) for i, s in enumerate(sections) for j,
+            it in enumerate(s.get("items") or []) if hasattr(it, "to_plotly_json")]
 
 # %% ../nbs/09d_main.ipynb #175baa5b
 @dataclass
@@ -150,12 +158,17 @@ class MainJobConfig:
     quick: bool = False             # the sweep's quick configuration (and the quick run's sizes)
 
     def __post_init__(self):
-        for n in ("num_demos", "eval_seeds", "image_size", "obs_batch_size", "obs_max_batches", "top_k_per_layer", "num_clusters",
+        for n in ("num_demos", "eval_seeds", "image_size", "obs_batch_size", "obs_max_batches", "top_k_per_layer",
+                  "num_clusters",
                   "capture_batch_size", "sae_expansion", "sae_k", "sae_steps", "sae_batch_size", "steering_workers"):
             if int(getattr(self, n)) < 1: raise ValueError(f"{n} must be at least 1, got {getattr(self, n)}")
-        if self.num_demos < 2: raise ValueError(f"num_demos must be at least 2 (the held-out checks split each concept's episodes in two), got {self.num_demos}")
-        if self.steering_seeds is not None and self.steering_seeds < 1: raise ValueError(f"steering_seeds must be at least 1, got {self.steering_seeds}")
-        if not 0 <= self.holdout_fraction < 1: raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
+        if self.num_demos < 2:
+            raise ValueError(f"num_demos must be at least 2 (the held-out checks split each concept's episodes in "
+                             f"two), got {self.num_demos}")
+        if self.steering_seeds is not None and self.steering_seeds < 1:
+            raise ValueError(f"steering_seeds must be at least 1, got {self.steering_seeds}")
+        if not 0 <= self.holdout_fraction < 1:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {self.holdout_fraction}")
         if self.layers is not None:
             self.layers = tuple(int(l) for l in ([self.layers] if isinstance(self.layers, int) else self.layers))
             if not self.layers: raise ValueError("layers must name at least one block (or be None)")
@@ -168,7 +181,8 @@ class MainJobConfig:
     @classmethod
     def quick_config(cls, **kw) -> MainJobConfig:
         "A much smaller run for tests (well under a minute)."
-        return cls(**{**dict(num_demos=2, eval_seeds=2, obs_max_batches=2, top_k_per_layer=16, num_clusters=4, sae_steps=150,
+        return cls(**{**dict(num_demos=2, eval_seeds=2, obs_max_batches=2, top_k_per_layer=16, num_clusters=4,
+                             sae_steps=150,
                              sae_k=16, steering_seeds=None, quick=True), **kw})
 
     def capture_layers(self, policy) -> list[int]:
@@ -220,12 +234,16 @@ def _is_run_folder(p: Path) -> bool:
 def check_out(out) -> Path:
     "The run folder to produce: its parent must exist; an existing one must be an earlier run (or empty)."
     out = Path(out)
-    if not out.name or out.name in (".", ".."): raise ValueError(f"--out {out} names no folder; give a new folder such as runs/demo")
-    if not out.parent.is_dir(): raise FileNotFoundError(f"the parent folder of --out {out} ({out.parent}) does not exist; create it first (mkdir -p {out.parent})")
+    if not out.name or out.name in (".", ".."):
+        raise ValueError(f"--out {out} names no folder; give a new folder such as runs/demo")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"the parent folder of --out {out} ({out.parent}) does not exist; create it first "
+                                f"(mkdir -p {out.parent})")
     if out.exists():
         if not out.is_dir(): raise FileExistsError(f"--out {out} is a file; give a folder")
         if any(out.iterdir()) and not _is_run_folder(out):
-            raise FileExistsError(f"--out {out} exists and is not a vlasteer run folder; choose a new folder (a finished run is replaced)")
+            raise FileExistsError(f"--out {out} exists and is not a vlasteer run folder; choose a new folder (a "
+                                  f"finished run is replaced)")
     return out
 
 def start_run(out, config: MainJobConfig, progress: bool = True, quiet: bool = False) -> JobContext:
@@ -243,7 +261,8 @@ def run_step(ctx: JobContext, name: str, title: str, fn: Callable, k: int, n: in
     res = fn(ctx)
     sec = time.perf_counter() - t0
     ctx.results[name] = res
-    ctx.records[name] = dict(title=title, seconds=round(sec, 2), config=res.config, commands=res.commands, **({"timings": res.timings} if res.timings else {}))
+    ctx.records[name] = dict(title=title, seconds=round(sec, 2), config=res.config, commands=res.commands,
+                             **({"timings": res.timings} if res.timings else {}))
     return res
 
 def report_sections(ctx: JobContext) -> list[dict]:
@@ -254,11 +273,14 @@ def report_sections(ctx: JobContext) -> list[dict]:
 def finish_run(ctx: JobContext, title: str = "vlasteer main job") -> Path:
     "Write summary.json, report.html and provenance.json, then rename the folder into place."
     secs = report_sections(ctx)
-    summary = {"format": REPORT_FORMAT, "config": ctx.config.to_dict(), **{k: r.summary for k, r in ctx.results.items()}}
+    summary = {"format": REPORT_FORMAT, "config": ctx.config.to_dict(), **{k: r.summary for k,
+                                                                           r in ctx.results.items()}}
     write_json(summary, ctx.work / "summary.json")
     t0 = time.perf_counter()
-    write_report(ctx.work / "report.html", title, secs, {"pipeline": "demos → dataset → FFN clusters → concept directions → steering",
-                                                          "policy": "the embedded default (vlasteer.policy.load_default_policy)",
+    write_report(ctx.work / "report.html", title, secs,
+                 {"pipeline": "demos → dataset → FFN clusters → concept directions → steering",
+                                                          "policy": "the embedded default "
+                                                         "(vlasteer.policy.load_default_policy)",
                                                           "configuration": "quick" if ctx.config.quick else "default"})
     check_report((ctx.work / "report.html").read_text(encoding="utf-8"), report_figure_ids(secs))
     ctx.records["report"] = dict(title="report", seconds=round(time.perf_counter() - t0, 2), config={}, commands=[])
@@ -277,7 +299,8 @@ def abort_run(ctx: JobContext):
 
 # %% ../nbs/09d_main.ipynb #b5a6eeee
 VERSIONED = {"torch": "torch", "transformers": "transformers", "lerobot": "lerobot", "sae-lens": "sae_lens",
-             "mujoco": "mujoco", "numpy": "numpy", "plotly": "plotly", "scikit-learn": "sklearn", "vlasteer": "vlasteer"}
+             "mujoco": "mujoco", "numpy": "numpy", "plotly": "plotly", "scikit-learn": "sklearn",
+             "vlasteer": "vlasteer"}
 
 def package_versions() -> dict:
     "Installed versions of the packages the run depends on."
@@ -293,7 +316,8 @@ def provenance(ctx: JobContext) -> dict:
     import datetime
     return {"format": REPORT_FORMAT, "run_dir": str(ctx.out), "RUN": str(ctx.out),
             "command": ctx.state.get("command"),
-            "started": datetime.datetime.fromtimestamp(ctx.started, datetime.timezone.utc).isoformat(timespec="seconds"),
+            "started": datetime.datetime.fromtimestamp(ctx.started,
+                                                       datetime.timezone.utc).isoformat(timespec="seconds"),
             "seconds_total": round(time.time() - ctx.started, 1),
             "seconds": {k: r["seconds"] for k, r in ctx.records.items()},
             "python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
@@ -324,20 +348,26 @@ def step_demos(ctx: JobContext) -> StepResult:
     from vlasteer import sim
     from vlasteer.data import generate_demos, read_libero_info
     c = ctx.config
-    files = generate_demos(ctx.path("data", "demos"), num_demos=c.num_demos, seed=c.seed, image_size=c.image_size, progress=ctx.progress)
+    files = generate_demos(ctx.path("data", "demos"), num_demos=c.num_demos, seed=c.seed, image_size=c.image_size,
+                           progress=ctx.progress)
     infos = [read_libero_info(f) for f in files]
     rows = [dict(task=i.instruction, file=f.name, demos=len(i.num_samples), steps_mean=float(np.mean(i.num_samples)),
-                 steps_min=int(np.min(i.num_samples)), steps_max=int(np.max(i.num_samples))) for f, i in zip(files, infos)]
+                 steps_min=int(np.min(i.num_samples)), steps_max=int(np.max(i.num_samples))) for f,
+            i in zip(files, infos)]
     ctx.state["demo_files"] = files
     import pandas as pd
     df = pd.DataFrame(rows).set_index("task")
-    text = (f"The toy kitchen (`vlasteer.sim`): a cabinet with a top drawer, a stove with a knob, a bowl, and a gripper. "
-            f"Initial states are ambiguous on purpose (drawer half open, knob in the middle, bowl mid-table), so only the "
-            f"instruction says what to do. The scripted experts wrote {c.num_demos} demos per task at {c.image_size} px, "
+    text = (f"The toy kitchen (`vlasteer.sim`): a cabinet with a top drawer, a stove with a knob, a bowl, and a "
+            f"gripper. "
+            f"Initial states are ambiguous on purpose (drawer half open, knob in the middle, bowl mid-table), so only "
+            f"the "
+            f"instruction says what to do. The scripted experts wrote {c.num_demos} demos per task at {c.image_size} "
+            f"px, "
             f"one LIBERO `.hdf5` file per task.")
     return StepResult([section("The world and the demos", text, [image_strip(kitchen_images(c.seed), 192), df])],
                       dict(num_demos=c.num_demos, seed=c.seed, image_size=c.image_size),
-                      [command("vlasteer_generate_demos", "--output-dir", "$RUN/data/demos", "--num-demos", c.num_demos, "--seed", c.seed,
+                      [command("vlasteer_generate_demos", "--output-dir", "$RUN/data/demos", "--num-demos", c.num_demos,
+                               "--seed", c.seed,
                                "--image-size", c.image_size)],
                       dict(files=[f.name for f in files], demos={r["task"]: r["demos"] for r in rows},
                            steps_mean={r["task"]: r["steps_mean"] for r in rows}))
@@ -350,21 +380,26 @@ def step_dataset(ctx: JobContext) -> StepResult:
     from vlasteer.data import convert_libero_to_lerobot, load_lerobot_dataset
     from vlasteer.contrast import lerobot_frame_table, lerobot_tasks
     import pandas as pd
-    root = convert_libero_to_lerobot(ctx.path("data", "demos"), REPO_ID, ctx.path("data", "lerobot"), progress=ctx.progress)
+    root = convert_libero_to_lerobot(ctx.path("data", "demos"), REPO_ID, ctx.path("data", "lerobot"),
+                                     progress=ctx.progress)
     ds = load_lerobot_dataset(root, REPO_ID)
     tab = lerobot_frame_table(ds)
     tasks = lerobot_tasks(ds)
     rows = []
     for t, ti in sorted(tasks.items(), key=lambda x: x[1]):
         m = tab["task_index"] == ti
-        rows.append(dict(task=t, task_index=int(ti), episodes=int(len(np.unique(tab["episode_index"][m]))), frames=int(m.sum())))
+        rows.append(dict(task=t, task_index=int(ti), episodes=int(len(np.unique(tab["episode_index"][m]))),
+                         frames=int(m.sum())))
     ctx.state.update(lerobot_root=root, dataset=ds, frame_table=tab)
     ctx.say(f"      {len(ds)} frames in {ds.num_episodes} episodes")
     text = (f"The demos converted to a LeRobot dataset (`{REPO_ID}`: {len(ds)} frames, {ds.num_episodes} episodes, "
-            f"{len(tasks)} tasks) and read back with lerobot's `LeRobotDataset`. Later steps sample its frames for the FFN "
+            f"{len(tasks)} tasks) and read back with lerobot's `LeRobotDataset`. Later steps sample its frames for "
+            f"the FFN "
             "probe and capture residuals on the frames the concept maps name.")
-    return StepResult([section("The LeRobot dataset", text, [pd.DataFrame(rows).set_index("task")])], dict(repo_id=REPO_ID, fps=10),
-                      [command("vlasteer_convert_libero", "--input-dir", "$RUN/data/demos", "--repo-id", REPO_ID, "--output-dir", "$RUN/data/lerobot")],
+    return StepResult([section("The LeRobot dataset", text, [pd.DataFrame(rows).set_index("task")])],
+                      dict(repo_id=REPO_ID, fps=10),
+                      [command("vlasteer_convert_libero", "--input-dir", "$RUN/data/demos", "--repo-id", REPO_ID,
+                               "--output-dir", "$RUN/data/lerobot")],
                       dict(repo_id=REPO_ID, frames=int(len(ds)), episodes=int(ds.num_episodes), tasks=len(tasks)))
 
 # %% ../nbs/09d_main.ipynb #06b96228
@@ -373,11 +408,16 @@ def success_figure(res: dict): # -> plotly Figure
     import plotly.graph_objects as go
     t = list(res)
     y = [res[k]["success"] for k in t]
-    fig = go.Figure(go.Bar(x=t, y=y, error_y=dict(type="data", symmetric=False, array=[res[k]["ci"][1] - v for k, v in zip(t, y)],
+    fig = go.Figure(go.Bar(x=t, y=y, error_y=dict(type="data", symmetric=False, array=[res[k]["ci"][1] - v for k,
+                                                                                       v in zip(t, y)],
                                                   arrayminus=[v - res[k]["ci"][0] for k, v in zip(t, y)]),
                            text=[f"{res[k]['k']}/{res[k]['n']}" for k in t], marker_color="#2c7fb8"))
-    fig.update_layout(title="default policy: success on unseen initial states (Wilson 95%)", yaxis=dict(range=[0, 1], title="success"),
-                      height=380, width=800)
+    fig.update_layout(
+        title="default policy: success on unseen initial states (Wilson 95%)",
+        yaxis=dict(range=[0, 1], title="success"),
+        height=380,
+        width=800,
+    )
     return fig
 
 def step_policy(ctx: JobContext) -> StepResult:
@@ -398,16 +438,26 @@ def step_policy(ctx: JobContext) -> StepResult:
     pairs = list(sim.CONCEPT_PAIRS.items())
     trajs = sim.rollout_batch(policy, [t for _, ts in pairs for t in ts], [s0] * (2 * len(pairs)),
                               sim.RolloutOptions(replan_steps=2, record_frames=True))
-    imgs = [(f"initial state {s0}", trajs[0].frames[0])] + [(f"{tr.instruction} ({'success' if tr.success else 'fail'}, {tr.steps} steps)", tr.frames[-1]) for tr in trajs]
-    text = (f"The shipped default policy (a tiny pi0.5, `vlasteer.policy.load_default_policy`) on {c.eval_seeds} unseen initial "
-            f"states per task (seeds {seeds[0]}..{seeds[-1]}), re-planning every 2 steps. Below: from initial state {s0}, the last "
+    imgs = [(f"initial state {s0}",
+             trajs[0].frames[0])] + [(f"{tr.instruction} ({'success' if tr.success else 'fail'}, {tr.steps} steps)",
+                                      tr.frames[-1]) for tr in trajs]
+    text = (f"The shipped default policy (a tiny pi0.5, `vlasteer.policy.load_default_policy`) on {c.eval_seeds} "
+            f"unseen initial "
+            f"states per task (seeds {seeds[0]}..{seeds[-1]}), re-planning every 2 steps. Below: from initial state "
+            f"{s0}, the last "
             "frame under each instruction of each pair.")
-    summ = {t: dict(success=r["success"], k=r["k"], n=r["n"], ci=list(r["ci"]), mean_steps=r["mean_steps"]) for t, r in res.items()}
-    return StepResult([section("The default policy in the toy kitchen", text, [df, success_figure(res), image_strip(imgs, 128)])],
+    summ = {t: dict(success=r["success"], k=r["k"], n=r["n"], ci=list(r["ci"]), mean_steps=r["mean_steps"]) for t,
+            r in res.items()}
+    return StepResult([section("The default policy in the toy kitchen", text, [df, success_figure(res),
+                                                                               image_strip(imgs, 128)])],
                       dict(seeds=[seeds[0], seeds[-1]], replan_steps=2),
-                      [command("python", "-c", f"from vlasteer.checkpoints import load_default_policy; from vlasteer.default_policy import evaluate; "
-                               f"print(evaluate(load_default_policy(), seeds=range({seeds[0]}, {seeds[-1] + 1}), progress=True))")],
-                      dict(success=summ, opposite={tr.instruction: dict(success=bool(tr.success), steps=int(tr.steps)) for tr in trajs}))
+                      [command("python", "-c",
+                               f"from vlasteer.checkpoints import load_default_policy; from vlasteer.default_policy "
+                               f"import evaluate; "
+                               f"print(evaluate(load_default_policy(), seeds=range({seeds[0]}, {seeds[-1] + 1}), "
+                               f"progress=True))")],
+                      dict(success=summ, opposite={tr.instruction: dict(success=bool(tr.success),
+                                                                        steps=int(tr.steps)) for tr in trajs}))
 
 # %% ../nbs/09d_main.ipynb #b02665f8
 def step_ffn(ctx: JobContext) -> StepResult:
@@ -416,12 +466,15 @@ def step_ffn(ctx: JobContext) -> StepResult:
     from vlasteer.ffn import ProbeConfig, iter_observation_batches, probe_ffn, save_projections
     import pandas as pd
     c = ctx.config
-    files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"), batch_size=c.obs_batch_size,
+    files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"),
+                              batch_size=c.obs_batch_size,
                               max_batches=c.obs_max_batches, seed=c.seed, progress=ctx.progress)
-    params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz", files=[f.name for f in files],
+    params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz",
+                  files=[f.name for f in files],
                   norm_stats=ctx.state["policy"].norm_stats_source)
     proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files), "vlm",
-                     ProbeConfig(top_k_per_layer=c.top_k_per_layer, top_n_tokens=10, store_value_vectors=True, seed=c.seed),
+                     ProbeConfig(top_k_per_layer=c.top_k_per_layer, top_n_tokens=10, store_value_vectors=True,
+                                 seed=c.seed),
                      progress=ctx.progress, params=params)
     save_projections(ctx.path("ffn", "projections.json"), proj)
     ctx.state["projections"] = proj
@@ -433,53 +486,81 @@ def step_ffn(ctx: JobContext) -> StepResult:
                          median_max_activation=float(np.median([r.max_activation for r in rec])),
                          strongest=f"N{best.neuron_index}", top_tokens=", ".join(t for t, _ in best.top_tokens[:6])))
     text = (f"The VLM's {c.top_k_per_layer} strongest FFN neurons per layer (of {proj.d_mlp}) by max |activation| over "
-            f"{proj.params['num_samples']} dataset frames, with each neuron's value vector (its column of `down_proj`) and the tokens "
+            f"{proj.params['num_samples']} dataset frames, with each neuron's value vector (its column of "
+            f"`down_proj`) and the tokens "
             "it promotes through the unembedding.")
     return StepResult([section("FFN probe", text, [pd.DataFrame(rows).set_index("layer")])],
-                      dict(batch_size=c.obs_batch_size, max_batches=c.obs_max_batches, tower="vlm", top_k_per_layer=c.top_k_per_layer, seed=c.seed),
-                      [command("vlasteer_dump_observations", "--lerobot-root", "$RUN/data/lerobot", "--repo-id", REPO_ID, "--output-dir",
-                               "$RUN/ffn/observations", "--batch-size", c.obs_batch_size, "--max-batches", c.obs_max_batches, "--seed", c.seed),
-                       command("vlasteer_ffn_probe", "--config-name", "default", "--observations-glob", "$RUN/ffn/observations/*.npz",
-                               "--output-path", "$RUN/ffn/projections.json", "--tower", "vlm", "--top-k-per-layer", c.top_k_per_layer,
+                      dict(batch_size=c.obs_batch_size, max_batches=c.obs_max_batches, tower="vlm",
+                           top_k_per_layer=c.top_k_per_layer, seed=c.seed),
+                      [command("vlasteer_dump_observations", "--lerobot-root", "$RUN/data/lerobot", "--repo-id",
+                               REPO_ID, "--output-dir",
+                               "$RUN/ffn/observations", "--batch-size", c.obs_batch_size, "--max-batches",
+                               c.obs_max_batches, "--seed", c.seed),
+                       command("vlasteer_ffn_probe", "--config-name", "default", "--observations-glob",
+                               "$RUN/ffn/observations/*.npz",
+                               "--output-path", "$RUN/ffn/projections.json", "--tower", "vlm", "--top-k-per-layer",
+                               c.top_k_per_layer,
                                "--max-batches", 0, "--store-value-vectors", "--seed", c.seed)],
                       dict(neurons=len(proj), samples=proj.params["num_samples"], layers=proj.layers()))
 
 # %% ../nbs/09d_main.ipynb #605697ab
-PAIR_WORDS = {"drawer": ("open", "close", "drawer"), "stove": ("turn", "on", "off", "stove"), "bowl": ("front", "back", "bowl")}
+PAIR_WORDS = {
+    "drawer": ("open", "close", "drawer"),
+    "stove": ("turn", "on", "off", "stove"),
+    "bowl": ("front", "back", "bowl"),
+}
 
 def step_clusters(ctx: JobContext) -> StepResult:
     "k-means clusters of the probed value vectors, keyword ranking per pair, t-SNE map."
-    from vlasteer.clusters import ClusterConfig, cluster_map, cluster_projections, clusters_document, plot_cluster_map, save_cluster_map, save_clusters
+    from vlasteer.clusters import (ClusterConfig, cluster_map, cluster_projections, clusters_document, plot_cluster_map,
+                                   save_cluster_map, save_clusters)
     import pandas as pd
     c = ctx.config
     cfg = ClusterConfig(num_clusters=c.num_clusters, random_seed=c.seed)
     res = cluster_projections(ctx.state["projections"], cfg)
     words = [w for ws in PAIR_WORDS.values() for w in ws]
-    doc = clusters_document(res, words, dict(projections_path="$RUN/ffn/projections.json", token_space=None, model_config=None, device="cpu"))
+    doc = clusters_document(res, words, dict(projections_path="$RUN/ffn/projections.json", token_space=None,
+                                             model_config=None, device="cpu"))
     save_clusters(ctx.path("clusters", "clusters.json"), doc)
     save_cluster_map(ctx.path("clusters", "tsne.html"), res, words)
     cmap = cluster_map(res, list(PAIR_WORDS["drawer"]))
-    fig = plot_cluster_map(cmap, "cluster", title=f"t-SNE of {len(res.records)} VLM value vectors, {len(res.clusters)} clusters")
+    fig = plot_cluster_map(cmap, "cluster",
+                           title=f"t-SNE of {len(res.records)} VLM value vectors, {len(res.clusters)} clusters")
     rank = []
     for pair, ws in PAIR_WORDS.items():
         for cl, score in res.rank(list(ws))[:2]:
             rank.append(dict(pair=pair, words=" ".join(ws), cluster=cl.cluster_id, score=score, size=cl.size,
                              tokens=", ".join(t for t, _ in cl.token_summary[:6])))
     q = res.quality
-    tab = pd.DataFrame([dict(cluster=cl.cluster_id, size=cl.size, silhouette=cl.silhouette,
-                             layers=" ".join(str(l) for l in sorted({m[0] for m in cl.members})),
-                             tokens=", ".join(t for t, _ in cl.token_summary[:6])) for cl in res.clusters]).set_index("cluster")
+    tab = pd.DataFrame(
+        [
+            dict(
+                cluster=cl.cluster_id,
+                size=cl.size,
+                silhouette=cl.silhouette,
+                layers=" ".join(str(l) for l in sorted({m[0] for m in cl.members})),
+                tokens=", ".join(t for t, _ in cl.token_summary[:6]),
+            )
+            for cl in res.clusters
+        ]
+    ).set_index("cluster")
     text = (f"k-means (k = {c.num_clusters}) on the normalised value vectors of the probed neurons; mean silhouette "
-            f"{_fmt(q['silhouette'])}, Davies-Bouldin {_fmt(q['davies_bouldin'])}. The first table ranks the clusters by each pair's "
+            f"{_fmt(q['silhouette'])}, Davies-Bouldin {_fmt(q['davies_bouldin'])}. The first table ranks the clusters "
+            f"by each pair's "
             "words (the score sums the logits of matching top tokens over a cluster's members); the clusters JSON "
             "(`clusters/clusters.json`) is the seed's format.")
     ctx.state["clusters_path"] = ctx.work / "clusters" / "clusters.json"
-    return StepResult([section("Clusters of FFN value vectors", text, [pd.DataFrame(rank).set_index("pair"), tab, fig])],
+    return StepResult([section("Clusters of FFN value vectors", text, [pd.DataFrame(rank).set_index("pair"), tab,
+                                                                       fig])],
                       cfg.to_dict(),
-                      [command("vlasteer_cluster", "--projections-path", "$RUN/ffn/projections.json", "--output-path", "$RUN/clusters/clusters.json",
-                               "--num-clusters", c.num_clusters, "--random-seed", c.seed, "--keywords", *words, "--tsne-path", "$RUN/clusters/tsne.html")],
-                      dict(num_clusters=len(res.clusters), silhouette=q["silhouette"], davies_bouldin=q["davies_bouldin"],
-                           sizes=[cl.size for cl in res.clusters], best_by_pair={p: int(res.rank(list(ws))[0][0].cluster_id) for p, ws in PAIR_WORDS.items()}))
+                      [command("vlasteer_cluster", "--projections-path", "$RUN/ffn/projections.json", "--output-path",
+                               "$RUN/clusters/clusters.json",
+                               "--num-clusters", c.num_clusters, "--random-seed", c.seed, "--keywords", *words,
+                               "--tsne-path", "$RUN/clusters/tsne.html")],
+                      dict(num_clusters=len(res.clusters), silhouette=q["silhouette"],
+                           davies_bouldin=q["davies_bouldin"],
+                           sizes=[cl.size for cl in res.clusters],
+                           best_by_pair={p: int(res.rank(list(ws))[0][0].cluster_id) for p, ws in PAIR_WORDS.items()}))
 
 # %% ../nbs/09d_main.ipynb #fd9b3530
 def union_concept_map(maps: dict) -> dict:
@@ -487,9 +568,11 @@ def union_concept_map(maps: dict) -> dict:
     first = next(iter(maps.values()))
     concepts = {}
     for m in maps.values():
-        if m.get("sample_count") != first.get("sample_count"): raise ValueError("the concept maps describe different datasets")
+        if m.get("sample_count") != first.get("sample_count"):
+            raise ValueError("the concept maps describe different datasets")
         for k, v in m["concepts"].items():
-            if k in concepts and concepts[k] != v: raise ValueError(f"concept {k!r} appears in two maps with different frames")
+            if k in concepts and concepts[k] != v:
+                raise ValueError(f"concept {k!r} appears in two maps with different frames")
             concepts[k] = v
     return {"manifest": None, "lerobot_root": first.get("lerobot_root"), "repo_id": first.get("repo_id"),
             "concept_count": {k: len(v) for k, v in concepts.items()}, "sample_count": first.get("sample_count"),
@@ -498,7 +581,8 @@ def union_concept_map(maps: dict) -> dict:
 def step_contrast(ctx: JobContext) -> StepResult:
     "A contrast manifest and a concept map for each of the three toy-kitchen pairs."
     from vlasteer import sim
-    from vlasteer.contrast import ContrastConfig, build_concept_map, contrast_from_hdf5, plot_axis, save_concept_map, save_manifest
+    from vlasteer.contrast import (ContrastConfig, build_concept_map, contrast_from_hdf5, plot_axis, save_concept_map,
+                                   save_manifest)
     import pandas as pd
     c = ctx.config
     ds, root = ctx.state["dataset"], str(ctx.out / "data" / "lerobot")  # maps record where the dataset will live
@@ -509,28 +593,38 @@ def step_contrast(ctx: JobContext) -> StepResult:
         m = contrast_from_hdf5(ctx.work / "data" / "demos", pos, neg, cfg=ContrastConfig(min_abs_delta=c.min_abs_delta))
         m.params["input_dir"] = "$RUN/data/demos"
         save_manifest(m, ctx.path("contrast", f"{pair}_manifest.json"))
-        cm = build_concept_map(m, ds, labels, f"$RUN/contrast/{pair}_manifest.json", root, REPO_ID, table=ctx.state["frame_table"])
+        cm = build_concept_map(m, ds, labels, f"$RUN/contrast/{pair}_manifest.json", root, REPO_ID,
+                               table=ctx.state["frame_table"])
         save_concept_map(cm, ctx.path("contrast", f"{pair}_concept_map.json"))
         mans[pair], maps[pair] = m, cm
         ax = m.axis
-        rows.append(dict(pair=pair, positive=labels[pos], negative=labels[neg], axis=ax.name, effect_size=ax.effect_size,
+        rows.append(dict(pair=pair, positive=labels[pos], negative=labels[neg], axis=ax.name,
+                         effect_size=ax.effect_size,
                          delta_positive=ax.mean_delta_per_task[pos], delta_negative=ax.mean_delta_per_task[neg],
-                         segments=len(m.segments), frames_positive=cm["concept_samples"][labels[pos]], frames_negative=cm["concept_samples"][labels[neg]]))
+                         segments=len(m.segments), frames_positive=cm["concept_samples"][labels[pos]],
+                         frames_negative=cm["concept_samples"][labels[neg]]))
         f = plot_axis(m); f.update_layout(title=f"{pair}: {ax.name} over each demo's window", height=320)
         figs.append(f)
-        cmds += [command("vlasteer_build_contrasting_pairs", "--input-dir", "$RUN/data/demos", "--task-a-text", pos, "--task-b-text", neg,
+        cmds += [command("vlasteer_build_contrasting_pairs", "--input-dir", "$RUN/data/demos", "--task-a-text", pos,
+                         "--task-b-text", neg,
                          "--min-abs-delta", c.min_abs_delta, "--output", f"$RUN/contrast/{pair}_manifest.json"),
-                 command("vlasteer_map_concept_samples", "--manifest-path", f"$RUN/contrast/{pair}_manifest.json", "--output-path",
-                         f"$RUN/contrast/{pair}_concept_map.json", "--lerobot-root", "$RUN/data/lerobot", "--repo-id", REPO_ID,
+                 command("vlasteer_map_concept_samples", "--manifest-path", f"$RUN/contrast/{pair}_manifest.json",
+                         "--output-path",
+                         f"$RUN/contrast/{pair}_concept_map.json", "--lerobot-root", "$RUN/data/lerobot", "--repo-id",
+                         REPO_ID,
                          "--concept-map", "$RUN/contrast/concept_labels.json")]
     allmap = union_concept_map(maps)
     save_concept_map(allmap, ctx.path("contrast", "concept_map_all.json"))
     ctx.state.update(manifests=mans, concept_maps=maps, concept_map_all=allmap, labels=labels)
-    text = ("For each pair the state axis (a simulator joint) the two tasks move in opposite directions, its effect size "
-            "(difference of the mean changes over their pooled spread) and each task's mean change; each demo is cut to "
+    text = ("For each pair the state axis (a simulator joint) the two tasks move in opposite directions, its effect "
+            "size "
+            "(difference of the mean changes over their pooled spread) and each task's mean change; each demo is cut "
+            "to "
             "its interaction window and mapped to dataset frames. The plots show the axis over every window.")
-    return StepResult([section("Contrast manifests and concept maps", text, [pd.DataFrame(rows).set_index("pair"), *figs])],
-                      dict(backend="hdf5", state_key="qpos", min_abs_delta=c.min_abs_delta, progress_frac=0.35, pad=8, labels=labels), cmds,
+    return StepResult([section("Contrast manifests and concept maps", text, [pd.DataFrame(rows).set_index("pair"),
+                                                                             *figs])],
+                      dict(backend="hdf5", state_key="qpos", min_abs_delta=c.min_abs_delta, progress_frac=0.35, pad=8,
+                           labels=labels), cmds,
                       dict(axes={r["pair"]: dict(axis=r["axis"], effect_size=r["effect_size"]) for r in rows},
                            concept_samples=allmap["concept_samples"]))
 
@@ -539,7 +633,8 @@ def step_residuals(ctx: JobContext) -> StepResult:
     "Capture instruction residuals at the chosen VLM blocks, slice them by concept, measure the pairs' separation."
     from vlasteer import sim
     from vlasteer.residuals import CaptureConfig, CaptureRun, capture_residuals
-    from vlasteer.slices import cosine_matrix, episode_halves, pair_separation, plot_cosine_matrix, plot_projections, slice_run
+    from vlasteer.slices import (cosine_matrix, episode_halves, pair_separation, plot_cosine_matrix, plot_projections,
+                                 slice_run)
     from vlasteer.slices import load_slice, slice_path
     import pandas as pd
     c, policy = ctx.config, ctx.state["policy"]
@@ -557,10 +652,13 @@ def step_residuals(ctx: JobContext) -> StepResult:
         dirs = {}
         for pair, (pos, neg) in sim.CONCEPT_PAIRS.items():
             sp, sn = (load_slice(slice_path(ctx.work / "residuals" / "slices", l, labels[t])) for t in (pos, neg))
-            (fp, _), (fn, _) = (episode_halves(s.index.numpy(), allmap["concepts"][labels[t]]) for s, t in ((sp, pos), (sn, neg)))
+            (fp, _), (fn, _) = (
+                episode_halves(s.index.numpy(), allmap["concepts"][labels[t]]) for s, t in ((sp, pos), (sn, neg))
+            )
             rep = pair_separation(sp.residuals, sn.residuals, fp, fn); rep["labels"] = (labels[pos], labels[neg])
             dirs[pair] = pair_separation(sp.residuals, sn.residuals)["direction"]
-            rows.append(dict(layer=l, pair=pair, rows_positive=sp.n, rows_negative=sn.n, auroc=rep["auroc"], d_prime=rep["d_prime"],
+            rows.append(dict(layer=l, pair=pair, rows_positive=sp.n, rows_negative=sn.n, auroc=rep["auroc"],
+                             d_prime=rep["d_prime"],
                              raw_norm=float(dirs[pair].norm())))
             reps[(l, pair)] = rep
         names, m = cosine_matrix(dirs)
@@ -570,27 +668,37 @@ def step_residuals(ctx: JobContext) -> StepResult:
     proj_fig = plot_projections({p: reps[(mid, p)] for p in sim.CONCEPT_PAIRS})
     proj_fig.update_layout(title=f"layer {mid}: held-out frames projected on the raw mean-difference direction")
     ctx.state["layers"] = layers
-    text = (f"Residuals after VLM block(s) {', '.join(map(str, layers))} (`vlm.blocks.L.hook_resid_post`), mean over the instruction "
-            f"tokens, for the {meta['frames']['count']} frames the concept maps name. The last block is left out: its output never "
-            "reaches the action expert. Separation of each pair on held-out episodes (AUROC 1: every held-out positive frame "
+    text = (f"Residuals after VLM block(s) {', '.join(map(str, layers))} (`vlm.blocks.L.hook_resid_post`), mean over "
+            f"the instruction "
+            f"tokens, for the {meta['frames']['count']} frames the concept maps name. The last block is left out: its "
+            f"output never "
+            "reaches the action expert. Separation of each pair on held-out episodes (AUROC 1: every held-out "
+            "positive frame "
             "projects above every negative one), then the cosines between the pairs' raw directions.")
     df = pd.DataFrame(rows).set_index(["layer", "pair"])
     return StepResult([section("Residuals by concept", text, [df, proj_fig, *cos_figs])],
-                      dict(layers=layers, groups=["instructions"], tower="vlm", batch_size=c.capture_batch_size, seed=c.seed),
-                      [command("vlasteer_save_residuals", "--config-name", "default", "--output-dir", "$RUN/residuals/run", "--lerobot-root",
-                               "$RUN/data/lerobot", "--repo-id", REPO_ID, "--concept-map-path", "$RUN/contrast/concept_map_all.json",
-                               "--layers", *layers, "--token-groups", "instructions", "--batch-size", c.capture_batch_size, "--seed", c.seed),
-                       command("vlasteer_slice_residuals", "--run-dir", "$RUN/residuals/run", "--concept-map-path", "$RUN/contrast/concept_map_all.json",
+                      dict(layers=layers, groups=["instructions"], tower="vlm", batch_size=c.capture_batch_size,
+                           seed=c.seed),
+                      [command("vlasteer_save_residuals", "--config-name", "default", "--output-dir",
+                               "$RUN/residuals/run", "--lerobot-root",
+                               "$RUN/data/lerobot", "--repo-id", REPO_ID, "--concept-map-path",
+                               "$RUN/contrast/concept_map_all.json",
+                               "--layers", *layers, "--token-groups", "instructions", "--batch-size",
+                               c.capture_batch_size, "--seed", c.seed),
+                       command("vlasteer_slice_residuals", "--run-dir", "$RUN/residuals/run", "--concept-map-path",
+                               "$RUN/contrast/concept_map_all.json",
                                "--output-dir", "$RUN/residuals/slices", "--token-type", "instructions")],
                       dict(layers=layers, frames=meta["frames"]["count"],
-                           separation={f"layer{r['layer']:02d}/{r['pair']}": dict(auroc=r["auroc"], d_prime=r["d_prime"]) for r in rows},
+                           separation={f"layer{r['layer']:02d}/{r['pair']}": dict(auroc=r["auroc"],
+                                                                                  d_prime=r["d_prime"]) for r in rows},
                            raw_cosine={f"layer{l:02d}": m for l, m in raw.items()}))
 
 # %% ../nbs/09d_main.ipynb #4112c690
 def sae_train_config(c: MainJobConfig):
     "The SAE settings of the main job."
     from vlasteer.sae import SAETrainConfig
-    return SAETrainConfig(architecture=c.sae_architecture, expansion=c.sae_expansion, k=c.sae_k, lr=c.sae_lr, steps=c.sae_steps,
+    return SAETrainConfig(architecture=c.sae_architecture, expansion=c.sae_expansion, k=c.sae_k, lr=c.sae_lr,
+                          steps=c.sae_steps,
                           batch_size=c.sae_batch_size, seed=c.seed)
 
 def step_sae(ctx: JobContext) -> StepResult:
@@ -605,21 +713,30 @@ def step_sae(ctx: JobContext) -> StepResult:
         hook = next(iter(data.values())).hook
         train, held = holdout_split(data, c.holdout_fraction, c.seed)
         sae, info, table = train_and_save_sae(train, held, cfg, ctx.path("sae", f"layer{l:02d}"),
-                                              SAERecord(hook, l, {k: s.n for k, s in data.items()}), progress=ctx.progress)
+                                              SAERecord(hook, l, {k: s.n for k, s in data.items()}),
+                                              progress=ctx.progress)
         saes[l] = sae
-        f = plot_fidelity(table, 0.9); f.update_layout(title=f"layer {l}: SAE fidelity on held-out rows (d_sae={info['d_sae']})")
+        f = plot_fidelity(table, 0.9)
+        f.update_layout(title=f"layer {l}: SAE fidelity on held-out rows (d_sae={info['d_sae']})")
         items += [table[["n", "variance_explained", "cosine", "l0", "dead", "dense"]], f]
-        summ[f"layer{l:02d}"] = dict(d_sae=info["d_sae"], variance_explained=float(table.loc["all", "variance_explained"]),
+        summ[f"layer{l:02d}"] = dict(d_sae=info["d_sae"],
+                                     variance_explained=float(table.loc["all", "variance_explained"]),
                                      l0=float(table.loc["all", "l0"]), dead=int(table.loc["all", "dead"]),
                                      min_concept_variance_explained=float(table["variance_explained"].min()))
-        cmds.append(command("vlasteer_train_sae", "--slices", f"$RUN/residuals/slices/layer{l:02d}", "--output-dir", f"$RUN/sae/layer{l:02d}",
-                            "--architecture", cfg.architecture, "--expansion", cfg.expansion, "--k", cfg.k, "--lr", cfg.lr, "--steps", cfg.steps,
+        cmds.append(command("vlasteer_train_sae", "--slices", f"$RUN/residuals/slices/layer{l:02d}", "--output-dir",
+                            f"$RUN/sae/layer{l:02d}",
+                            "--architecture", cfg.architecture, "--expansion", cfg.expansion, "--k", cfg.k, "--lr",
+                            cfg.lr, "--steps", cfg.steps,
                             "--batch-size", cfg.batch_size, "--holdout-fraction", c.holdout_fraction, "--seed", c.seed))
     ctx.state["saes"] = saes
     text = (f"A {cfg.architecture} SAE per layer (SAELens; d_sae = {cfg.expansion} × d_model"
-            + (f", k = {cfg.k}" if cfg.architecture == "topk" else "") + f", {cfg.steps} steps of {cfg.batch_size} rows), trained on "
-            f"{1 - c.holdout_fraction:.0%} of each concept's rows and measured on the rest; red bars fall below 0.9 variance explained.")
-    return StepResult([section("Sparse autoencoders", text, items)], dict(**cfg.to_dict(), holdout_fraction=c.holdout_fraction), cmds, summ)
+            + (f", k = {cfg.k}" if cfg.architecture == "topk"
+               else "") + f", {cfg.steps} steps of {cfg.batch_size} rows), trained on "
+            f"{1 - c.holdout_fraction:.0%} of each concept's rows and measured on the rest; red bars fall below 0.9 "
+            f"variance explained.")
+    return StepResult([section("Sparse autoencoders", text, items)], dict(**cfg.to_dict(),
+                                                                          holdout_fraction=c.holdout_fraction), cmds,
+                      summ)
 
 # %% ../nbs/09d_main.ipynb #ca1a5b0f
 def step_directions(ctx: JobContext) -> StepResult:
@@ -632,31 +749,41 @@ def step_directions(ctx: JobContext) -> StepResult:
     rows, figs, paths, summ, cmds = [], [], {p: {} for p in sim.CONCEPT_PAIRS}, {}, []
     for l in ctx.state["layers"]:
         sdir = ctx.work / "residuals" / "slices"
-        pairs = [PairSpec(p, labels[pos], str(slice_path(sdir, l, labels[pos])), labels[neg], str(slice_path(sdir, l, labels[neg])))
+        pairs = [PairSpec(p, labels[pos], str(slice_path(sdir, l, labels[pos])), labels[neg],
+                          str(slice_path(sdir, l, labels[neg])))
                  for p, (pos, neg) in sim.CONCEPT_PAIRS.items()]
-        rel = [PairSpec(q.name, q.positive_label, os.path.relpath(q.positive_path, ctx.work / "directions"), q.negative_label,
+        rel = [PairSpec(q.name, q.positive_label, os.path.relpath(q.positive_path, ctx.work / "directions"),
+                        q.negative_label,
                         os.path.relpath(q.negative_path, ctx.work / "directions")) for q in pairs]
         write_pairs_config(rel, ctx.path("directions", f"pairs_layer{l:02d}.json"))
         slices = load_slices(layer_dir(sdir, l))
         out = layer_dir(ctx.work / "directions", l); out.parent.mkdir(parents=True, exist_ok=True)
-        dirs, stats, table = write_layer_directions(saes[l], pairs, {q.positive_path: slices[q.positive_label] for q in pairs} |
+        dirs, stats, table = write_layer_directions(saes[l], pairs,
+                                                    {q.positive_path: slices[q.positive_label] for q in pairs} |
                                                     {q.negative_path: slices[q.negative_label] for q in pairs}, out,
-                                                    sae_source(saes[l], out, path=ctx.work / "sae" / f"layer{l:02d}"), split_seed=ctx.config.seed)
+                                                    sae_source(saes[l], out, path=ctx.work / "sae" / f"layer{l:02d}"),
+                                                    split_seed=ctx.config.seed)
         for d in dirs:
             paths[d.name][l] = out / d.name
             s = d.summary()
-            rows.append(dict(layer=l, pair=d.name, positive=f"{d.positive.concept} ({d.positive.count})", negative=f"{d.negative.concept} ({d.negative.count})",
-                             split_half_latent=d.split_half["latent"], split_half_residual=d.split_half["residual"], split_half_raw=d.split_half["raw"],
-                             residual_vs_raw=s["residual_vs_raw_cosine"], norm_latent=s["norms"]["latent"], norm_residual=s["norms"]["residual"],
+            rows.append(dict(layer=l, pair=d.name, positive=f"{d.positive.concept} ({d.positive.count})",
+                             negative=f"{d.negative.concept} ({d.negative.count})",
+                             split_half_latent=d.split_half["latent"], split_half_residual=d.split_half["residual"],
+                             split_half_raw=d.split_half["raw"],
+                             residual_vs_raw=s["residual_vs_raw_cosine"], norm_latent=s["norms"]["latent"],
+                             norm_residual=s["norms"]["residual"],
                              norm_raw=s["norms"]["raw"]))
         f = plot_cosines(stats); f.update_layout(title=f"layer {l}: cosine between pair directions")
         figs.append(f)
         summ[f"layer{l:02d}"] = dict(pairwise=stats.to_dict(), directions={d.name: d.summary() for d in dirs})
-        cmds.append(command("vlasteer_sae_directions", "--pairs-config", f"$RUN/directions/pairs_layer{l:02d}.json", "--output-root", "$RUN/directions",
+        cmds.append(command("vlasteer_sae_directions", "--pairs-config", f"$RUN/directions/pairs_layer{l:02d}.json",
+                            "--output-root", "$RUN/directions",
                             "--sae-path", f"$RUN/sae/layer{l:02d}", "--layer", l, "--split-seed", ctx.config.seed))
     ctx.state["directions"] = paths
-    text = ("Per layer and pair: the split-half cosines of the latent, residual and raw directions (near 1: the direction does "
-            "not depend on which rows estimated it), the cosine between `Δz @ W_dec` and the raw difference (near 1 when the SAE "
+    text = ("Per layer and pair: the split-half cosines of the latent, residual and raw directions (near 1: the "
+            "direction does "
+            "not depend on which rows estimated it), the cosine between `Δz @ W_dec` and the raw difference (near 1 "
+            "when the SAE "
             "reconstructs the concepts well), and the directions' norms; then the cosines between the pairs.")
     return StepResult([section("Concept directions", text, [pd.DataFrame(rows).set_index(["layer", "pair"]), *figs])],
                       dict(split_seed=ctx.config.seed, decoder_bias="excluded (latent_direction @ W_dec)"), cmds, summ)
@@ -669,11 +796,15 @@ def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> "vlasteer.s
     seeds = None if c.steering_seeds is None else range(6000, 6000 + c.steering_seeds)
     if c.quick:
         D = policy.config.vlm.depth
-        return SweepConfig(pairs=["stove"], methods=["raw", "random_direction", "raw_pos", "random_pos", "patch"], layers=[int(l) for l in layers],
-                           alphas=[0.0, 2.0], seeds=list(seeds or [6000, 6001]), baselines=["prompt_b"], pos_layers=[0, "all"], pos_alphas=[1.0],
-                           patch_sites=["vlm/pre/0/instruction", f"vlm/kv/{D - 1}/instruction"], max_steps=12, calibration_seeds=[7000],
+        return SweepConfig(pairs=["stove"], methods=["raw", "random_direction", "raw_pos", "random_pos", "patch"],
+                           layers=[int(l) for l in layers],
+                           alphas=[0.0, 2.0], seeds=list(seeds or [6000, 6001]), baselines=["prompt_b"],
+                           pos_layers=[0, "all"], pos_alphas=[1.0],
+                           patch_sites=["vlm/pre/0/instruction", f"vlm/kv/{D - 1}/instruction"], max_steps=12,
+                           calibration_seeds=[7000],
                            calibration_states=2, workers=1, seed=c.seed)
-    return study_config(policy, compact=True, seeds=seeds, pooled_layers=[int(l) for l in layers], clusters=True, workers=c.steering_workers, seed=c.seed)
+    return study_config(policy, compact=True, seeds=seeds, pooled_layers=[int(l) for l in layers], clusters=True,
+                        workers=c.steering_workers, seed=c.seed)
 
 def step_steering(ctx: JobContext) -> StepResult:
     "The steering study: where each pair's instruction is read (patching), every family of edit with its controls, the ceiling and floor."
@@ -685,21 +816,30 @@ def step_steering(ctx: JobContext) -> StepResult:
     dirs, cl = ctx.state["directions"], ctx.state.get("clusters_path")
     res, doc = localize(policy, ctx.work / "steering", cfg, dirs, cl, progress=ctx.progress)
     films = figures.record_films(policy, res, dirs, cl)
-    details = [s for s in figures.report_sections(res, policy, films) if not s["title"].startswith("Steering: does the best method")]
+    details = [s for s in figures.report_sections(res, policy,
+                                                  films) if not s["title"].startswith("Steering: does the best method")]
     for g in doc["goal"]:
         deep = [r for r in doc["answer"][g["pair"]] if r["what"].endswith("block 0's input excluded")]
         ctrl = "n/a" if g["control_max_flip"] is None else f"{g['control_max_flip']:.2f}"
         ctx.say(f"      {g['pair']}: prompt swap {g['ceiling']:.2f}; best direction-based edit {g['best_method']} at "
-                f"{site_label(g['best_method'], g['site'], cfg.pos_site)}, α={g['alpha']:g}: B {g['flip']:.2f} [{g['flip_ci'][0]:.2f}, "
-                f"{g['flip_ci'][1]:.2f}] (n={g['n']}), α=0 {g['flip_at_0']:.2f}, controls ≤ {ctrl}: goal {'met' if g['met'] else 'not met'}"
-                + (f"; without block 0's input: B {deep[0]['flip']:.2f} at {deep[0]['site']} ({deep[0]['verdict']})" if deep else ""))
+                f"{site_label(g['best_method'], g['site'], cfg.pos_site)}, α={g['alpha']:g}: B {g['flip']:.2f} "
+                f"[{g['flip_ci'][0]:.2f}, "
+                f"{g['flip_ci'][1]:.2f}] (n={g['n']}), α=0 {g['flip_at_0']:.2f}, controls ≤ {ctrl}: goal "
+                f"{'met' if g['met'] else 'not met'}"
+                + (f"; without block 0's input: B {deep[0]['flip']:.2f} at {deep[0]['site']} ({deep[0]['verdict']})"
+                   if deep else ""))
     a, b = next(iter(sim.CONCEPT_PAIRS.values()))
-    cost = patch_cost(policy, kitchen_batches([a], num_states=8, image_size=ctx.config.image_size)[0], source=b, repeats=3)
-    ctx.say("      patching cost per policy call: " + ", ".join(f"{s} ×{r:.2f}" for s, r in cost["ratio"].items()) + f" (plain call {cost['plain'] * 1e3:.0f} ms)")
+    cost = patch_cost(policy, kitchen_batches([a], num_states=8, image_size=ctx.config.image_size)[0], source=b,
+                      repeats=3)
+    ctx.say("      patching cost per policy call: " + ", ".join(f"{s} ×{r:.2f}" for s,
+                                                                r in cost["ratio"].items()) + f" (plain call "
+            f"{cost['plain'] * 1e3:.0f} ms)")
     return StepResult(details, cfg.to_dict(),
-                      [command("vlasteer_localize", "--out", "$RUN/steering", "--config", "$RUN/steering/config.json", "--directions-root", "$RUN/directions",
+                      [command("vlasteer_localize", "--out", "$RUN/steering", "--config", "$RUN/steering/config.json",
+                               "--directions-root", "$RUN/directions",
                                "--clusters", "$RUN/clusters/clusters.json")],
-                      dict(sweep="steering/sweep.json", study="steering/localize.json", cells=len(res.cells), goal=doc["goal"]),
+                      dict(sweep="steering/sweep.json", study="steering/localize.json", cells=len(res.cells),
+                           goal=doc["goal"]),
                       lead=answer_sections(doc), timings=dict(patch_cost=cost))
 
 
@@ -707,17 +847,22 @@ def step_steering(ctx: JobContext) -> StepResult:
 def overview_section(ctx: JobContext) -> dict:
     "The run's configuration, versions and equivalent commands."
     import pandas as pd
-    cfg = pd.DataFrame([dict(setting=k, value=json.dumps(v)) for k, v in ctx.config.to_dict().items()]).set_index("setting")
-    ver = pd.DataFrame([dict(package=k, version=v) for k, v in {"python": sys.version.split()[0], **package_versions()}.items()]).set_index("package")
+    cfg = pd.DataFrame([dict(setting=k, value=json.dumps(v)) for k,
+                        v in ctx.config.to_dict().items()]).set_index("setting")
+    ver = pd.DataFrame([dict(package=k, version=v) for k, v in {"python": sys.version.split()[0],
+                                                                **package_versions()}.items()]).set_index("package")
     cmds = "\n".join(f"# {name}\n" + "\n".join(r["commands"]) for name, r in ctx.records.items() if r["commands"])
-    text = ("Every step below ran on the embedded default: the toy kitchen, its scripted demos and the shipped tiny pi0.5. "
+    text = ("Every step below ran on the embedded default: the toy kitchen, its scripted demos and the shipped tiny "
+            "pi0.5. "
             "The same results come from the step-by-step commands (`RUN` is the run folder: `export RUN=runs/demo`); "
             "`provenance.json` records each step's settings and seconds, `summary.json` the key numbers.")
     return section("The run", text, [cfg, ver, f"<pre>{html.escape(cmds)}</pre>"])
 
 def artefacts_section(ctx: JobContext) -> dict:
     "The files of the run folder, grouped by folder."
-    files = sorted(str(p.relative_to(ctx.work)) for p in ctx.work.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        str(p.relative_to(ctx.work)) for p in ctx.work.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
     files = sorted(set(files) | {"report.html", "provenance.json", "summary.json"})
     groups = {}
     for f in files:
@@ -725,7 +870,8 @@ def artefacts_section(ctx: JobContext) -> dict:
         sub = "/".join(f.split("/")[:2]) if f.count("/") >= 2 else top
         groups.setdefault(sub, []).append(f)
     lines = [f"{g}/  ({len(v)} files)" if len(v) > 8 else "\n".join(v) for g, v in groups.items()]
-    return section("Artefacts", "The run folder's files (folders with many files are summarised).", [f"<pre>{html.escape(chr(10).join(lines))}</pre>"])
+    return section("Artefacts", "The run folder's files (folders with many files are summarised).",
+                   [f"<pre>{html.escape(chr(10).join(lines))}</pre>"])
 
 # %% ../nbs/09d_main.ipynb #058628fe
 STEPS = [("demos", "scripted demos -> LIBERO .hdf5", step_demos),
@@ -759,7 +905,8 @@ def main_job(out="runs/demo", # the run folder (its parent must exist; a finishe
         abort_run(ctx); raise
     if not quiet:
         secs = {k: r["seconds"] for k, r in ctx.records.items()}
-        ctx.say("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in secs.items()) + f"; total {time.time() - ctx.started:.0f} s")
+        ctx.say("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k,
+                                                 v in secs.items()) + f"; total {time.time() - ctx.started:.0f} s")
         ctx.say(f"wrote {path / 'report.html'} (open it in a browser) and {len(list(path.rglob('*')))} files in {path}")
     return path
 
@@ -775,7 +922,8 @@ def main_job_cli(out: str = "runs/demo", # run folder (its parent must exist; a 
                 ):
     "The main job: the whole vlasteer pipeline on the embedded default, into one run folder with a self-contained HTML report."
     with cli_errors():
-        kw = {k: v for k, v in dict(num_demos=num_demos, eval_seeds=eval_seeds, steering_seeds=seeds, seed=seed).items() if v is not None}
+        kw = {k: v for k, v in dict(num_demos=num_demos, eval_seeds=eval_seeds, steering_seeds=seeds,
+                                    seed=seed).items() if v is not None}
         config = MainJobConfig.quick_config(**kw) if quick else MainJobConfig(**kw)
         check_out(out)
         main_job(out, config, progress=not quiet, command=" ".join(["vlasteer_demo", *map(shlex.quote, sys.argv[1:])]))

@@ -87,7 +87,8 @@ class PolicyConfig:
             if isinstance(size, dict): size = GemmaSize(**size)
             if size is None:
                 if name not in GEMMA_VARIANTS:
-                    raise ValueError(f"unknown {variant} {name!r}: use one of {sorted(GEMMA_VARIANTS)} or give `{tower}=GemmaSize(...)`")
+                    raise ValueError(f"unknown {variant} {name!r}: use one of {sorted(GEMMA_VARIANTS)} or give "
+                                     f"`{tower}=GemmaSize(...)`")
                 size = GEMMA_VARIANTS[name]
             setattr(self, tower, size)
         v, e = self.vlm, self.expert
@@ -106,7 +107,8 @@ class PolicyConfig:
             raise ValueError("num_steps, action_horizon and action_dim must be positive")
         if self.output_action_dim is not None and not 0 < self.output_action_dim <= self.action_dim:
             raise ValueError(f"output_action_dim must be in 1..{self.action_dim}")
-        if not 0 <= self.noise_scale <= 1: raise ValueError(f"noise_scale must be in [0, 1] (1: openpi's sampling), got {self.noise_scale}")
+        if not 0 <= self.noise_scale <= 1:
+            raise ValueError(f"noise_scale must be in [0, 1] (1: openpi's sampling), got {self.noise_scale}")
 
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
@@ -137,7 +139,8 @@ class SentencePieceTokenizer:
         from types import SimpleNamespace
         proto, raw = self.sp.encode(text, return_type="proto"), text.encode("utf-8")
         char = lambda b: len(raw[:b].decode("utf-8", errors="ignore"))
-        return SimpleNamespace(ids=[p.id for p in proto.pieces], offsets=[(char(p.begin), char(p.end)) for p in proto.pieces])
+        return SimpleNamespace(ids=[p.id for p in proto.pieces], offsets=[(char(p.begin),
+                                                                           char(p.end)) for p in proto.pieces])
     def token_to_id(self, token: str):
         i = self.sp.piece_to_id(token)
         return None if i == self.sp.unk_id() and token != self.sp.id_to_piece(i) else i
@@ -249,10 +252,12 @@ class NormStats:
         for f in ("mean", "std", "q01", "q99"):
             v = getattr(self, f)
             if v is not None: setattr(self, f, np.atleast_1d(np.asarray(v, dtype=np.float32)))
-        if self.mode is not None and self.mode not in NORM_MODES: raise ValueError(f"mode must be one of {NORM_MODES}, got {self.mode!r}")
+        if self.mode is not None and self.mode not in NORM_MODES:
+            raise ValueError(f"mode must be one of {NORM_MODES}, got {self.mode!r}")
         if not (self.has(False) or self.has(True)): raise ValueError("statistics need mean and std, or q01 and q99")
         if self.mode is not None and not self.has(self.mode == "quantile"):
-            raise ValueError(f"{self.mode} statistics need {'q01 and q99' if self.mode == 'quantile' else 'mean and std'}")
+            raise ValueError(f"{self.mode} statistics need "
+                             f"{'q01 and q99' if self.mode == 'quantile' else 'mean and std'}")
         if len({len(v) for v in (self.mean, self.std, self.q01, self.q99) if v is not None}) > 1:
             raise ValueError("mean, std, q01 and q99 must have the same length")
 
@@ -270,12 +275,15 @@ class NormStats:
     def dim(self) -> int: return len(self.mean if self.mean is not None else self.q01)
     def has(self, quantile: bool) -> bool:
         "Whether the statistics that quantile (else z-score) normalisation needs are present."
-        return (self.q01 is not None and self.q99 is not None) if quantile else (self.mean is not None and self.std is not None)
+        return (self.q01 is not None and self.q99 is not None) if quantile else (self.mean is not None
+                                                                                 and self.std is not None)
 
     def _quantile(self, quantile: bool | None) -> bool:
         q = self.mode == "quantile" if self.mode else quantile
         if q is None: raise ValueError("say quantile=True or False (these statistics have no mode)")
-        if not self.has(q): raise ValueError(f"these statistics have no {'q01/q99' if q else 'mean/std'}, which {'quantile' if q else 'z-score'} normalisation needs")
+        if not self.has(q):
+            raise ValueError(f"these statistics have no {'q01/q99' if q else 'mean/std'}, which "
+                             f"{'quantile' if q else 'z-score'} normalisation needs")
         return q
     def normalize(self, x: np.ndarray, quantile: bool | None = None # the policy's default; `mode`, when set, wins
                  ) -> np.ndarray:
@@ -293,13 +301,15 @@ class NormStats:
 
 def _stats_of(d, where: str) -> dict[str, NormStats]:
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
-        raise ValueError(f"{where} is not a norm_stats.json: expected {{\"norm_stats\": {{key: {{mean, std, q01, q99}}}}}}")
+        raise ValueError(f"{where} is not a norm_stats.json: expected "
+                         f"{{\"norm_stats\": {{key: {{mean, std, q01, q99}}}}}}")
     try: return {k: NormStats(**{f: v.get(f) for f in ("mean", "std", "q01", "q99", "mode")}) for k, v in d.items()}
     except ValueError as e: raise ValueError(f"{where}: {e}") from None
 
 def load_norm_stats(path: str | Path) -> dict[str, NormStats]:
     "Read openpi's `norm_stats.json` (`{\"norm_stats\": {key: {mean, std, q01, q99}}}`)."
-    d = read_json(path, "norm_stats.json", "give openpi's norm_stats.json ({\"norm_stats\": {\"state\": ..., \"actions\": ...}})")
+    d = read_json(path, "norm_stats.json",
+                  "give openpi's norm_stats.json ({\"norm_stats\": {\"state\": ..., \"actions\": ...}})")
     return _stats_of(d.get("norm_stats", d) if isinstance(d, dict) else d, str(path))
 
 # %% ../nbs/01_policy.ipynb #67c1a16d
@@ -363,7 +373,8 @@ def _paligemma_config(cfg: PolicyConfig):
         vision_config=dict(model_type="siglip_vision_model", hidden_size=v.width, intermediate_size=v.mlp_dim,
                            num_hidden_layers=v.depth, num_attention_heads=v.num_heads, patch_size=v.patch_size,
                            image_size=v.image_size, vision_use_head=False),
-        text_config=dict(model_type="gemma", hidden_size=l.width, intermediate_size=l.mlp_dim, num_hidden_layers=l.depth,
+        text_config=dict(model_type="gemma", hidden_size=l.width, intermediate_size=l.mlp_dim,
+                         num_hidden_layers=l.depth,
                          num_attention_heads=l.num_heads, num_key_value_heads=l.num_kv_heads, head_dim=l.head_dim,
                          vocab_size=cfg.vocab_size, hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6,
                          rope_theta=10000.0, initializer_range=cfg.initializer_range),
@@ -397,8 +408,13 @@ class PaliGemmaWithExpert(nn.Module):
                     nn.init.normal_(m.dense.weight, std=cfg.initializer_range); nn.init.zeros_(m.dense.bias)
         for path in TOWER_PATHS.values():
             for block in self.get_submodule(path.removeprefix("paligemma_with_expert.")):
-                block.hook_resid_pre, block.hook_resid_mid, block.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
-        for block in self.paligemma.model.language_model.layers: block.self_attn.hook_kv = HookPoint()  # the cached prefix K/V
+                block.hook_resid_pre, block.hook_resid_mid, block.hook_resid_post = (
+                    HookPoint(),
+                    HookPoint(),
+                    HookPoint(),
+                )
+        for block in self.paligemma.model.language_model.layers:
+            block.self_attn.hook_kv = HookPoint()  # the cached prefix K/V
 
 # %% ../nbs/01_policy.ipynb #40e512bc
 class Policy(nn.Module):
@@ -437,7 +453,8 @@ class Policy(nn.Module):
         pwe = self.paligemma_with_expert
         if precision == "float32": pwe.float(); return self
         pwe.to(torch.bfloat16)
-        keep = ("vision_tower.vision_model.embeddings.patch_embedding", "vision_tower.vision_model.embeddings.position_embedding",
+        keep = ("vision_tower.vision_model.embeddings.patch_embedding",
+                "vision_tower.vision_model.embeddings.position_embedding",
                 "input_layernorm", "post_attention_layernorm", "model.norm")
         for name, p in pwe.named_parameters():
             if any(k in name for k in keep): p.data = p.data.float()
@@ -474,7 +491,8 @@ def check_norm_stats(self: Policy):
     "Raise (one line, naming the fix) when statistics are required and missing."
     miss = self.missing_norm_stats() if self.require_norm_stats else []
     if miss: raise ValueError(f"no normalisation statistics for {', '.join(miss)}: give them (--norm-stats PATH, "
-                              "load_policy(norm_stats_path=...)) or run un-normalised on purpose (--no-norm-stats, no_norm_stats=True)")
+                              "load_policy(norm_stats_path=...)) or run un-normalised on purpose (--no-norm-stats, "
+                              "no_norm_stats=True)")
 
 @patch
 def prepare(self: Policy, obs: dict) -> ModelInputs:
@@ -510,8 +528,10 @@ def prepare(self: Policy, obs: dict) -> ModelInputs:
     st = np.asarray(st, dtype=np.float32)
     if not batched: st = st[None]
     if st.ndim != 2 or st.shape[0] != B: raise ValueError(f"state must be [batch dim] with batch {B}, got {st.shape}")
-    if st.shape[1] > cfg.action_dim: raise ValueError(f"state has {st.shape[1]} dims, more than action_dim={cfg.action_dim}")
-    if self.norm_stats and "state" in self.norm_stats: st = self.norm_stats["state"].normalize(st, quantile=cfg.kind == "pi05")
+    if st.shape[1] > cfg.action_dim:
+        raise ValueError(f"state has {st.shape[1]} dims, more than action_dim={cfg.action_dim}")
+    if self.norm_stats and "state" in self.norm_stats:
+        st = self.norm_stats["state"].normalize(st, quantile=cfg.kind == "pi05")
     if "tokenized_prompt" in obs:
         ids = torch.as_tensor(np.asarray(obs["tokenized_prompt"])).reshape(B, -1).long()
         tmask = torch.as_tensor(np.asarray(obs["tokenized_prompt_mask"])).reshape(B, -1).bool()
@@ -519,13 +539,16 @@ def prepare(self: Policy, obs: dict) -> ModelInputs:
     else:
         prompts = obs.get("prompt")
         if prompts is None: raise ValueError("observation needs a 'prompt' (the task instruction)")
-        if self.tokenizer is None: raise ValueError("this policy has no tokenizer; load one (tokenizer_path=...) or pass tokenized_prompt")
+        if self.tokenizer is None:
+            raise ValueError("this policy has no tokenizer; load one (tokenizer_path=...) or pass tokenized_prompt")
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if len(prompts) != B: raise ValueError(f"{len(prompts)} prompts for a batch of {B}")
         enc = [self.tokenizer.encode(p, s, cfg.discrete_state_input, cfg.max_token_len) for p, s in zip(prompts, st)]
-        ids = torch.as_tensor(np.stack([e["ids"] for e in enc])); tmask = torch.as_tensor(np.stack([e["mask"] for e in enc]))
+        ids = torch.as_tensor(np.stack([e["ids"] for e in enc]))
+        tmask = torch.as_tensor(np.stack([e["mask"] for e in enc]))
         spans = {k: torch.as_tensor(np.stack([e[k] for e in enc])) for k in ("instruction", "state")}
-    if ids.max() >= cfg.vocab_size: raise ValueError(f"token id {int(ids.max())} >= vocab_size {cfg.vocab_size}: wrong tokenizer?")
+    if ids.max() >= cfg.vocab_size:
+        raise ValueError(f"token id {int(ids.max())} >= vocab_size {cfg.vocab_size}: wrong tokenizer?")
     state = torch.zeros(B, cfg.action_dim); state[:, :st.shape[1]] = torch.as_tensor(st)
     return ModelInputs(torch.stack(images).to(dev), torch.stack(masks).to(dev), ids.to(dev), tmask.to(dev),
                        {k: v.to(dev) for k, v in spans.items()}, state.to(dev), batched)
@@ -740,14 +763,16 @@ def infer(self: Policy, obs: dict, # openpi observation: image, (image_mask), st
 
 @patch
 def loss(self: Policy, obs: dict, actions, # [batch horizon dim] un-normalised
-         noise: torch.Tensor | None = None, time: torch.Tensor | None = None) -> torch.Tensor: # [batch horizon action_dim]
+         noise: torch.Tensor | None = None, time: torch.Tensor
+         | None = None) -> torch.Tensor: # [batch horizon action_dim]
     "Flow-matching loss, unreduced (openpi's PyTorch `forward`): MSE of the velocity against noise − actions."
     inp = self.prepare(obs)
     a = np.asarray(actions, dtype=np.float32) if not torch.is_tensor(actions) else actions.detach().cpu().numpy()
     if self.norm_stats and "actions" in self.norm_stats:
         a = self.norm_stats["actions"].normalize(a, quantile=self.config.kind == "pi05")
     B, H = a.shape[:2]
-    if H != self.config.action_horizon: raise ValueError(f"actions have horizon {H}, the policy {self.config.action_horizon}")
+    if H != self.config.action_horizon:
+        raise ValueError(f"actions have horizon {H}, the policy {self.config.action_horizon}")
     target = torch.zeros(B, H, self.config.action_dim, device=self.device)
     target[..., :a.shape[-1]] = torch.as_tensor(a, device=self.device)
     noise = torch.randn_like(target) if noise is None else noise.to(self.device)
@@ -783,7 +808,8 @@ def example_observation(self: Policy, batch_size: int | None = None, # None: unb
     obs = {"image": {c: rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8) for c in self.config.cameras},
            "state": rng.uniform(-1, 1, (n, min(8, self.config.action_dim))).astype(np.float32),
            "prompt": [prompt] * n}
-    if batch_size is None: obs = {"image": {c: v[0] for c, v in obs["image"].items()}, "state": obs["state"][0], "prompt": prompt}
+    if batch_size is None:
+        obs = {"image": {c: v[0] for c, v in obs["image"].items()}, "state": obs["state"][0], "prompt": prompt}
     return obs
 
 # %% ../nbs/01_policy.ipynb #1824c58e

@@ -25,7 +25,8 @@ def calibration_observations(policy, tasks: Sequence, # instructions (or tasks) 
                              seeds: Sequence[int], # initial-state seeds of the rollouts
                              every: int = 4, # keep every `every`-th frame of each episode
                              replan_steps: int = 2, max_steps: int = 50,
-                             envs: Sequence | None = None, # environments, one per (task, seed) episode (default: toy kitchens)
+                             envs: Sequence
+                             | None = None, # environments, one per (task, seed) episode (default: toy kitchens)
                             ) -> dict: # batched observation without prompts: image {camera: [n H W 3]}, state [n 8]
     "Frames of unsteered rollouts of each task from each seed, as one batched observation."
     from vlasteer import sim
@@ -33,8 +34,10 @@ def calibration_observations(policy, tasks: Sequence, # instructions (or tasks) 
     jobs = [(t, int(s)) for t in tasks for s in seeds]
     if not jobs: raise ValueError("calibration needs at least one task and one seed")
     trajs = sim.rollout_batch(policy, [t for t, _ in jobs], [s for _, s in jobs],
-                              sim.RolloutOptions(replan_steps=replan_steps, max_steps=max_steps, record_frames=True), envs=envs)
-    obs = [{"image": {"base_0_rgb": tr.frames[i], "left_wrist_0_rgb": tr.wrist_frames[i]}, "state": tr.states[i], "prompt": ""}
+                              sim.RolloutOptions(replan_steps=replan_steps, max_steps=max_steps, record_frames=True),
+                              envs=envs)
+    obs = [{"image": {"base_0_rgb": tr.frames[i], "left_wrist_0_rgb": tr.wrist_frames[i]}, "state": tr.states[i],
+            "prompt": ""}
            for tr in trajs for i in range(0, len(tr.frames), every)]
     b = sim.batch_policy_obs(obs)
     return {"image": b["image"], "state": b["state"]}
@@ -47,17 +50,21 @@ def with_prompt(obs: dict, prompt: str) -> dict:
 SITES = ("hook_resid_pre", "hook_resid_post")
 
 @torch.no_grad()
-def span_rows(policy, obs: dict, # a batched observation with prompts
-              blocks: Sequence[int], # VLM blocks
-              site: str = "hook_resid_pre", # block input (hook_resid_pre) or output (hook_resid_post)
-              span: str = "instruction", # image, instruction or state
-              batch_size: int = 64) -> dict: # block -> [batch n_pos d_model] float32 (n_pos: the shortest span in the batch)
+def span_rows(
+    policy,
+    obs: dict,  # a batched observation with prompts
+    blocks: Sequence[int],  # VLM blocks
+    site: str = "hook_resid_pre",  # block input (hook_resid_pre) or output (hook_resid_post)
+    span: str = "instruction",  # image, instruction or state
+    batch_size: int = 64,
+) -> dict:  # block -> [batch n_pos d_model] float32 (n_pos: the shortest span in the batch)
     "Each sample's residuals over `span` in span order, per block (prefix pass only)."
     if site not in SITES: raise ValueError(f"unknown site {site!r}; per-position directions live at {SITES}")
     names = [f"vlm.blocks.{b}.{site}" for b in blocks]
     n, out = len(obs["state"]), {b: [] for b in blocks}
     for s in range(0, n, batch_size):
-        part = {"image": {k: v[s:s + batch_size] for k, v in obs["image"].items()}, "state": obs["state"][s:s + batch_size],
+        part = {"image": {k: v[s:s + batch_size] for k, v in obs["image"].items()},
+                "state": obs["state"][s:s + batch_size],
                 "prompt": list(obs["prompt"][s:s + batch_size])}
         with record(policy, names, tokens=span) as cache: policy.prefix_cache(policy.prepare(part))
         for b, name in zip(blocks, names):
@@ -89,7 +96,8 @@ class PositionDirections:
     def get(self, kind: str, block: int) -> torch.Tensor:
         "The `kind` tensor of `block`."
         if kind not in self.tensors: raise KeyError(f"no {kind!r} directions; these have {sorted(self.tensors)}")
-        if block not in self.tensors[kind]: raise KeyError(f"no {kind!r} direction at block {block}; it has {sorted(self.tensors[kind])}")
+        if block not in self.tensors[kind]:
+            raise KeyError(f"no {kind!r} direction at block {block}; it has {sorted(self.tensors[kind])}")
         return self.tensors[kind][block]
     def key(self, kind: str, block: int) -> str: return f"{kind}.L{block}"
 
@@ -97,7 +105,8 @@ def position_differences(policy, obs: dict, # calibration observations (no promp
                          task_a: str, task_b: str, blocks: Sequence[int],
                          site: str = "hook_resid_pre", span: str = "instruction") -> PositionDirections:
     "Mean over `obs` of the span rows under `task_b` minus under `task_a`, per block (aligned at the span's start)."
-    ra, rb = span_rows(policy, with_prompt(obs, task_a), blocks, site, span), span_rows(policy, with_prompt(obs, task_b), blocks, site, span)
+    ra, rb = span_rows(policy, with_prompt(obs, task_a), blocks, site,
+                       span), span_rows(policy, with_prompt(obs, task_b), blocks, site, span)
     raw = {}
     for b in blocks:
         L = min(ra[b].shape[1], rb[b].shape[1])
@@ -129,8 +138,14 @@ def wrong_pair(dirs: dict, other: dict) -> dict: # block -> [n_pos d]: `other`'s
     return out
 
 # %% ../nbs/08b_positions.ipynb #ff91957e
-def token_rows(policy, obs: dict, prompts: Sequence[str], blocks: Sequence[int], site: str = "hook_resid_pre",
-               span: str = "instruction") -> dict: # block -> [rows d_model], every position of every frame under every prompt
+def token_rows(
+    policy,
+    obs: dict,
+    prompts: Sequence[str],
+    blocks: Sequence[int],
+    site: str = "hook_resid_pre",
+    span: str = "instruction",
+) -> dict:  # block -> [rows d_model], every position of every frame under every prompt
     "Per-token residual rows over `span` for SAE training."
     out = {b: [] for b in blocks}
     for p in prompts:
@@ -147,7 +162,8 @@ def train_token_saes(rows: dict, # block -> [rows d_model] (`token_rows`)
 
 # %% ../nbs/08b_positions.ipynb #091b574b
 @torch.no_grad()
-def sae_positions(policy, obs: dict, dirs: PositionDirections, saes: dict, # block -> SAE (as `train_token_saes` returns, first items)
+def sae_positions(policy, obs: dict, dirs: PositionDirections,
+                  saes: dict, # block -> SAE (as `train_token_saes` returns, first items)
                   k: int = 8) -> PositionDirections: # dirs with tensors "sae" [n_pos d_model] and "clamp" [n_pos d_sae]
     "Add each block's SAE-decoded per-position direction and its top-`k` latent clamp targets to `dirs`."
     from vlasteer.sae import check_sae_width, decode_direction
@@ -178,7 +194,8 @@ def save_positions(d: PositionDirections, path) -> Path:
     from safetensors.torch import save_file
     tensors = {d.key(k, b): t.contiguous().float() for k, per in d.tensors.items() for b, t in per.items()}
     if not d.tensors.get("raw"): raise ValueError("no raw directions to save")
-    meta = dict(format=POSITIONS_FORMAT, task_a=d.task_a, task_b=d.task_b, span=d.span, site=d.site, meta=json.dumps(d.meta, sort_keys=True))
+    meta = dict(format=POSITIONS_FORMAT, task_a=d.task_a, task_b=d.task_b, span=d.span, site=d.site,
+                meta=json.dumps(d.meta, sort_keys=True))
     with atomic_path(path) as tmp: save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
 
@@ -193,17 +210,22 @@ def load_positions(path) -> PositionDirections:
             for key in f.keys():
                 kind, _, blk = key.rpartition(".L")
                 tensors.setdefault(kind, {})[int(blk)] = f.get_tensor(key)
-    if meta.get("format") != POSITIONS_FORMAT: raise ValueError(f"{path} is not a per-position directions file (format {meta.get('format')!r})")
-    return PositionDirections(meta["task_a"], meta["task_b"], meta["span"], meta["site"], tensors, json.loads(meta.get("meta", "{}")))
+    if meta.get("format") != POSITIONS_FORMAT:
+        raise ValueError(f"{path} is not a per-position directions file (format {meta.get('format')!r})")
+    return PositionDirections(meta["task_a"], meta["task_b"], meta["span"], meta["site"], tensors,
+                              json.loads(meta.get("meta", "{}")))
 
 # %% ../nbs/08b_positions.ipynb #db40f0c4
-def plot_position_norms(d: PositionDirections, kind: str = "raw", words: Sequence[str] | None = None): # -> plotly Figure
+def plot_position_norms(d: PositionDirections, kind: str = "raw",
+                        words: Sequence[str] | None = None): # -> plotly Figure
     "Heatmap of the direction's norm per block (rows) and span position (columns)."
     import plotly.graph_objects as go
     blocks = sorted(d.tensors[kind])
     z = [[round(float(v), 4) for v in d.get(kind, b).norm(dim=-1)] for b in blocks]
     x = list(words)[:len(z[0])] if words else list(range(len(z[0])))
-    fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in x], y=[f"block {b}" for b in blocks], colorscale="Viridis", colorbar=dict(title="‖Δ‖")))
-    fig.update_layout(title=dict(text=f"‖{kind} direction‖ per position: “{d.task_a}” → “{d.task_b}” ({d.site})", font=dict(size=13)),
+    fig = go.Figure(go.Heatmap(z=z, x=[str(v) for v in x], y=[f"block {b}" for b in blocks], colorscale="Viridis",
+                               colorbar=dict(title="‖Δ‖")))
+    fig.update_layout(title=dict(text=f"‖{kind} direction‖ per position: “{d.task_a}” → “{d.task_b}” ({d.site})",
+                                 font=dict(size=13)),
                       height=140 + 40 * len(blocks), margin=dict(t=50, l=70, r=20, b=40), xaxis_title=f"{d.span} token")
     return fig

@@ -15,7 +15,8 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json, reading, write_json,
+from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
+                          reading, write_json,
                           one_line as _one_line)
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
@@ -43,9 +44,11 @@ class TokenGroup:
     steps: str | None = None  # expert: the denoising step kept ("last")
 
     def hook(self, layer: int) -> str: return f"{self.tower}.blocks.{layer}.hook_resid_post"
-    def stem(self, layer: int) -> str: return f"layer{layer:02d}" if self.tower == "vlm" else f"{self.tower}_layer{layer:02d}"
+    def stem(self, layer: int) -> str:
+        return f"layer{layer:02d}" if self.tower == "vlm" else f"{self.tower}_layer{layer:02d}"
     def describe(self) -> str:
-        what = {"instruction": "the instruction tokens", "action": "the action tokens", None: "the valid tokens"}[self.tokens]
+        what = {"instruction": "the instruction tokens", "action": "the action tokens",
+                None: "the valid tokens"}[self.tokens]
         how = "mean over" if self.reduce == "mean" else "last of"
         return f"{self.tower} residual, {how} {what}" + (f", {self.steps} denoising step" if self.steps else "")
 
@@ -54,12 +57,16 @@ def token_group(name: str, # instructions or decision
                ) -> TokenGroup:
     "The token group `name` of `tower`."
     if name == "instruction": name = "instructions"
-    if tower not in CAPTURE_TOWERS: raise ValueError(f"unknown tower {tower!r} for capture; use one of {CAPTURE_TOWERS}")
+    if tower not in CAPTURE_TOWERS:
+        raise ValueError(f"unknown tower {tower!r} for capture; use one of {CAPTURE_TOWERS}")
     if name == "instructions":
-        if tower != "vlm": raise ValueError("the instructions group pools the VLM over the instruction tokens and the expert sees no text; capture it with the vlm tower")
+        if tower != "vlm":
+            raise ValueError("the instructions group pools the VLM over the instruction tokens and the expert sees no "
+                             "text; capture it with the vlm tower")
         return TokenGroup("instructions", "vlm", "instruction", "mean")
     if name == "decision":
-        return TokenGroup("decision", "vlm", None, "last") if tower == "vlm" else TokenGroup("decision", "expert", "action", "mean", "last")
+        return TokenGroup("decision", "vlm", None, "last") if tower == "vlm" else TokenGroup("decision", "expert",
+                                                                                             "action", "mean", "last")
     raise ValueError(f"unknown token group {name!r}; use one of {TOKEN_GROUPS}")
 
 # %% ../nbs/07_residuals.ipynb #4bce82a7
@@ -77,16 +84,20 @@ class CaptureConfig:
 
     def __post_init__(self):
         lay = [self.layers] if isinstance(self.layers, int) else list(self.layers or [])
-        if not lay or not all(isinstance(l, (int, np.integer)) for l in lay): raise ValueError(f"--layers must be one or more block indices, got {self.layers!r}")
+        if not lay or not all(isinstance(l, (int, np.integer)) for l in lay):
+            raise ValueError(f"--layers must be one or more block indices, got {self.layers!r}")
         self.layers = tuple(sorted(dict.fromkeys(int(l) for l in lay)))
         self.towers = tuple(dict.fromkeys([self.towers] if isinstance(self.towers, str) else self.towers))
-        self.groups = tuple(dict.fromkeys(["instructions" if g == "instruction" else g for g in ([self.groups] if isinstance(self.groups, str) else self.groups)]))
-        if not self.towers or not self.groups: raise ValueError("a capture needs at least one tower and one token group")
+        self.groups = tuple(dict.fromkeys(["instructions" if g == "instruction" else g
+                                           for g in ([self.groups] if isinstance(self.groups, str) else self.groups)]))
+        if not self.towers or not self.groups:
+            raise ValueError("a capture needs at least one tower and one token group")
         for n, v in (("--batch-size", self.batch_size), ("--samples-per-file", self.samples_per_file)):
             if int(v) < 1: raise ValueError(f"{n} must be >= 1, got {v}")
         if self.max_samples_per_layer == 0: self.max_samples_per_layer = None  # 0: all, as the flag says
         if self.max_samples_per_layer is not None and int(self.max_samples_per_layer) < 1:
-            raise ValueError(f"--max-samples-per-layer must be >= 1 (or 0 / None for all), got {self.max_samples_per_layer}")
+            raise ValueError(f"--max-samples-per-layer must be >= 1 (or 0 / None for all), got "
+                             f"{self.max_samples_per_layer}")
         self.token_groups  # validates towers x groups
 
     @property
@@ -94,16 +105,19 @@ class CaptureConfig:
         "Every (group, tower) captured, instructions only with the vlm tower."
         out = [token_group(g, t) for t in self.towers for g in self.groups if not (g == "instructions" and t != "vlm")]
         if "instructions" in self.groups and "vlm" not in self.towers:
-            raise ValueError("the instructions group needs the vlm tower; add vlm to --towers or drop the instructions group")
+            raise ValueError("the instructions group needs the vlm tower; add vlm to --towers or drop the "
+                             "instructions group")
         if not out: raise ValueError(f"no token group to capture for towers {self.towers} and groups {self.groups}")
         return out
 
     def resolve(self, policy) -> CaptureConfig:
         "A copy with layers checked against `policy` and made non-negative."
-        lay = [int(str(resolve_hook(policy, g.hook(l))[0]).split(".")[2]) for l in self.layers for g in self.token_groups[:1]]
+        lay = [int(str(resolve_hook(policy, g.hook(l))[0]).split(".")[2]) for l in self.layers
+               for g in self.token_groups[:1]]
         return CaptureConfig(**{**self.to_dict(), "layers": tuple(lay)})
 
-    def to_dict(self) -> dict: return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
     @classmethod
     def from_dict(cls, d: dict) -> CaptureConfig:
         return from_fields(cls, {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
@@ -116,7 +130,8 @@ def frame_noise(policy, index: Sequence[int], # global frame indices of the batc
                 seed: int = 0) -> torch.Tensor: # [batch horizon action_dim] on the policy's device
     "The expert's initial noise per frame, drawn from `(seed, frame index)`: a frame gets the same noise in any batch."
     cfg = policy.config
-    x = np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((cfg.action_horizon, cfg.action_dim)) for i in index])
+    x = np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((cfg.action_horizon,
+                                                                              cfg.action_dim)) for i in index])
     return torch.from_numpy(x.astype(np.float32)).to(policy.device)
 
 def _needs_expert(groups) -> bool: return any(g.tower == "expert" for g in groups)
@@ -159,13 +174,16 @@ def adarms_conditioning(policy, num_steps: int | None = None # Euler steps (defa
                        ) -> dict: # time [steps], cond [steps d_expert] (float32, CPU)
     "pi0.5's adaRMS conditioning at every denoising step of `sample_actions`."
     cfg = policy.config
-    if cfg.kind != "pi05": raise ValueError(f"adaRMS conditioning exists in pi0.5 only; this policy is {cfg.kind} (drop --capture-adarms)")
+    if cfg.kind != "pi05":
+        raise ValueError(f"adaRMS conditioning exists in pi0.5 only; this policy is {cfg.kind} (drop --capture-adarms)")
     n = num_steps or cfg.num_steps
     dt, dev = -1.0 / n, policy.device
     times, conds = [], []
     for k in range(n):
         t = torch.tensor([1.0 + k * dt], dtype=torch.float32, device=dev)
-        *_, cond = policy.embed_suffix(torch.zeros(1, cfg.action_dim, device=dev), torch.zeros(1, cfg.action_horizon, cfg.action_dim, device=dev), t)
+        *_, cond = policy.embed_suffix(torch.zeros(1, cfg.action_dim, device=dev), torch.zeros(1, cfg.action_horizon,
+                                                                                               cfg.action_dim,
+                                                                                               device=dev), t)
         times.append(float(t)); conds.append(cond[0].float().cpu())
     return {"time": torch.tensor(times, dtype=torch.float32), "cond": torch.stack(conds)}
 
@@ -189,7 +207,8 @@ def chunk_bounds(n: int, samples_per_file: int) -> list[tuple[int, int]]: # [(st
 def shard_chunks(num_chunks: int, shard_index: int = 0, num_shards: int = 1) -> range: # chunk numbers of the shard
     "The contiguous block of chunks shard `shard_index` of `num_shards` captures."
     if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"--shard-index must be in 0..{num_shards - 1} with --num-shards {num_shards} >= 1, got {shard_index}")
+        raise ValueError(f"--shard-index must be in 0..{num_shards - 1} with --num-shards {num_shards} >= 1, got "
+                         f"{shard_index}")
     return range(num_chunks * shard_index // num_shards, num_chunks * (shard_index + 1) // num_shards)
 
 def chunk_file(run_dir, group: TokenGroup, layer: int, chunk: int) -> Path:
@@ -216,17 +235,20 @@ def dataset_identity(ds, root=None) -> dict:
     core = dict(codebase_version=info.get("codebase_version"), total_frames=int(info.get("total_frames", len(ds))),
                 total_episodes=int(info.get("total_episodes", ds.num_episodes)), fps=info.get("fps"),
                 tasks=[t for t, _ in sorted(lerobot_tasks(ds).items(), key=lambda kv: kv[1])],
-                features={k: dict(dtype=v.get("dtype"), shape=list(v.get("shape") or [])) for k, v in info.get("features", {}).items()})
+                features={k: dict(dtype=v.get("dtype"), shape=list(v.get("shape") or [])) for k,
+                          v in info.get("features", {}).items()})
     lengths = [int(x) for x in ds.meta.episodes["length"]]
     fp = hashlib.sha256(json.dumps([core, lengths], sort_keys=True).encode()).hexdigest()[:16]
     return dict(repo_id=ds.repo_id, root=None if root is None else str(root), **core, fingerprint=fp)
 
 def _policy_spec(policy) -> dict:
     c = policy.config
-    return dict(kind=c.kind, fingerprint=policy_fingerprint(policy), width={"vlm": c.vlm.width, "expert": c.expert.width},
+    return dict(kind=c.kind, fingerprint=policy_fingerprint(policy), width={"vlm": c.vlm.width,
+                                                                            "expert": c.expert.width},
                 depth=c.vlm.depth, precision=c.precision)
 
-def _frames_sha(idx: np.ndarray) -> str: return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
+def _frames_sha(idx: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 def _spec_mismatch(old: dict, new: dict, where, # how the message names the other run
                    hint: str = "run the same command as before to resume it, or use a new --output-dir",
@@ -241,7 +263,9 @@ def _spec_mismatch(old: dict, new: dict, where, # how the message names the othe
     changed = [k for k in sorted(set(oi) | set(ni)) if oi.get(k) != ni.get(k)]
     if changed:
         what = ", ".join(f"the {k} (digest {oi.get(k)} then, {ni.get(k)} now)" for k in changed)
-        return f"{where} was captured from other input files: the content of {what} changed; its chunks are stale: {stale}"
+        return (
+            f"{where} was captured from other input files: the content of {what} changed; its chunks are stale: {stale}"
+        )
     diff = []
     for k in sorted(set(old) | set(new)):
         if old.get(k) == new.get(k): continue
@@ -259,7 +283,8 @@ BUILTIN_POLICIES = ("default", "tiny")  # the names load_capture_policy knows wi
 def _is_checkpoint_path(checkpoint) -> bool:
     return checkpoint is not None and str(checkpoint) not in BUILTIN_POLICIES and Path(checkpoint).exists()
 
-def _json_digest(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _json_digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def input_digests(dataset_root, # the dataset folder (the one holding meta/info.json)
                   checkpoint=None, # the checkpoint folder or file; None or a built-in name ("default", "tiny"): not a file
@@ -275,7 +300,8 @@ def write_tensors(path, tensors: dict, metadata: dict | None = None) -> Path:
     "Write a `.safetensors` file atomically (temp file in the same folder, then rename)."
     from safetensors.torch import save_file
     with atomic_path(path) as tmp:  # the temp name is unique across the machines of a job
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={k: str(v) for k,
+                                                                                       v in (metadata or {}).items()})
     return Path(path)
 
 def load_pt(path, what: str = "file", # what the file should be, for the messages
@@ -286,8 +312,10 @@ def load_pt(path, what: str = "file", # what the file should be, for the message
         except pickle.UnpicklingError as e: refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
     # torch's own message suggests loading the file unsafely; say what was refused instead
     obj = f" (it names {refused[1]})" if refused else ""
-    raise ValueError(f"refused {what} {path}: it is a pickle of Python objects{obj}, not only tensors; vlasteer reads .pt files "
-                     "with torch.load(weights_only=True) and loaded nothing from it; save the tensors alone (torch.save of a tensor "
+    raise ValueError(f"refused {what} {path}: it is a pickle of Python objects{obj}, not only tensors; vlasteer reads "
+                     f".pt files "
+                     "with torch.load(weights_only=True) and loaded nothing from it; save the tensors alone "
+                     "(torch.save of a tensor "
                      "or a dict of tensors, or .safetensors)")
 
 _PT_ROWS = ("residuals", "activations", "acts")
@@ -298,7 +326,8 @@ def check_finite(x: torch.Tensor, what) -> torch.Tensor:
     "`x`, or a one-line error naming `what` when a row holds NaN or inf."
     bad = (~torch.isfinite(x)).reshape(len(x), -1).any(1) if x.numel() else torch.zeros(0, dtype=torch.bool)
     if bad.any():
-        raise ValueError(f"{what} holds NaN or inf in {int(bad.sum())} of {len(x)} rows (first: row {int(bad.nonzero()[0])}); "
+        raise ValueError(f"{what} holds NaN or inf in {int(bad.sum())} of {len(x)} rows (first: row "
+                         f"{int(bad.nonzero()[0])}); "
                          "recapture them (in float32 if bfloat16 overflowed) or drop those frames")
     return x
 
@@ -313,12 +342,15 @@ def read_chunk(path, device: str = "cpu") -> dict: # residuals [n d] float32; in
             keys = set(f.keys())
             out.update({k: f.get_tensor(k) for k in ("residuals", "index", "episode_index", "task_index") if k in keys})
             out["metadata"] = dict(f.metadata() or {})
-        if "residuals" not in keys: raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); not a residual chunk")
+        if "residuals" not in keys:
+            raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); not a residual chunk")
     elif path.suffix == ".pt":
         obj = load_pt(path, "residual chunk", device=device)
         if isinstance(obj, dict):
             k = next((k for k in _PT_ROWS if k in obj), None)
-            if k is None: raise ValueError(f"{path} holds a dict with keys {sorted(map(str, obj))[:8]}; expected residuals under one of {_PT_ROWS}")
+            if k is None:
+                raise ValueError(f"{path} holds a dict with keys {sorted(map(str, obj))[:8]}; expected residuals "
+                                 f"under one of {_PT_ROWS}")
             out["residuals"] = obj[k]
             ik = next((k for k in _PT_INDEX if k in obj), None)
             if ik is not None: out["index"] = torch.as_tensor(obj[ik]).long().flatten()
@@ -329,7 +361,8 @@ def read_chunk(path, device: str = "cpu") -> dict: # residuals [n d] float32; in
     else: raise ValueError(f"{path} is neither .safetensors nor .pt")
     x = out["residuals"]
     if not torch.is_tensor(x) or x.dim() != 2:
-        raise ValueError(f"{path} has residuals of shape {tuple(getattr(x, 'shape', ()))}; expected one pooled row per frame, [n d_model]")
+        raise ValueError(f"{path} has residuals of shape {tuple(getattr(x, 'shape', ()))}; expected one pooled row "
+                         f"per frame, [n d_model]")
     out["residuals"] = check_finite(x.float(), f"residual chunk {path}")
     if out["index"] is not None and len(out["index"]) != len(x):
         raise ValueError(f"{path} has {len(x)} rows but {len(out['index'])} indices")
@@ -360,7 +393,8 @@ def stale_temp_dirs(target) -> list[Path]: # temp folders beside `target` that n
 def check_folder_target(target, overwrite: bool = False, flag: str = "--output-dir") -> Path:
     "Check, before any work, that a command may write the folder `target` (parent present; replaced only with `overwrite`)."
     target = Path(target)
-    if not target.parent.is_dir(): raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
     if target.exists() and not target.is_dir(): raise FileExistsError(f"{flag} {target} is a file; give a folder")
     return check_overwrite(target, overwrite)
 
@@ -402,14 +436,17 @@ def _iter_batches(ds, batches, cameras, num_workers):
 
 def _policy_cameras(policy) -> dict:
     cams = {c: k for c, k in POLICY_CAMERAS.items() if c in policy.config.cameras}
-    if not cams: raise ValueError(f"the policy's cameras {policy.config.cameras} include none of {sorted(POLICY_CAMERAS)}, the LIBERO dataset's")
+    if not cams:
+        raise ValueError(f"the policy's cameras {policy.config.cameras} include none of {sorted(POLICY_CAMERAS)}, the "
+                         f"LIBERO dataset's")
     return cams
 
 _DAMAGED = "the run directory is damaged"
 
 def _open_run(out: Path, spec: dict, provenance: dict):
     "Create the run directory, or check that an existing one holds the same capture."
-    if not out.parent.is_dir(): raise FileNotFoundError(f"--output-dir {out}: its parent folder {out.parent} does not exist; create it first")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"--output-dir {out}: its parent folder {out.parent} does not exist; create it first")
     if out.exists() and not out.is_dir(): raise FileExistsError(f"--output-dir {out} is a file; choose a folder")
     cap = out / "capture.json"
     if cap.is_file():
@@ -417,7 +454,8 @@ def _open_run(out: Path, spec: dict, provenance: dict):
         if why: raise ValueError(why)
         return
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"--output-dir {out} exists, is not empty and holds no residual run (no capture.json); choose a new folder")
+        raise FileExistsError(f"--output-dir {out} exists, is not empty and holds no residual run (no capture.json); "
+                              f"choose a new folder")
     out.mkdir(exist_ok=True)
     write_json({"spec": spec, "provenance": provenance}, cap)
 
@@ -436,11 +474,14 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                       lerobot_root, # LeRobot dataset root (or a parent of <repo_id>/); None: the concept map's
                       output_dir, # the run directory (created; an unfinished run of the same capture is resumed)
                       config: CaptureConfig, # what the run records: layers, towers, token groups, batch and chunk sizes, seed
-                      repo_id: str | None = None, # the dataset's repo id (default: the concept map's, else the root's name)
+                      repo_id: str
+                      | None = None, # the dataset's repo id (default: the concept map's, else the root's name)
                       concept_map=None, # a concept map (dict or path): capture only its frames
-                      checkpoint: str | None = None, # the checkpoint path (digested, recorded relative to the run) or a built-in name
+                      checkpoint: str
+                      | None = None, # the checkpoint path (digested, recorded relative to the run) or a built-in name
                       config_name: str | None = None, # recorded; also names the policy when `checkpoint` is None
-                      run: CaptureRun | None = None, # how this process runs it (shard, workers, progress); None: `CaptureRun()`
+                      run: CaptureRun
+                      | None = None, # how this process runs it (shard, workers, progress); None: `CaptureRun()`
                      ) -> dict: # metadata.json's content once the run is complete, else this shard's summary
     "Capture residuals at `config.layers` for the frames of a LeRobot dataset into a chunked, resumable run directory."
     run = CaptureRun() if run is None else run
@@ -448,12 +489,14 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
     progress, on_chunk, finalize = run.progress, run.on_chunk, run.finalize
     cfg = config.resolve(policy)
     tgroups = cfg.token_groups
-    if cfg.capture_adarms and policy.config.kind != "pi05": raise ValueError("--capture-adarms needs a pi0.5 policy (pi0 has no adaRMS conditioning)")
+    if cfg.capture_adarms and policy.config.kind != "pi05":
+        raise ValueError("--capture-adarms needs a pi0.5 policy (pi0 has no adaRMS conditioning)")
     if concept_map is not None and not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
     if concept_map is not None: check_concept_map(concept_map)
     if lerobot_root is None:
         lerobot_root = (concept_map or {}).get("lerobot_root")
-        if not lerobot_root: raise ValueError("missing --lerobot-root (the concept map does not name its dataset either)")
+        if not lerobot_root:
+            raise ValueError("missing --lerobot-root (the concept map does not name its dataset either)")
         repo_id = repo_id or concept_map.get("repo_id")
     repo_id = repo_id or (concept_map or {}).get("repo_id") or Path(lerobot_root).name
     cameras = _policy_cameras(policy)
@@ -465,11 +508,14 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
     frames = select_frames(len(ds), concept_map, cfg.max_samples_per_layer)
     spec = dict(format=RUN_FORMAT, config=cfg.to_dict(), policy=_policy_spec(policy),
                 dataset={k: v for k, v in ident.items() if k != "root"},
-                frames=dict(count=int(len(frames)), sha256=_frames_sha(frames), source="concept_map" if concept_map is not None else "dataset"),
+                frames=dict(count=int(len(frames)), sha256=_frames_sha(frames), source="concept_map"
+                            if concept_map is not None else "dataset"),
                 inputs=input_digests(ds_root, checkpoint))
     out = Path(output_dir)
-    provenance = dict(checkpoint=rel_path(checkpoint, out) if _is_checkpoint_path(checkpoint) else checkpoint, config_name=config_name,
-                      lerobot_root=rel_path(ds_root, out), concept_map_digest=None if concept_map is None else _json_digest(concept_map),
+    provenance = dict(checkpoint=rel_path(checkpoint, out) if _is_checkpoint_path(checkpoint) else checkpoint,
+                      config_name=config_name,
+                      lerobot_root=rel_path(ds_root, out), concept_map_digest=None if concept_map is None
+                      else _json_digest(concept_map),
                       policy_config=policy.config.to_dict())
     _open_run(out, spec, provenance)
     if (out / "metadata.json").is_file(): return read_json(out / "metadata.json", "run metadata", _DAMAGED)
@@ -485,20 +531,27 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
         if k not in todo:
             for g, _, f in files_of(k): _chunk_header(f, spec, g.tower)
     if cfg.capture_adarms and not (out / "adarms.safetensors").is_file():
-        write_tensors(out / "adarms.safetensors", adarms_conditioning(policy), {"what": "pi0.5 adaRMS conditioning per denoising step"})
+        write_tensors(out / "adarms.safetensors", adarms_conditioning(policy),
+                      {"what": "pi0.5 adaRMS conditioning per denoising step"})
     batches, owner = [], []
     for k in todo:
         s, e = bounds[k]
         for b in range(s, e, cfg.batch_size): batches.append(frames[b:min(e, b + cfg.batch_size)]); owner.append(k)
     from tqdm.auto import tqdm
-    bar = tqdm(total=int(sum(len(b) for b in batches)), unit="frame", disable=not progress, mininterval=2, desc=f"capture {shard_index}/{num_shards}")
+    bar = tqdm(total=int(sum(len(b) for b in batches)), unit="frame", disable=not progress, mininterval=2,
+               desc=f"capture {shard_index}/{num_shards}")
     buf, extras = {}, []
     def flush(k):
-        ex = {key: torch.from_numpy(np.concatenate([e[key] for e in extras]).astype(np.int64)) for key in ("index", "episode_index", "task_index")}
+        ex = {
+            key: torch.from_numpy(np.concatenate([e[key] for e in extras]).astype(np.int64))
+            for key in ("index", "episode_index", "task_index")
+        }
         for g, l, f in files_of(k):
             if f.is_file(): continue
-            meta = dict(group=g.name, tower=g.tower, layer=l, hook=g.hook(l), tokens=g.tokens or "valid", reduce=g.reduce,
-                        steps=g.steps or "", chunk=k, token_type=g.name, format=RUN_FORMAT, inputs=_json_digest(spec["inputs"]))
+            meta = dict(group=g.name, tower=g.tower, layer=l, hook=g.hook(l), tokens=g.tokens or "valid",
+                        reduce=g.reduce,
+                        steps=g.steps or "", chunk=k, token_type=g.name, format=RUN_FORMAT,
+                        inputs=_json_digest(spec["inputs"]))
             write_tensors(f, {"residuals": torch.cat(buf[(g.name, g.tower, l)]), **ex}, meta)
         buf.clear(); extras.clear()
         if on_chunk is not None: on_chunk(k)
@@ -511,7 +564,8 @@ def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
             noise = frame_noise(policy, rows_i, cfg.seed) if _needs_expert(tgroups) else None
             got = capture_batch(policy, obs, tgroups, cfg.layers, noise, stop_early)
             for (gname, tower, l), v in got.items():
-                check_finite(v, f"the {tower} residual at block {l} ({gname}) of frames {int(rows_i[0])}-{int(rows_i[-1])}")
+                check_finite(v, f"the {tower} residual at block {l} ({gname}) of frames "
+                             f"{int(rows_i[0])}-{int(rows_i[-1])}")
             for key, v in got.items(): buf.setdefault(key, []).append(v)
             extras.append(extra)
             bar.update(len(rows_i))
@@ -531,7 +585,8 @@ def _run_spec(run_dir) -> dict:
 def _expected(run_dir, spec) -> list:
     cfg = CaptureConfig.from_dict(spec["config"])
     n_chunks = len(chunk_bounds(spec["frames"]["count"], cfg.samples_per_file))
-    return [(k, g, l, chunk_file(run_dir, g, l, k)) for k in range(n_chunks) for g in cfg.token_groups for l in cfg.layers]
+    return [(k, g, l, chunk_file(run_dir, g, l, k)) for k in range(n_chunks) for g in cfg.token_groups
+            for l in cfg.layers]
 
 def missing_chunks(run_dir) -> list: # chunk numbers with at least one file missing
     "The chunks of a run whose files are not all written yet."
@@ -551,7 +606,8 @@ def _chunk_header(path, spec: dict, tower: str):
                          "the run directory mixes captures of different models")
     want = _json_digest(spec["inputs"]) if spec.get("inputs") else None
     if want is not None and meta.get("inputs") != want:
-        raise ValueError(f"{path} was captured from other input files than its run (input digests {meta.get('inputs')} vs the run's "
+        raise ValueError(f"{path} was captured from other input files than its run (input digests "
+                         f"{meta.get('inputs')} vs the run's "
                          f"{want}); the run directory mixes captures: delete the chunk and run the capture again")
     return shape, t, meta
 
@@ -566,7 +622,8 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
     if miss:
         if not strict: return None
         show = ", ".join(map(str, miss[:10])) + (" ..." if len(miss) > 10 else "")
-        raise ValueError(f"run {run_dir} is missing files of {len(miss)} chunk(s) ({show}); run the capture (or its missing shards) again to finish it")
+        raise ValueError(f"run {run_dir} is missing files of {len(miss)} chunk(s) ({show}); run the capture (or its "
+                         f"missing shards) again to finish it")
     cfg = CaptureConfig.from_dict(spec["config"])
     width = spec["policy"]["width"]
     files, counts, first_index, h = [], {}, {}, hashlib.sha256()
@@ -577,17 +634,20 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
         elif not np.array_equal(first_index[k], idx):
             raise ValueError(f"{f} holds other frames than the rest of chunk {k}; the run directory mixes captures")
         counts.setdefault(g.name, {}); counts[g.name][g.stem(l)] = counts[g.name].get(g.stem(l), 0) + int(shape[0])
-        files.append(dict(path=str(f.relative_to(run_dir)), group=g.name, tower=g.tower, layer=l, chunk=k, rows=int(shape[0]),
+        files.append(dict(path=str(f.relative_to(run_dir)), group=g.name, tower=g.tower, layer=l, chunk=k,
+                          rows=int(shape[0]),
                           first_index=int(idx[0]), last_index=int(idx[-1]), bytes=f.stat().st_size))
     if h.hexdigest()[:16] != spec["frames"]["sha256"]:
         raise ValueError(f"the chunks of {run_dir} do not hold the run's frames; the run directory mixes captures")
-    groups = [dict(name=g.name, tower=g.tower, tokens=g.tokens, reduce=g.reduce, steps=g.steps, description=g.describe(),
+    groups = [dict(name=g.name, tower=g.tower, tokens=g.tokens, reduce=g.reduce, steps=g.steps,
+                   description=g.describe(),
                    d_model=width[g.tower], hooks={str(l): g.hook(l) for l in cfg.layers}) for g in cfg.token_groups]
     meta = dict(format=RUN_FORMAT, complete=True, config=spec["config"], checkpoint=prov.get("checkpoint"),
                 config_name=prov.get("config_name"), policy={**spec["policy"], "config": prov.get("policy_config")},
                 layers=list(cfg.layers), towers=list(cfg.towers), token_groups=groups,
                 dataset={**spec["dataset"], "root": prov.get("lerobot_root")},
-                frames={**spec["frames"], "concept_map_digest": prov.get("concept_map_digest")}, inputs=spec.get("inputs"),
+                frames={**spec["frames"], "concept_map_digest": prov.get("concept_map_digest")},
+                inputs=spec.get("inputs"),
                 samples_per_file=cfg.samples_per_file, num_chunks=len(first_index), counts=counts, files=files,
                 adarms="adarms.safetensors" if (run_dir / "adarms.safetensors").is_file() else None)
     write_json(meta, run_dir / "metadata.json")
@@ -602,11 +662,13 @@ def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or 
     shard_dirs = [Path(d) for d in shard_dirs]
     specs = [_run_spec(d) for d in shard_dirs]
     for d, s in zip(shard_dirs[1:], specs[1:]):
-        why = _spec_mismatch(specs[0]["spec"], s["spec"], f"shard {d}", f"it is not a shard of the capture in {shard_dirs[0]}")
+        why = _spec_mismatch(specs[0]["spec"], s["spec"], f"shard {d}",
+                             f"it is not a shard of the capture in {shard_dirs[0]}")
         if why: raise ValueError(why)
     prov = dict(specs[0].get("provenance", {}))
     for k in ("checkpoint", "lerobot_root"):  # recorded relative to the first shard: rebase on the new run
-        if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists(): prov[k] = rel_path(shard_dirs[0] / prov[k], run_dir)
+        if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists():
+            prov[k] = rel_path(shard_dirs[0] / prov[k], run_dir)
     with atomic_folder(run_dir, overwrite, "--run-dir") as work:
         write_json({**specs[0], "provenance": prov}, work / "capture.json")
         for d in shard_dirs:
@@ -632,10 +694,17 @@ def launcher_shard(shard_index: int | None = None, num_shards: int | None = None
     if "RANK" not in env or "WORLD_SIZE" not in env:
         return (0 if shard_index is None else shard_index), (1 if num_shards is None else num_shards), device, False
     try: rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), env.get("LOCAL_RANK")
-    except ValueError: raise ValueError(f"RANK={env['RANK']!r} / WORLD_SIZE={env['WORLD_SIZE']!r} in the environment are not integers") from None
-    clash = [f"--{n} {v} but {e}={w}" for n, v, e, w in (("shard-index", shard_index, "RANK", rank), ("num-shards", num_shards, "WORLD_SIZE", world))
-             if v is not None and v != w]
-    if clash: raise ValueError(f"{' and '.join(clash)} (set by the launcher, e.g. torchrun); drop the flags under a launcher or make them agree")
+    except ValueError:
+        raise ValueError(f"RANK={env['RANK']!r} / WORLD_SIZE={env['WORLD_SIZE']!r} in the environment are not "
+                         f"integers") from None
+    clash = [
+        f"--{n} {v} but {e}={w}"
+        for n, v, e, w in (("shard-index", shard_index, "RANK", rank), ("num-shards", num_shards, "WORLD_SIZE", world))
+        if v is not None and v != w
+    ]
+    if clash:
+        raise ValueError(f"{' and '.join(clash)} (set by the launcher, e.g. torchrun); drop the flags under a "
+                         f"launcher or make them agree")
     if device == "cuda" and local is not None: device = f"cuda:{int(local)}"
     return rank, world, device, True
 
@@ -645,10 +714,12 @@ def wait_for_all_shards(env: dict | None = None, # the environment (None: os.env
     "Under a launcher with a rendezvous: wait until every rank has finished (a gloo barrier; the group is made here only if none exists)."
     import datetime, torch.distributed as dist
     env = os.environ if env is None else env
-    if not dist.is_available() or not all(k in env for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")): return False
+    if not dist.is_available() or not all(k in env for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")):
+        return False
     own = not dist.is_initialized()
     if own:
-        dist.init_process_group("gloo", init_method=f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}", rank=int(env["RANK"]),
+        dist.init_process_group("gloo", init_method=f"tcp://{env['MASTER_ADDR']}:{env['MASTER_PORT']}",
+                                rank=int(env["RANK"]),
                                 world_size=int(env["WORLD_SIZE"]), timeout=datetime.timedelta(seconds=timeout_s))
     try: dist.barrier()
     finally:
@@ -671,8 +742,10 @@ class ResidualRun:
         meta = read_json(p / "metadata.json", "run metadata", _DAMAGED) if (p / "metadata.json").is_file() else None
         if meta is None or meta.get("format") != RUN_FORMAT:
             if (p / "capture.json").is_file():
-                raise ValueError(f"run {p} is unfinished (no metadata.json): run the capture command again (or merge its shards) to finish it")
-            if not any(p.glob("*/layer*_chunk*")): raise ValueError(f"{p} holds no residual chunks ({{group}}/layerNN_chunkNNNN files)")
+                raise ValueError(f"run {p} is unfinished (no metadata.json): run the capture command again (or merge "
+                                 f"its shards) to finish it")
+            if not any(p.glob("*/layer*_chunk*")):
+                raise ValueError(f"{p} holds no residual chunks ({{group}}/layerNN_chunkNNNN files)")
             meta = {"seed": meta or {}}
         run = cls(p, meta)
         if not run.is_seed: run._check_files()
@@ -683,8 +756,10 @@ class ResidualRun:
         listed = {f["path"] for f in self.metadata["files"]}
         have = {str(f.relative_to(self.path)) for f in self.path.glob("*/**/*")
                 if f.is_file() and not any(q.startswith(".") for q in f.relative_to(self.path).parts)}
-        for names, what, fix in ((sorted(have - listed), "holds files its metadata.json does not list", "move them out of the run"),
-                                 (sorted(listed - have), "lacks files its metadata.json lists", "the run is damaged: capture it again")):
+        for names, what, fix in ((sorted(have - listed), "holds files its metadata.json does not list",
+                                  "move them out of the run"),
+                                 (sorted(listed - have), "lacks files its metadata.json lists",
+                                  "the run is damaged: capture it again")):
             if names:
                 show = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
                 raise ValueError(f"run {self.path} {what} ({show}); a run is exactly the files it lists: {fix}")
@@ -697,21 +772,42 @@ class ResidualRun:
         return None if self.is_seed else int(self.metadata["dataset"]["total_frames"])
     @property
     def groups(self) -> list: # (name, tower)
-        if self.is_seed: return [(d.name, "vlm") for d in sorted(self.path.iterdir()) if d.is_dir() and any(d.glob("layer*_chunk*"))]
+        if self.is_seed:
+            return [(d.name, "vlm") for d in sorted(self.path.iterdir()) if d.is_dir() and any(d.glob("layer*_chunk*"))]
         return [(g["name"], g["tower"]) for g in self.metadata["token_groups"]]
     def layers(self, group: str, tower: str = "vlm") -> list:
         if self.is_seed:
-            return sorted({int(m[1]) for f in (self.path / group).glob("layer*_chunk*") if (m := re.match(r"layer(\d+)_chunk", f.name))})
+            return sorted(
+                {
+                    int(m[1])
+                    for f in (self.path / group).glob("layer*_chunk*")
+                    if (m := re.match(r"layer(\d+)_chunk", f.name))
+                }
+            )
         return list(self.metadata["layers"])
     def d_model(self, group: str, tower: str = "vlm") -> int | None:
-        return None if self.is_seed else int(next(g["d_model"] for g in self.metadata["token_groups"] if (g["name"], g["tower"]) == (group, tower)))
+        return (
+            None
+            if self.is_seed
+            else int(
+                next(g["d_model"] for g in self.metadata["token_groups"] if (g["name"], g["tower"]) == (group, tower))
+            )
+        )
     def files(self, group: str, layer: int, tower: str = "vlm") -> list:
         "The chunk files of one group and layer, in chunk order (of a vlasteer run: those its metadata.json lists)."
         if not self.is_seed:
-            fs = [f for f in self.metadata["files"] if (f["group"], f["tower"], int(f["layer"])) == (group, tower, int(layer))]
+            fs = [
+                f
+                for f in self.metadata["files"]
+                if (f["group"], f["tower"], int(f["layer"])) == (group, tower, int(layer))
+            ]
             return [self.path / f["path"] for f in sorted(fs, key=lambda f: int(f["chunk"]))]
         stem = f"layer{layer:02d}" if tower == "vlm" else f"{tower}_layer{layer:02d}"
-        fs = [f for f in (self.path / group).glob(f"{stem}_chunk*") if f.suffix in (".safetensors", ".pt") and not f.name.startswith(".")]
+        fs = [
+            f
+            for f in (self.path / group).glob(f"{stem}_chunk*")
+            if f.suffix in (".safetensors", ".pt") and not f.name.startswith(".")
+        ]
         return sorted(fs, key=lambda f: int(re.search(r"_chunk(\d+)", f.name)[1]))
     def iter_chunks(self, group: str, layer: int, tower: str = "vlm", device: str = "cpu"):
         "Yield each chunk's `read_chunk` dict, with `index` filled in for seed chunks (dataset order from frame 0)."
@@ -720,7 +816,8 @@ class ResidualRun:
             c = read_chunk(f, device)
             n, w = c["residuals"].shape
             if d is not None and w != d:
-                raise ValueError(f"{f} has width {w} but the run's model has width {d}; the run directory mixes captures of different models")
+                raise ValueError(f"{f} has width {w} but the run's model has width {d}; the run directory mixes "
+                                 f"captures of different models")
             if c["index"] is None: c["index"] = torch.arange(offset, offset + n)
             offset += n
             c["file"] = f
@@ -731,7 +828,8 @@ class ResidualRun:
 def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folder (or its model.safetensors)
                         config_name: str | None = None, # without a checkpoint: default or tiny
                         device: str = "cpu", precision: str | None = None,
-                        norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None): # `policy_from_cli`'s flags
+                        norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str
+                        | None = None): # `policy_from_cli`'s flags
     "The policy a capture CLI runs, and a string naming where it came from."
     from vlasteer.checkpoints import load_default_policy, policy_from_cli
     from vlasteer.policy import tiny_policy
@@ -742,7 +840,9 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
         return pol.eval(), str(p)
     if config_name in (None, "default"): pol, src = load_default_policy(), "default"
     elif config_name == "tiny": pol, src = tiny_policy(), "tiny"
-    else: raise ValueError(f"unknown --config-name {config_name!r} without --checkpoint-path; use default or tiny, or give --checkpoint-path")
+    else:
+        raise ValueError(f"unknown --config-name {config_name!r} without --checkpoint-path; use default or tiny, or "
+                         f"give --checkpoint-path")
     if precision: pol.to_precision(precision)
     return pol.to(device).eval(), src
 
@@ -757,7 +857,8 @@ def save_residuals_cli(
         layers: Param("block indices to capture, e.g. 12 (negative: from the end)", int, nargs="+") = None,
         towers: Param("towers: vlm (default) and/or expert", str, nargs="+") = None,
         capture_instructions: bool = False, # also capture the instructions group (the decision group is always captured)
-        token_groups: Param("token groups to capture, instructions and/or decision (overrides --capture-instructions)", str, nargs="+") = None,
+        token_groups: Param("token groups to capture, instructions and/or decision (overrides --capture-instructions)",
+                            str, nargs="+") = None,
         batch_size: int = 32, # frames per forward pass
         samples_per_file: int = 4096, # rows per chunk file
         max_samples_per_layer: int = 0, # capture at most this many frames (0: all)
@@ -778,10 +879,14 @@ def save_residuals_cli(
         if not output_dir: raise ValueError("missing --output-dir (the run directory); see --help")
         if not layers: raise ValueError("missing --layers (block indices, e.g. --layers 12); see --help")
         shard_index, num_shards, device, launched = launcher_shard(shard_index, num_shards, device)
-        meet = launched and num_shards > 1 and all(k in os.environ for k in ("MASTER_ADDR", "MASTER_PORT"))  # rank 0 finalises
-        if device.startswith("cuda") and not torch.cuda.is_available(): raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
-        groups = tuple(token_groups) if token_groups else (("instructions", "decision") if capture_instructions else ("decision",))
-        pol, src = load_capture_policy(checkpoint_path, config_name, device, precision, norm_stats, no_norm_stats, asset_id)
+        meet = launched and num_shards > 1 and all(k in os.environ for k in ("MASTER_ADDR",
+                                                                             "MASTER_PORT"))  # rank 0 finalises
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
+        groups = tuple(token_groups) if token_groups else (("instructions", "decision") if capture_instructions
+                                                           else ("decision",))
+        pol, src = load_capture_policy(checkpoint_path, config_name, device, precision, norm_stats, no_norm_stats,
+                                       asset_id)
         meta = capture_residuals(pol, lerobot_root, output_dir,
                                  CaptureConfig(layers, towers=tuple(towers or ("vlm",)), groups=groups,
                                                batch_size=batch_size, samples_per_file=samples_per_file,
@@ -789,18 +894,23 @@ def save_residuals_cli(
                                                capture_adarms=capture_adarms),
                                  repo_id=repo_id, concept_map=concept_map_path, checkpoint=src,
                                  config_name=config_name,
-                                 run=CaptureRun(shard_index=shard_index, num_shards=num_shards, num_workers=num_workers, progress=not quiet, finalize=not meet))
+                                 run=CaptureRun(shard_index=shard_index, num_shards=num_shards, num_workers=num_workers,
+                                                progress=not quiet, finalize=not meet))
         if meet and not meta.get("complete"):
             wait_for_all_shards()
-            if shard_index == 0: meta = finalize_run(output_dir, strict=False) or {**meta, "missing": missing_chunks(output_dir)}
+            if shard_index == 0:
+                meta = finalize_run(output_dir, strict=False) or {**meta, "missing": missing_chunks(output_dir)}
     if meta.get("complete"):
         print(f"run complete: {meta['frames']['count']} frames x {len(meta['layers'])} layer(s), groups "
               f"{sorted(meta['counts'])}, {meta['num_chunks']} chunks in {output_dir} (metadata.json)")
     elif meet and shard_index != 0:
-        print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); rank 0 writes metadata.json")
+        print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); rank 0 writes "
+              f"metadata.json")
     else:
-        print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); {len(meta['missing'])} chunk(s) "
-              f"of other shards missing; the last shard to finish writes metadata.json (or run vlasteer_merge_residuals)")
+        print(f"shard {shard_index}/{num_shards} done ({len(meta['written'])} chunks written); {len(meta['missing'])} "
+              f"chunk(s) "
+              f"of other shards missing; the last shard to finish writes metadata.json (or run "
+              f"vlasteer_merge_residuals)")
 
 @call_parse
 def merge_residuals_cli(

@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, file_digest, from_fields, read_json, reading,
+from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, file_digest, from_fields,
+                          read_json, reading,
                           write_json, one_line as _one_line)
 from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
 from .slices import ConceptSlice, layer_dir, load_slice, load_slices, save_slice, slice_files, slice_path
@@ -43,7 +44,8 @@ def read_sae_cfg(path: str | Path) -> dict:
     if not path.is_dir(): raise FileNotFoundError(f"no SAE directory at {path}")
     for n in (SAE_CFG, SAE_WEIGHTS):
         if not (path / n).is_file():
-            raise FileNotFoundError(f"{path} has no {n}; a SAELens SAE directory holds {SAE_CFG} and {SAE_WEIGHTS} (SAE.save_model writes both)")
+            raise FileNotFoundError(f"{path} has no {n}; a SAELens SAE directory holds {SAE_CFG} and {SAE_WEIGHTS} "
+                                    f"(SAE.save_model writes both)")
     cfg = read_json(path / SAE_CFG, "SAE config")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("d_in"), int) or not isinstance(cfg.get("d_sae"), int):
         raise ValueError(f"{path / SAE_CFG} has no integer d_in and d_sae; is it a SAELens config?")
@@ -80,7 +82,8 @@ def sae_from_pretrained(release: str, # SAELens release, e.g. "gemma-2b-it-res-j
     try: return sl.SAE.from_pretrained(release, sae_id, device=device)
     except (OSError, ValueError, KeyError) as e:
         msg = _one_line(e).rstrip(".")
-        hint = ("; without network, warm the Hugging Face cache on a connected machine or pass --sae-path to a local SAELens directory"
+        hint = ("; without network, warm the Hugging Face cache on a connected machine or pass --sae-path to a local "
+                "SAELens directory"
                 if isinstance(e, OSError) else "")
         raise ValueError(f"cannot load SAE {release!r} / {sae_id!r}: {msg[:300]}{hint}") from None
 
@@ -93,12 +96,14 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file(): raise FileNotFoundError(f"no fine-tuned SAE state dict at {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
-        with reading(path, "fine-tuned SAE state dict", "is it a complete .safetensors file?"): sd = load_file(str(path))
+        with reading(path, "fine-tuned SAE state dict", "is it a complete .safetensors file?"):
+            sd = load_file(str(path))
     else:
         sd = load_pt(path, "fine-tuned SAE state dict")
         if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict): sd = sd["state_dict"]
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
-        raise ValueError(f"{path} is not a non-empty dict of named tensors; expected an SAE state dict ({', '.join(STANDARD_KEYS)})")
+        raise ValueError(f"{path} is not a non-empty dict of named tensors; expected an SAE state dict "
+                         f"({', '.join(STANDARD_KEYS)})")
     return sd
 
 def apply_state(sae, state: dict[str, torch.Tensor], # keys a subset of `sae.state_dict()`
@@ -106,8 +111,10 @@ def apply_state(sae, state: dict[str, torch.Tensor], # keys a subset of `sae.sta
     "Overwrite `sae`'s weights with those in `state` (shapes checked, unknown keys refused)."
     own = sae.state_dict()
     unknown = sorted(set(state) - set(own))
-    if unknown: raise ValueError(f"{source} has unknown keys {unknown[:6]}; an SAE of this architecture has {sorted(own)}")
-    bad = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if unknown:
+        raise ValueError(f"{source} has unknown keys {unknown[:6]}; an SAE of this architecture has {sorted(own)}")
+    bad = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k,
+           v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
     if bad: raise ValueError(f"{source} does not fit the base SAE: {'; '.join(bad[:4])}")
     with torch.no_grad():
         for k, v in state.items(): own[k].copy_(v.to(own[k].dtype))
@@ -133,9 +140,11 @@ def load_sae(release: str | None = None, sae_id: str | None = None, # a SAELens 
             ):
     "Load an SAE from a release/id, a directory and/or a fine-tuned state dict; checks `d_in` against `d_model`."
     if (release is None) != (sae_id is None): raise ValueError("give both --sae-release and --sae-id (or neither)")
-    if release is not None and path is not None: raise ValueError("give either --sae-release/--sae-id or --sae-path, not both")
+    if release is not None and path is not None:
+        raise ValueError("give either --sae-release/--sae-id or --sae-path, not both")
     if release is None and path is None and finetuned_path is None:
-        raise ValueError("no SAE given; pass --sae-path (a SAELens directory), --sae-release and --sae-id, or --finetuned-sae-path")
+        raise ValueError("no SAE given; pass --sae-path (a SAELens directory), --sae-release and --sae-id, or "
+                         "--finetuned-sae-path")
     if path is not None: check_sae_width(read_sae_cfg(path)["d_in"], d_model, f"the SAE in {path}")
     state = load_state_file(finetuned_path) if finetuned_path is not None else None
     src = f"fine-tuned state dict {finetuned_path}"
@@ -176,9 +185,12 @@ class SAETrainConfig:
     def __post_init__(self):
         def need(ok, msg):
             if not ok: raise ValueError(msg)
-        need(self.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        need(self.normalize_activations in NORMALIZATIONS, f"normalize_activations must be one of {NORMALIZATIONS}, got {self.normalize_activations!r}")
-        need(self.lr_scheduler in LR_SCHEDULERS, f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
+        need(self.architecture in ARCHITECTURES,
+             f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        need(self.normalize_activations in NORMALIZATIONS,
+             f"normalize_activations must be one of {NORMALIZATIONS}, got {self.normalize_activations!r}")
+        need(self.lr_scheduler in LR_SCHEDULERS,
+             f"lr_scheduler must be one of {LR_SCHEDULERS}, got {self.lr_scheduler!r}")
         need(self.init_b_dec in ("mean", "zeros"), f"init_b_dec must be 'mean' or 'zeros', got {self.init_b_dec!r}")
         need(self.d_sae is None or self.d_sae > 0, f"d_sae must be positive, got {self.d_sae}")
         for n in ("expansion", "k", "steps", "batch_size", "dead_feature_window"):
@@ -217,10 +229,12 @@ class DiskRows:
 
     def keep(self, i: int) -> np.ndarray | None: return None if self.masks is None else self.masks[i]
     @property
-    def rows(self) -> list: return [int(s) if self.masks is None else int(self.masks[i].sum()) for i, s in enumerate(self.sizes)]
+    def rows(self) -> list:
+        return [int(s) if self.masks is None else int(self.masks[i].sum()) for i, s in enumerate(self.sizes)]
     @property
     def n(self) -> int: return sum(self.rows)
-    def __repr__(self): return f"DiskRows({len(self.files)} files, n={self.n}, d_model={self.d_model}, hook={self.hook!r})"
+    def __repr__(self):
+        return f"DiskRows({len(self.files)} files, n={self.n}, d_model={self.d_model}, hook={self.hook!r})"
 
     def split(self, fraction: float, seed: int = 0) -> tuple[DiskRows, DiskRows]: # (training rows, held-out rows)
         "Hold out a seeded `fraction` of every file's rows (each file keeps at least one training row)."
@@ -236,7 +250,8 @@ class DiskRows:
         return mk(train), mk(held)
 
     def pieces(self, piece_rows: int) -> list: # (file number, start, stop) with at least one row taken
-        return [(i, s, min(s + piece_rows, size)) for i, size in enumerate(self.sizes) for s in range(0, size, piece_rows)
+        return [(i, s, min(s + piece_rows, size)) for i,
+                size in enumerate(self.sizes) for s in range(0, size, piece_rows)
                 if self.masks is None or self.masks[i][s:s + piece_rows].any()]
 
     def read(self, i: int, start: int, stop: int) -> torch.Tensor: # [rows d_model] float32, the taken rows of the piece
@@ -264,7 +279,8 @@ class DiskRows:
     def mean(self, max_rows: int = 1 << 16, seed: int = 0) -> torch.Tensor: # [d_model] float32
         "The mean row of a seeded sample of whole pieces holding about `max_rows` rows (every row when they fit)."
         if self.n == 0: raise ValueError("no residual rows to train on")
-        if self.n <= max_rows: return torch.cat(list(self.iter_rows(max_rows))).mean(0)  # as the in-memory path computes it
+        if self.n <= max_rows:
+            return torch.cat(list(self.iter_rows(max_rows))).mean(0)  # as the in-memory path computes it
         pieces = self.pieces(max(1, max_rows // 8))
         s, n = torch.zeros(self.d_model, dtype=torch.float64), 0
         for j in np.random.default_rng([seed, 1]).permutation(len(pieces)):
@@ -279,15 +295,20 @@ def disk_rows(sources: str | Path | Sequence[str | Path], # slice files and/or f
     missing = [str(f) for f in files if not f.is_file()]
     if missing: raise FileNotFoundError(f"no concept slice at {missing[0]}")
     pt = [str(f) for f in files if f.suffix != ".safetensors"]
-    if pt: raise ValueError(f"cannot stream {pt[:3]}: .pt files are read whole; load them in memory (no --stream) or save them as .safetensors")
+    if pt:
+        raise ValueError(f"cannot stream {pt[:3]}: .pt files are read whole; load them in memory (no --stream) or "
+                         f"save them as .safetensors")
     sizes, labels, hooks, layers = [], [], set(), set()
     for f in files:
         n, w, meta = _rows_and_meta(f)
-        if n == 0: raise ValueError(f"concept slice {f} is empty (0 rows); capture residuals for this concept or drop it")
+        if n == 0:
+            raise ValueError(f"concept slice {f} is empty (0 rows); capture residuals for this concept or drop it")
         if d_model is not None and w != d_model:
-            raise ValueError(f"concept slice {f} has width {w}, expected {d_model}; every slice must come from the same hook")
+            raise ValueError(f"concept slice {f} has width {w}, expected {d_model}; every slice must come from the "
+                             f"same hook")
         d_model = w
-        sizes.append(n); labels.append(meta.get("concept") or f.stem); hooks.add(meta.get("hook")); layers.add(meta.get("layer"))
+        sizes.append(n); labels.append(meta.get("concept") or f.stem); hooks.add(meta.get("hook"))
+        layers.add(meta.get("layer"))
     dup = sorted({l for l in labels if labels.count(l) > 1})
     if dup: raise ValueError(f"concept(s) {dup} appear in more than one slice file; give each slice its own concept")
     hooks, layers = hooks - {None, ""}, layers - {None, ""}
@@ -299,10 +320,13 @@ def run_rows(run_dir, # a complete residual run (vlasteer's)
              token_type: str = "instructions", tower: str = "vlm") -> DiskRows:
     "The rows of one token group and layer of a residual run: the chunk files its metadata.json lists."
     run = ResidualRun.open(run_dir)
-    if run.is_seed: raise ValueError(f"{run.path} is not a vlasteer run (no metadata.json of its format); slice it first and pass --slices")
+    if run.is_seed:
+        raise ValueError(f"{run.path} is not a vlasteer run (no metadata.json of its format); slice it first and pass "
+                         f"--slices")
     token_type = "instructions" if token_type == "instruction" else token_type
     if (token_type, tower) not in run.groups:
-        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} (--token-type / --tower)")
+        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} "
+                         f"(--token-type / --tower)")
     have = run.layers(token_type, tower)
     if layer is None:
         if len(have) != 1: raise ValueError(f"run {run.path} holds layers {have}; pass --layer")
@@ -311,9 +335,17 @@ def run_rows(run_dir, # a complete residual run (vlasteer's)
     if layer not in have: raise ValueError(f"layer {layer} is not in run {run.path}; it has {have}")
     listed = {f["path"]: f for f in run.metadata["files"]}
     files = run.files(token_type, layer, tower)
-    hook = next(g for g in run.metadata["token_groups"] if (g["name"], g["tower"]) == (token_type, tower))["hooks"][str(layer)]
-    return DiskRows(files, [int(listed[str(f.relative_to(run.path))]["rows"]) for f in files], run.d_model(token_type, tower),
-                    ["all"] * len(files), None, hook, layer)
+    hook = next(g for g in run.metadata["token_groups"] if (g["name"], g["tower"]) == (token_type,
+                                                                                       tower))["hooks"][str(layer)]
+    return DiskRows(
+        files,
+        [int(listed[str(f.relative_to(run.path))]["rows"]) for f in files],
+        run.d_model(token_type, tower),
+        ["all"] * len(files),
+        None,
+        hook,
+        layer,
+    )
 
 
 # %% ../nbs/08_sae.ipynb #079d1ab4
@@ -322,8 +354,10 @@ def stream_batches(src: DiskRows, batch_size: int, seed: int = 0, # seeds the pi
                   ) -> Iterator[torch.Tensor]: # endless [batch d_model]
     "Endless shuffled batches of the rows of `src`, read from disk a piece at a time through a shuffle buffer."
     n = src.n
-    if n < batch_size: raise ValueError(f"only {n} residuals for a batch size of {batch_size}; capture more or lower the batch size")
-    if buffer_rows < 2 * batch_size: raise ValueError(f"the shuffle buffer ({buffer_rows} rows) must hold at least two batches of {batch_size}")
+    if n < batch_size:
+        raise ValueError(f"only {n} residuals for a batch size of {batch_size}; capture more or lower the batch size")
+    if buffer_rows < 2 * batch_size:
+        raise ValueError(f"the shuffle buffer ({buffer_rows} rows) must hold at least two batches of {batch_size}")
     if n <= buffer_rows:  # everything fits: read once, then exactly the in-memory batches
         yield from activation_batches(torch.cat(list(src.iter_rows(buffer_rows))), batch_size, seed)
         return
@@ -353,7 +387,8 @@ def activation_batches(x: torch.Tensor, # [n d_model]
                        batch_size: int, seed: int = 0) -> Iterator[torch.Tensor]: # endless [batch d_model]
     "Endless shuffled batches of rows of `x`: each epoch a fresh seeded permutation, the remainder dropped."
     n = x.shape[0]
-    if n < batch_size: raise ValueError(f"only {n} residuals for a batch size of {batch_size}; capture more or lower the batch size")
+    if n < batch_size:
+        raise ValueError(f"only {n} residuals for a batch size of {batch_size}; capture more or lower the batch size")
     g = torch.Generator().manual_seed(seed)
     while True:
         perm = torch.randperm(n, generator=g)
@@ -372,9 +407,11 @@ def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, mean: torch.Tensor, 
     "A SAELens training SAE: fresh, or holding `init`'s weights and settings."
     meta = sl.saes.sae.SAEMetadata(hook_name=hook_name) if hook_name else sl.saes.sae.SAEMetadata()
     if init is None:
-        common = dict(d_in=d_in, d_sae=cfg.latents(d_in), normalize_activations=cfg.normalize_activations, device=cfg.device, metadata=meta)
+        common = dict(d_in=d_in, d_sae=cfg.latents(d_in), normalize_activations=cfg.normalize_activations,
+                      device=cfg.device, metadata=meta)
         if cfg.architecture == "standard":
-            sae = sl.StandardTrainingSAE(sl.StandardTrainingSAEConfig(l1_coefficient=cfg.l1_coefficient, l1_warm_up_steps=cfg.l1_warm_up_steps, **common))
+            sae = sl.StandardTrainingSAE(sl.StandardTrainingSAEConfig(l1_coefficient=cfg.l1_coefficient,
+                                                                      l1_warm_up_steps=cfg.l1_warm_up_steps, **common))
         else:
             if cfg.k > common["d_sae"]: raise ValueError(f"k={cfg.k} exceeds d_sae={common['d_sae']}")
             sae = sl.TopKTrainingSAE(sl.TopKTrainingSAEConfig(k=cfg.k, **common))
@@ -386,11 +423,17 @@ def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, mean: torch.Tensor, 
     check_sae_width(init.cfg.d_in, d_in, "the SAE to fine-tune")
     meta = sl.saes.sae.SAEMetadata(**{**init.cfg.metadata.to_dict(), **({"hook_name": hook_name} if hook_name else {})})
     common = dict(d_in=d_in, d_sae=init.cfg.d_sae, normalize_activations=init.cfg.normalize_activations,
-                  apply_b_dec_to_input=init.cfg.apply_b_dec_to_input, decoder_init_norm=None, device=cfg.device, metadata=meta)
+                  apply_b_dec_to_input=init.cfg.apply_b_dec_to_input, decoder_init_norm=None, device=cfg.device,
+                  metadata=meta)
     if arch == "standard":
-        sae = sl.StandardTrainingSAE(sl.StandardTrainingSAEConfig(l1_coefficient=cfg.l1_coefficient, l1_warm_up_steps=cfg.l1_warm_up_steps, **common))
+        sae = sl.StandardTrainingSAE(sl.StandardTrainingSAEConfig(l1_coefficient=cfg.l1_coefficient,
+                                                                  l1_warm_up_steps=cfg.l1_warm_up_steps, **common))
     else:
-        sae = sl.TopKTrainingSAE(sl.TopKTrainingSAEConfig(k=init.cfg.k, rescale_acts_by_decoder_norm=init.cfg.rescale_acts_by_decoder_norm, **common))
+        sae = sl.TopKTrainingSAE(
+            sl.TopKTrainingSAEConfig(
+                k=init.cfg.k, rescale_acts_by_decoder_norm=init.cfg.rescale_acts_by_decoder_norm, **common
+            )
+        )
     sae.load_state_dict({k: v.detach().to(cfg.device, torch.float32) for k, v in init.state_dict().items()})
     return sae
 
@@ -405,11 +448,15 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, o
     cfg = cfg or SAETrainConfig()
     if isinstance(residuals, DiskRows):
         d_in, n_rows = residuals.d_model, residuals.n
-        batches, mean = stream_batches(residuals, cfg.batch_size, cfg.seed, buffer_rows), residuals.mean(buffer_rows, cfg.seed)
+        batches, mean = (
+            stream_batches(residuals, cfg.batch_size, cfg.seed, buffer_rows),
+            residuals.mean(buffer_rows, cfg.seed),
+        )
     else:
         x = _matrix(residuals)
         d_in, n_rows, batches, mean = x.shape[1], x.shape[0], activation_batches(x, cfg.batch_size, cfg.seed), x.mean(0)
-    if cfg.encoder_only and init is None: raise ValueError("encoder_only fine-tunes an existing SAE; pass init (or drop --encoder-only)")
+    if cfg.encoder_only and init is None:
+        raise ValueError("encoder_only fine-tunes an existing SAE; pass init (or drop --encoder-only)")
     sl = sae_lens()
     from sae_lens.config import SAETrainerConfig, LoggingConfig
     torch.manual_seed(cfg.seed)
@@ -417,8 +464,10 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, o
     if cfg.encoder_only:
         for n, p in sae.named_parameters(): p.requires_grad_(n in ("W_enc", "b_enc"))
     tcfg = SAETrainerConfig(total_training_samples=cfg.steps * cfg.batch_size, train_batch_size_samples=cfg.batch_size,
-                            lr=cfg.lr, lr_end=cfg.lr / 10 if cfg.lr_end is None else cfg.lr_end, lr_scheduler_name=cfg.lr_scheduler,
-                            lr_warm_up_steps=cfg.lr_warm_up_steps, device=cfg.device, dead_feature_window=cfg.dead_feature_window,
+                            lr=cfg.lr, lr_end=cfg.lr / 10 if cfg.lr_end is None else cfg.lr_end,
+                            lr_scheduler_name=cfg.lr_scheduler,
+                            lr_warm_up_steps=cfg.lr_warm_up_steps, device=cfg.device,
+                            dead_feature_window=cfg.dead_feature_window,
                             feature_sampling_window=cfg.steps, n_batches_for_norm_estimate=min(100, cfg.steps),
                             logger=LoggingConfig(log_to_wandb=False))
     trainer = sl.SAETrainer(tcfg, sae, batches)
@@ -429,7 +478,8 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, o
         sae.save_inference_model(d)
         out = sl.SAE.load_from_disk(d, device=cfg.device).eval().requires_grad_(False)
     info = dict(steps=trainer.n_training_steps, samples=trainer.n_training_samples, seconds=round(seconds, 3),
-                steps_per_s=round(trainer.n_training_steps / max(seconds, 1e-9), 2), d_in=out.cfg.d_in, d_sae=out.cfg.d_sae,
+                steps_per_s=round(trainer.n_training_steps / max(seconds, 1e-9), 2), d_in=out.cfg.d_in,
+                d_sae=out.cfg.d_sae,
                 architecture=out.cfg.architecture(), train_l0=out.cfg.metadata.get("l0"), train_rows=n_rows,
                 torch_threads=torch.get_num_threads(), finetuned=init is not None, encoder_only=cfg.encoder_only)
     return out, info
@@ -524,7 +574,8 @@ def sae_fidelity(sae, x, # [n d_model] or a stream of chunks
     total = sum_x2 - float((sum_x ** 2).sum()) / n
     rate = fires.double() / n
     return dict(n=n, variance_explained=1 - sse / total if total > 0 else float("nan"), mse=sse / (n * d),
-                cosine=cos / n, l0=l0 / n, dead=int((fires == 0).sum()), dense=int((rate > dense_threshold).sum()), d_sae=sae.cfg.d_sae)
+                cosine=cos / n, l0=l0 / n, dead=int((fires == 0).sum()), dense=int((rate > dense_threshold).sum()),
+                d_sae=sae.cfg.d_sae)
 
 def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] tensor; or DiskRows (streamed, per label)
                    batch_size: int = 4096, dense_threshold: float = 0.1, device: str | None = None):
@@ -533,9 +584,11 @@ def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] t
     if isinstance(slices, DiskRows):  # streamed from disk: one pass per concept, one for the pooled row
         if slices.n == 0: raise ValueError("no residual rows to measure fidelity on")
         parts = {k: v for k, v in slices.by_label().items() if v.n}
-        rows = [dict(concept=k, **sae_fidelity(sae, v.iter_rows(batch_size), batch_size, dense_threshold, device)) for k, v in parts.items()]
+        rows = [dict(concept=k, **sae_fidelity(sae, v.iter_rows(batch_size), batch_size, dense_threshold,
+                                               device)) for k, v in parts.items()]
         if len(parts) > 1 or next(iter(parts)) != "all":
-            rows.append(dict(concept="all", **sae_fidelity(sae, slices.iter_rows(batch_size), batch_size, dense_threshold, device)))
+            rows.append(dict(concept="all", **sae_fidelity(sae, slices.iter_rows(batch_size), batch_size,
+                                                           dense_threshold, device)))
         return pd.DataFrame(rows).set_index("concept")
     if not slices: raise ValueError("no concept slices to measure fidelity on")
     mats = {k: (v.residuals if isinstance(v, ConceptSlice) else _matrix(v, k)) for k, v in slices.items()}
@@ -549,7 +602,8 @@ def check_fidelity(table, min_variance_explained: float = 0.9) -> list[str]: # c
     if low:
         worst = table["variance_explained"].min()
         warnings.warn(f"the SAE explains less than {min_variance_explained:.2f} of the variance of {', '.join(low)} "
-                      f"(lowest {worst:.3f}); its directions may not be trustworthy: train or fine-tune an SAE on these residuals",
+                      f"(lowest {worst:.3f}); its directions may not be trustworthy: train or fine-tune an SAE on "
+                      f"these residuals",
                       FidelityWarning, stacklevel=2)
     return low
 
@@ -559,8 +613,10 @@ def plot_fidelity(table, min_variance_explained: float | None = 0.9): # -> plotl
     from plotly.subplots import make_subplots
     names = [str(i) for i in table.index]
     ve = table["variance_explained"].tolist()
-    colors = ["#c0392b" if (min_variance_explained is not None and not v >= min_variance_explained) else "#2c7fb8" for v in ve]
-    hover = [f"n={r.n}<br>mse={r.mse:.4g}<br>cosine={r.cosine:.3f}<br>dead={r.dead}<br>dense={r.dense}" for r in table.itertuples()]
+    colors = ["#c0392b" if (min_variance_explained is not None and not v >= min_variance_explained) else "#2c7fb8"
+              for v in ve]
+    hover = [f"n={r.n}<br>mse={r.mse:.4g}<br>cosine={r.cosine:.3f}<br>dead={r.dead}<br>dense={r.dense}"
+             for r in table.itertuples()]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("variance explained", "L0 (active latents per row)"))
     fig.add_trace(go.Bar(x=names, y=ve, marker_color=colors, hovertext=hover, name="variance explained"), 1, 1)
     fig.add_trace(go.Bar(x=names, y=table["l0"].tolist(), marker_color="#7f7f7f", hovertext=hover, name="L0"), 1, 2)
@@ -614,7 +670,8 @@ def _fidelity_warnings(table, threshold: float) -> list[str]:
     for m in w: _warn_line(str(m.message))
     return low
 
-def holdout_split(slices: dict[str, ConceptSlice], fraction: float, seed: int = 0) -> tuple[dict, dict]: # (train, held out)
+def holdout_split(slices: dict[str, ConceptSlice], fraction: float,
+                  seed: int = 0) -> tuple[dict, dict]: # (train, held out)
     "Split every concept's rows at random into training and held-out slices (each keeps at least one row)."
     if not 0 <= fraction < 1: raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
     train, held = {}, {}
@@ -664,11 +721,14 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
     "Train (or fine-tune) a SAELens SAE on concept slices (or a run's chunks, streamed) and write it as a SAELens directory."
     with cli_errors():
         _require(output_dir=output_dir)
-        if bool(slices) == bool(run_dir): raise ValueError("give --slices (concept slice files or folders) or --run-dir (a residual run), not both")
+        if bool(slices) == bool(run_dir):
+            raise ValueError("give --slices (concept slice files or folders) or --run-dir (a residual run), not both")
         _set_threads(threads)
         out = check_folder_target(output_dir, overwrite)
-        cfg = SAETrainConfig(architecture=architecture, d_sae=d_sae, expansion=expansion, l1_coefficient=l1_coefficient, k=k, lr=lr,
-                             steps=steps, batch_size=batch_size, normalize_activations=normalize_activations, encoder_only=encoder_only,
+        cfg = SAETrainConfig(architecture=architecture, d_sae=d_sae, expansion=expansion, l1_coefficient=l1_coefficient,
+                             k=k, lr=lr,
+                             steps=steps, batch_size=batch_size, normalize_activations=normalize_activations,
+                             encoder_only=encoder_only,
                              seed=seed, device=device)
         if run_dir or stream:  # from disk: rows are read a piece at a time, held-out rows are masks
             data = run_rows(run_dir, layer, token_type, tower) if run_dir else disk_rows(slices)
@@ -676,19 +736,26 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
             held = held if held.n else None
             d_model, hook, lay, concepts = data.d_model, data.hook, data.layer, dict(zip(data.labels, data.rows))
             if run_dir: concepts = {f"{token_type}/{tower}": data.n}
-            source = dict(run=rel_path(run_dir, out), metadata_digest=file_digest(Path(run_dir) / "metadata.json")) if run_dir else \
+            source = dict(run=rel_path(run_dir, out),
+                          metadata_digest=file_digest(Path(run_dir) / "metadata.json")) if run_dir else \
                      dict(slices=[rel_path(f, out) for f in data.files], streamed=True)
         else:
             data = load_slices(slices)
             train, held = holdout_split(data, holdout_fraction, seed)
-            d_model, hook, lay, concepts = next(iter(data.values())).d_model, _common(data, "hook"), _common(data, "layer"), {c: s.n for c, s in data.items()}
+            d_model, hook, lay, concepts = (
+                next(iter(data.values())).d_model,
+                _common(data, "hook"),
+                _common(data, "layer"),
+                {c: s.n for c, s in data.items()},
+            )
             source = None  # what the main job's step writes too
         init = None
         if sae_release or sae_id or sae_path or finetuned_sae_path:
             init = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, d_model)
         sae, info, table = train_and_save_sae(train, held, cfg, out, SAERecord(hook, lay, concepts, source), init=init,
                                               overwrite=overwrite, progress=not quiet, buffer_rows=buffer_rows)
-    print(f"trained {info['architecture']} SAE d_in={info['d_in']} d_sae={info['d_sae']}: {info['steps']} steps in {info['seconds']:.1f}s "
+    print(f"trained {info['architecture']} SAE d_in={info['d_in']} d_sae={info['d_sae']}: {info['steps']} steps in "
+          f"{info['seconds']:.1f}s "
           f"({info['steps_per_s']:.0f} steps/s)")
     print(table[["n", "variance_explained", "mse", "l0", "dead", "dense"]].round(4).to_string())
     _fidelity_warnings(table, min_variance_explained)

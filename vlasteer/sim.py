@@ -79,7 +79,8 @@ _TASK_LIST = [
          ("bowl_resting",)),
 ]
 TASKS = {t.instruction: t for t in _TASK_LIST}  # instruction -> Task
-CONCEPT_PAIRS = {p: tuple(t.instruction for t in sorted((t for t in _TASK_LIST if t.pair == p), key=lambda t: -t.polarity))
+CONCEPT_PAIRS = {p: tuple(t.instruction for t in sorted((t for t in _TASK_LIST if t.pair == p),
+                                                        key=lambda t: -t.polarity))
                  for p in ("drawer", "stove", "bowl")}  # pair name -> (positive instruction, negative instruction)
 
 def get_task(task: Task | str) -> Task:  # the task
@@ -125,12 +126,14 @@ def _renderer(size: int) -> tuple:  # (render model, mujoco.Renderer)
     "The renderer shared by all environments with images of `size`: one GL context per process and size."
     if size not in _RENDERERS:
         m = mujoco.MjModel.from_xml_path(str(scene_path()))
-        m.vis.global_.offwidth, m.vis.global_.offheight = max(m.vis.global_.offwidth, size), max(m.vis.global_.offheight, size)
+        m.vis.global_.offwidth, m.vis.global_.offheight = max(m.vis.global_.offwidth,
+                                                              size), max(m.vis.global_.offheight, size)
         try: r = mujoco.Renderer(m, size, size)
         except Exception as e:
             raise RuntimeError(f"cannot render ({e}); set MUJOCO_GL=egl (or osmesa) before anything imports mujoco, "
                                "or pass render=False") from None
-        if not _RENDERERS: atexit.register(_close_renderers)  # registered after MuJoCo's EGL exit hook, so it runs first
+        if not _RENDERERS:
+            atexit.register(_close_renderers)  # registered after MuJoCo's EGL exit hook, so it runs first
         _RENDERERS[size] = (m, r)
     return _RENDERERS[size]
 
@@ -162,7 +165,8 @@ class ToyKitchenEnv:
         self.steps = 0
         self.reset(0)
 
-    def __repr__(self): return f"ToyKitchenEnv({self.task.instruction!r}, image_size={self.image_size}, steps={self.steps})"
+    def __repr__(self):
+        return f"ToyKitchenEnv({self.task.instruction!r}, image_size={self.image_size}, steps={self.steps})"
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
@@ -271,7 +275,9 @@ def step(self: ToyKitchenEnv,
          ) -> tuple:  # (obs, reward, done, info); reward 1.0 on success; done on success or after max_steps
     "Apply one 10 Hz control step."
     a = np.asarray(action, dtype=np.float64).reshape(-1)
-    if a.shape != (7,): raise ValueError(f"action has shape {np.shape(action)}; expected 7 values (3 translation, 3 rotation, 1 gripper)")
+    if a.shape != (7,):
+        raise ValueError(f"action has shape {np.shape(action)}; expected 7 values (3 translation, 3 rotation, 1 "
+                         f"gripper)")
     if not np.isfinite(a).all(): raise ValueError(f"action {a} is not finite")
     a = np.clip(a, -1.0, 1.0)
     m, d = self.model, self.data
@@ -303,7 +309,8 @@ def set_state(self: ToyKitchenEnv, state) -> dict:  # the observation in that st
     "Restore a state from `get_state()` (as LIBERO's `set_init_state`)."
     s = np.asarray(state, dtype=np.float64).reshape(-1)
     if s.size != self._state_size:
-        raise ValueError(f"state has {s.size} values; a toy-kitchen state has {self._state_size} (from ToyKitchenEnv.get_state())")
+        raise ValueError(f"state has {s.size} values; a toy-kitchen state has {self._state_size} (from "
+                         f"ToyKitchenEnv.get_state())")
     mujoco.mj_setState(self.model, self.data, s, _STATE_SPEC)
     mujoco.mj_forward(self.model, self.data)
     self._paint()
@@ -330,7 +337,8 @@ def to_policy_obs(env_obs: dict,  # an observation of `ToyKitchenEnv` or `Libero
     "The policy observation used across vlasteer (openpi's LIBERO layout) from an environment observation."
     missing = [k for k in IMAGE_KEYS if k not in env_obs]
     if missing: raise KeyError(f"observation has no {missing}; create the environment with render=True")
-    return {"image": {"base_0_rgb": env_obs["agentview_image"], "left_wrist_0_rgb": env_obs["robot0_eye_in_hand_image"]},
+    return {"image": {"base_0_rgb": env_obs["agentview_image"],
+                      "left_wrist_0_rgb": env_obs["robot0_eye_in_hand_image"]},
             "state": policy_state(env_obs), "prompt": str(prompt)}
 
 def batch_policy_obs(obs: Sequence[dict]) -> dict:  # images [B H W 3], state [B 8], prompt list[str]
@@ -373,7 +381,8 @@ def _plan_bowl(env, eef, task, carry=0.15):
     y_goal = -0.18 if task.polarity > 0 else 0.17
     if env.grasped == "bowl":
         if abs(p["bowl_y"] - y_goal) > 0.02:
-            if rim[2] < carry - 0.03 and abs(rim[1] - y_goal) > 0.05: return np.array([rim[0], rim[1], carry]), True  # lift
+            if rim[2] < carry - 0.03 and abs(rim[1] - y_goal) > 0.05:
+                return np.array([rim[0], rim[1], carry]), True  # lift
             return np.array([rim[0], y_goal, carry]), True                                                    # carry
         if p["bowl_z"] > 0.006: return np.array([rim[0], y_goal, BOWL_RIM]), True                            # lower
         return eef, False                                                                                     # let go
@@ -439,7 +448,8 @@ def expert_success(tasks: Sequence | None = None,  # tasks (instructions or name
     with ToyKitchenEnv(render=False, max_steps=max_steps) as env:
         for t in todo:
             res = [run_expert(t, s, noise=noise, env=env, max_steps=max_steps) for s in range(episodes)]
-            out[t] = {"success": float(np.mean([ok for ok, _ in res])), "mean_steps": float(np.mean([n for _, n in res])),
+            out[t] = {"success": float(np.mean([ok for ok, _ in res])),
+                      "mean_steps": float(np.mean([n for _, n in res])),
                       "max_steps": int(max(n for _, n in res))}
     return out
 
@@ -503,7 +513,8 @@ class _Recorder:
         for k in ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos"):
             self.low_dim.setdefault(k, []).append(np.asarray(obs[k], dtype=np.float64))
         if self.record_frames:
-            if IMAGE_KEYS[0] not in obs: raise ValueError("record_frames=True needs an environment created with render=True")
+            if IMAGE_KEYS[0] not in obs:
+                raise ValueError("record_frames=True needs an environment created with render=True")
             self.frames.append(obs[IMAGE_KEYS[0]]); self.wrist.append(obs[IMAGE_KEYS[1]])
 
     def act(self, action, reward, success):
@@ -581,7 +592,8 @@ def rollout(policy,                       # anything with `infer(obs) -> {"actio
             def act(obs):
                 if not queue: queue.extend(_chunk(policy.infer(to_policy_obs(obs, prompt)), None)[:replan_steps])
                 return queue.pop(0)
-            return _run_episode(env, _reset(env, seed, task), act, _Recorder(prompt, seed, record_frames), steps, stop_on_success)
+            return _run_episode(env, _reset(env, seed, task), act, _Recorder(prompt, seed, record_frames), steps,
+                                stop_on_success)
     finally:
         if own: env.close()
 
@@ -593,11 +605,13 @@ def expert_rollout(task: Task | str,        # the task
                    record_frames: bool = True,        # keep agent-view and wrist frames
                    stop_on_success: bool = True,      # end at the first success
                    miss: bool = False,                # start from `miss_start` (gripper closed on nothing)
-                   start_state: np.ndarray | None = None,  # take over from this simulator state (`get_state()`, e.g. one a policy reached)
+                   start_state: np.ndarray
+                   | None = None,  # take over from this simulator state (`get_state()`, e.g. one a policy reached)
                    ) -> Trajectory:
     "One scripted-expert episode as a `Trajectory` (demonstrations for `vlasteer.data`)."
     task, own = get_task(task), env is None
-    if miss and start_state is not None: raise ValueError("give miss=True or start_state, not both: each sets where the expert starts")
+    if miss and start_state is not None:
+        raise ValueError("give miss=True or start_state, not both: each sets where the expert starts")
     env = ToyKitchenEnv(task, render=record_frames) if own else env
     try:
         expert, obs = scripted_expert(task, seed=seed, noise=noise), env.reset(seed, task=task)
@@ -635,17 +649,21 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
                   intervention: Callable | None = None,  # `policy -> context manager`, entered around the batch
                   envs: Sequence | None = None,  # reuse these environments (one per episode) instead
                   prompts: Sequence[str] | None = None,  # prompt with these instead of the tasks' instructions
-                  row_intervention: Callable | None = None,  # `(policy, episode indices of the batch rows) -> context manager`, entered around each `infer`
+                  row_intervention: Callable
+                  | None = None,  # `(policy, episode indices of the batch rows) -> context manager`, entered around each `infer`
                   ) -> list:                  # one `Trajectory` per episode
     "Run `policy` on several episodes at once, one batched `infer` call per replanning step."
     seeds = [int(s) for s in seeds]
     tasks = [tasks] * len(seeds) if isinstance(tasks, (Task, str)) else list(tasks)
-    if len(tasks) != len(seeds): raise ValueError(f"{len(tasks)} tasks but {len(seeds)} seeds; give one task per seed (or a single task)")
+    if len(tasks) != len(seeds):
+        raise ValueError(f"{len(tasks)} tasks but {len(seeds)} seeds; give one task per seed (or a single task)")
     prompts = [None] * len(seeds) if prompts is None else list(prompts)
-    if len(prompts) != len(seeds): raise ValueError(f"{len(prompts)} prompts for {len(seeds)} episodes; give one per episode")
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts for {len(seeds)} episodes; give one per episode")
     if not seeds: return []
     opt = RolloutOptions() if opts is None else opts
-    if envs is not None and len(envs) != len(seeds): raise ValueError(f"{len(envs)} envs for {len(seeds)} episodes; give one per episode")
+    if envs is not None and len(envs) != len(seeds):
+        raise ValueError(f"{len(envs)} envs for {len(seeds)} episodes; give one per episode")
     own = envs is None
     envs = [ToyKitchenEnv(t, image_size=opt.image_size, max_steps=opt.max_steps) for t in tasks] if own else list(envs)
     tasks, prompts = zip(*[_episode(e, t, p) for e, t, p in zip(envs, tasks, prompts)])
@@ -684,9 +702,11 @@ def expert_eval_cli(episodes: int = 200,  # seeds per task
     import json
     with cli_errors():
         if episodes < 1: raise ValueError(f"--episodes must be at least 1, got {episodes}")
-        if out and not Path(out).parent.is_dir(): raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
+        if out and not Path(out).parent.is_dir():
+            raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
         res = expert_success(None if task is None else [task], episodes=episodes, noise=noise)
-        for t, r in res.items(): print(f"{t:<42} success {r['success']:.3f}  mean steps {r['mean_steps']:5.1f}  max {r['max_steps']}")
+        for t, r in res.items():
+            print(f"{t:<42} success {r['success']:.3f}  mean steps {r['mean_steps']:5.1f}  max {r['max_steps']}")
         if out:
             with atomic_path(out) as tmp: tmp.write_text(json.dumps(res, indent=2))
 
@@ -701,11 +721,13 @@ def sim_video_cli(task: str = "open the top drawer of the cabinet",  # instructi
     from PIL import Image
     with cli_errors():
         if not str(out).lower().endswith(".gif"): raise ValueError(f"--out {out}: write a .gif file")
-        if not Path(out).parent.is_dir(): raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
+        if not Path(out).parent.is_dir():
+            raise FileNotFoundError(f"--out {out}: folder {Path(out).parent} does not exist")
         with ToyKitchenEnv(task, image_size=size) as env: tr = expert_rollout(task, seed=seed, noise=noise, env=env)
         frames = [Image.fromarray(np.concatenate([a, w], 1)) for a, w in zip(tr.frames, tr.wrist_frames)]
         with atomic_path(out) as tmp:
-            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=1000 // CONTROL_HZ, loop=0)
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=1000 // CONTROL_HZ,
+                           loop=0)
         print(f"wrote {out}: {tr.steps} steps, success {tr.success}")
 
 expert_eval_main = console(expert_eval_cli)  # console entry points (dashed flags accepted)
@@ -859,7 +881,8 @@ def _libero_progress(self: LiberoEnv) -> dict:  # joint name -> position, plus d
     return p
 
 @patch(nm="get_state")
-def _libero_get_state(self: LiberoEnv) -> np.ndarray: return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
+def _libero_get_state(self: LiberoEnv) -> np.ndarray:
+    return np.asarray(self.env.get_sim_state())  # LIBERO's flat `states` row
 
 @patch(nm="set_state")
 def _libero_set_state(self: LiberoEnv, state) -> dict:  # the observation there

@@ -15,11 +15,13 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json, reading, write_json,
+from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
+                          reading, write_json,
                           one_line as _one_line)
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
-from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder, check_finite, check_folder_target, chunk_bounds, load_pt, read_chunk,
+from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder, check_finite,
+                                check_folder_target, chunk_bounds, load_pt, read_chunk,
                                 rel_path, write_tensors)
 
 
@@ -48,15 +50,22 @@ class ConceptSlice:
     def __post_init__(self):
         x = self.residuals
         if not torch.is_tensor(x): x = torch.as_tensor(np.asarray(x))
-        if x.dim() != 2: raise ValueError(f"{self._what()} has residuals of shape {tuple(x.shape)}; expected [n d_model]")
-        if x.shape[0] == 0: raise ValueError(f"{self._what()} is empty (0 rows); capture residuals for this concept or drop it from the pairs config")
-        if not x.is_floating_point(): raise ValueError(f"{self._what()} has {x.dtype} residuals; expected floating point")
+        if x.dim() != 2:
+            raise ValueError(f"{self._what()} has residuals of shape {tuple(x.shape)}; expected [n d_model]")
+        if x.shape[0] == 0:
+            raise ValueError(f"{self._what()} is empty (0 rows); capture residuals for this concept or drop it from "
+                             f"the pairs config")
+        if not x.is_floating_point():
+            raise ValueError(f"{self._what()} has {x.dtype} residuals; expected floating point")
         x = x.detach().to("cpu", torch.float32)
         bad = int((~torch.isfinite(x)).any(1).sum())
-        if bad: raise ValueError(f"{self._what()} has NaN or inf residuals in {bad} of {x.shape[0]} rows; recapture them or drop those frames")
+        if bad:
+            raise ValueError(f"{self._what()} has NaN or inf residuals in {bad} of {x.shape[0]} rows; recapture them "
+                             f"or drop those frames")
         self.residuals = x
         idx = torch.arange(x.shape[0]) if self.index is None else torch.as_tensor(self.index)
-        if idx.shape != (x.shape[0],): raise ValueError(f"{self._what()} has an index of shape {tuple(idx.shape)} for {x.shape[0]} rows")
+        if idx.shape != (x.shape[0],):
+            raise ValueError(f"{self._what()} has an index of shape {tuple(idx.shape)} for {x.shape[0]} rows")
         self.index = idx.to(torch.int64)
         if self.path is not None: self.path = Path(self.path)
 
@@ -64,7 +73,8 @@ class ConceptSlice:
     def n(self) -> int: return self.residuals.shape[0]
     @property
     def d_model(self) -> int: return self.residuals.shape[1]
-    def __repr__(self): return f"ConceptSlice({self.concept!r}, n={self.n}, d_model={self.d_model}, layer={self.layer}, hook={self.hook!r})"
+    def __repr__(self):
+        return f"ConceptSlice({self.concept!r}, n={self.n}, d_model={self.d_model}, layer={self.layer}, hook={self.hook!r})"
 
 def slice_path(root: str | Path, # root of the slices (or of the outputs)
                layer: int, concept: str) -> Path:
@@ -79,7 +89,8 @@ def layer_dir(root: str | Path, layer: int) -> Path:
 def save_slice(sl: ConceptSlice, path: str | Path) -> Path:
     "Write `sl` as a `.safetensors` concept slice (atomically)."
     from safetensors.torch import save_file
-    meta = {k: str(v) for k, v in dict(concept=sl.concept, layer=sl.layer, hook=sl.hook, token_type=sl.token_type).items() if v is not None}
+    meta = {k: str(v) for k, v in dict(concept=sl.concept, layer=sl.layer, hook=sl.hook,
+                                       token_type=sl.token_type).items() if v is not None}
     tensors = {"residuals": sl.residuals.contiguous(), "index": sl.index.contiguous()}
     with atomic_path(Path(path)) as tmp: save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
@@ -100,7 +111,8 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
             meta, keys = f.metadata() or {}, set(f.keys())
             x = f.get_tensor("residuals") if "residuals" in keys else None
             idx = f.get_tensor("index") if "index" in keys else None
-        if x is None: raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); is it a concept slice?")
+        if x is None:
+            raise ValueError(f"{path} has no 'residuals' tensor (it has {sorted(keys)}); is it a concept slice?")
         layer = meta.get("layer")
         sl = ConceptSlice(concept or meta.get("concept") or path.stem, x, idx,
                           layer=int(layer) if layer not in (None, "") else None, hook=meta.get("hook"),
@@ -111,12 +123,15 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
         if isinstance(obj, dict):
             key = next((k for k in ("residuals", "activations") if k in obj), None)
             if key is None or not torch.is_tensor(obj[key]):
-                raise ValueError(f"{path} holds a dict with keys {sorted(map(str, obj))[:8]}; expected a 'residuals' or 'activations' tensor")
+                raise ValueError(f"{path} holds a dict with keys {sorted(map(str, obj))[:8]}; expected a 'residuals' "
+                                 f"or 'activations' tensor")
             idx = next((obj[k] for k in ("index", "indices") if torch.is_tensor(obj.get(k))), None)
             name = obj.get("concept") if isinstance(obj.get("concept"), str) else None
             x = obj[key]
         elif torch.is_tensor(obj): x = obj
-        else: raise ValueError(f"{path} holds a {type(obj).__name__}; expected a tensor [n d_model] or a dict with 'residuals' or 'activations'")
+        else:
+            raise ValueError(f"{path} holds a {type(obj).__name__}; expected a tensor [n d_model] or a dict with "
+                             f"'residuals' or 'activations'")
         sl = ConceptSlice(concept or name or path.stem, x, idx, path=path)
     else:
         raise ValueError(f"{path} is neither .safetensors nor .pt; concept slices are one of {SLICE_SUFFIXES}")
@@ -133,7 +148,8 @@ def slice_files(sources: str | Path | Sequence[str | Path], # slice files and/or
     for s in map(Path, sources):
         if s.is_dir():
             found = sorted(p for p in s.iterdir() if p.suffix in SLICE_SUFFIXES and not p.name.startswith("."))
-            if not found: raise FileNotFoundError(f"folder {s} holds no concept slices ({' or '.join(SLICE_SUFFIXES)} files)")
+            if not found:
+                raise FileNotFoundError(f"folder {s} holds no concept slices ({' or '.join(SLICE_SUFFIXES)} files)")
             files += found
         else: files.append(s)
     if not files: raise ValueError("no concept slices given")
@@ -146,7 +162,9 @@ def load_slices(sources: str | Path | Sequence[str | Path], # slice files and/or
     out: dict[str, ConceptSlice] = {}
     for f in files:
         sl = load_slice(f, d_model)
-        if sl.concept in out: raise ValueError(f"concept {sl.concept!r} appears twice ({out[sl.concept].path} and {f}); give each slice its own concept")
+        if sl.concept in out:
+            raise ValueError(f"concept {sl.concept!r} appears twice ({out[sl.concept].path} and {f}); give each slice "
+                             f"its own concept")
         d_model = sl.d_model if d_model is None else d_model
         out[sl.concept] = sl
     return out
@@ -168,10 +186,16 @@ def slice_run(run_dir, # a complete run directory
     check_folder_target(output_dir, overwrite)  # before reading any chunk
     token_type = "instructions" if token_type == "instruction" else token_type
     if (token_type, tower) not in run.groups:
-        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} (--token-type / --tower)")
-    idx = check_indices_in(concept_map, run.num_frames, f"run {run.path}'s dataset") if run.num_frames is not None else concept_indices(concept_map)
+        raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} "
+                         f"(--token-type / --tower)")
+    idx = check_indices_in(concept_map, run.num_frames,
+                           f"run {run.path}'s dataset") if run.num_frames is not None else concept_indices(concept_map)
     have = run.layers(token_type, tower)
-    layers = have if layers is None else [int(l) % run.metadata["policy"]["depth"] if (l < 0 and not run.is_seed) else int(l) for l in layers]
+    layers = (
+        have
+        if layers is None
+        else [int(l) % run.metadata["policy"]["depth"] if (l < 0 and not run.is_seed) else int(l) for l in layers]
+    )
     bad = [l for l in layers if l not in have]
     if bad: raise ValueError(f"layer(s) {bad} are not in run {run.path}; it has {have}")
     width = run.d_model(token_type, tower)
@@ -184,18 +208,23 @@ def slice_run(run_dir, # a complete run directory
         for ch in run.iter_chunks(token_type, l, tower, device):
             ci = ch["index"].cpu().numpy()
             if d_model is not None and ch["residuals"].shape[1] != d_model:
-                raise ValueError(f"{ch['file']} has width {ch['residuals'].shape[1]}, expected {d_model}: a run from another model")
+                raise ValueError(f"{ch['file']} has width {ch['residuals'].shape[1]}, expected {d_model}: a run from "
+                                 f"another model")
             for c, want in idx.items():
                 m = np.isin(ci, want)
                 if m.any(): parts[c][0].append(ch["residuals"][torch.from_numpy(m)].cpu()); parts[c][1].append(ci[m])
         for c, (xs, ii) in parts.items():
             if not xs:
-                raise ValueError(f"concept {c!r} has no captured rows at layer {l}: none of its {len(idx[c])} frames are in run "
-                                 f"{run.path} (captured over other frames, or with --max-samples-per-layer?); capture them or drop the concept")
+                raise ValueError(f"concept {c!r} has no captured rows at layer {l}: none of its {len(idx[c])} frames "
+                                 f"are in run "
+                                 f"{run.path} (captured over other frames, or with --max-samples-per-layer?); capture "
+                                 f"them or drop the concept")
             i = np.concatenate(ii); order = np.argsort(i, kind="stable")
-            out[(l, c)] = (torch.cat(xs)[torch.from_numpy(order)].float().contiguous(), torch.from_numpy(i[order].astype(np.int64)), len(idx[c]) - len(i))
+            out[(l, c)] = (torch.cat(xs)[torch.from_numpy(order)].float().contiguous(),
+                           torch.from_numpy(i[order].astype(np.int64)), len(idx[c]) - len(i))
     written = []
-    run_ref = os.path.relpath(os.path.abspath(run.path), os.path.abspath(output_dir))  # relative: the pair moves together
+    run_ref = os.path.relpath(os.path.abspath(run.path),
+                              os.path.abspath(output_dir))  # relative: the pair moves together
     with atomic_folder(output_dir, overwrite) as work:
         for (l, c), (x, i, missing) in out.items():
             (work / f"layer{l:02d}").mkdir(parents=True, exist_ok=True)
@@ -205,9 +234,11 @@ def slice_run(run_dir, # a complete run directory
                         frames_in_concept=len(i) + missing, frames_missing=missing, run=run_ref)
             write_tensors(work / f"layer{l:02d}" / f"{c}.safetensors", {"residuals": x, "index": i}, meta)
             written.append(Path(output_dir) / f"layer{l:02d}" / f"{c}.safetensors")
-        write_json(dict(run=run_ref, concept_map_digest=_json_digest(concept_map), token_type=token_type, tower=tower, layers=list(layers),
+        write_json(dict(run=run_ref, concept_map_digest=_json_digest(concept_map), token_type=token_type, tower=tower,
+                        layers=list(layers),
                         inputs=None if run.is_seed else dict(run_metadata=file_digest(run.path / "metadata.json")),
-                         slices={f"layer{l:02d}/{c}": dict(rows=int(len(i)), missing=int(m)) for (l, c), (_, i, m) in out.items()}),
+                         slices={f"layer{l:02d}/{c}": dict(rows=int(len(i)), missing=int(m)) for (l, c),
+                                 (_, i, m) in out.items()}),
                     work / "slices.json")
     return written
 
@@ -235,10 +266,12 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     "P(a positive score exceeds a negative one), ties counting half."
     pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
     if not len(pos) or not len(neg): raise ValueError("auroc needs scores of both classes")
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5
+                  * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
 
 def pair_separation(pos: torch.Tensor, neg: torch.Tensor, # [n d_model] rows of the two concepts
-                    pos_fit: np.ndarray | None = None, neg_fit: np.ndarray | None = None, # bool masks of the rows to estimate the direction on (None: all)
+                    pos_fit: np.ndarray | None = None, neg_fit: np.ndarray
+                    | None = None, # bool masks of the rows to estimate the direction on (None: all)
                    ) -> dict: # direction, auroc, d_prime, projections of the held-out rows
     "The raw mean-difference direction of a pair and how well it separates the (held-out) rows."
     pf = np.ones(len(pos), bool) if pos_fit is None else np.asarray(pos_fit)
@@ -263,18 +296,22 @@ def plot_projections(reports: dict, # pair -> pair_separation(...) (with the con
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     names = list(reports)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{n}: AUROC {r['auroc']:.2f}, d′ {r['d_prime']:.1f}" for n, r in reports.items()])
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=[f"{n}: AUROC {r['auroc']:.2f}, d′ {r['d_prime']:.1f}"
+                                                                 for n, r in reports.items()])
     for j, (n, r) in enumerate(reports.items()):
         lp, ln = r.get("labels", ("positive", "negative"))
         for vals, lab, col in ((r["pos_proj"], lp, "#d62728"), (r["neg_proj"], ln, "#1f77b4")):
-            fig.add_trace(go.Histogram(x=np.round(vals, 4).tolist(), name=lab, nbinsx=bins, opacity=0.6, marker_color=col,
+            fig.add_trace(go.Histogram(x=np.round(vals, 4).tolist(), name=lab, nbinsx=bins, opacity=0.6,
+                                       marker_color=col,
                                        legendgroup=f"{n}{lab}"), 1, j + 1)
         fig.update_xaxes(title_text="projection", row=1, col=j + 1)
-    fig.update_layout(barmode="overlay", height=340, title="held-out frames projected on the raw mean-difference direction",
+    fig.update_layout(barmode="overlay", height=340,
+                      title="held-out frames projected on the raw mean-difference direction",
                       legend=dict(orientation="h", y=-0.3))
     return fig
 
-def plot_cosine_matrix(names: list, m: np.ndarray, title: str = "cosine between the pairs' raw directions"): # -> plotly Figure
+def plot_cosine_matrix(names: list, m: np.ndarray,
+                       title: str = "cosine between the pairs' raw directions"): # -> plotly Figure
     "A heatmap of a cosine matrix."
     import plotly.graph_objects as go
     z = np.round(np.asarray(m, dtype=np.float64), 3).tolist()
@@ -299,7 +336,8 @@ def slice_residuals_cli(
        ):
     "Cut a residual run into one tensor per concept and layer (layerNN/<concept>.safetensors)."
     with cli_errors():
-        if not run_dir or not concept_map_path or not output_dir: raise ValueError("missing --run-dir, --concept-map-path or --output-dir; see --help")
+        if not run_dir or not concept_map_path or not output_dir:
+            raise ValueError("missing --run-dir, --concept-map-path or --output-dir; see --help")
         files = slice_run(run_dir, concept_map_path, output_dir, layers, token_type, tower, device, overwrite=overwrite)
     if not quiet:
         for f in files: print(f"[slice] {f.parent.name}/{f.name}: {read_slice(f)[0].shape[0]} rows")

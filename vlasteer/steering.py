@@ -4,7 +4,8 @@
 
 # %% ../nbs/09_steering.ipynb #82ac01bc
 from __future__ import annotations
-from .cli import atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
+from .cli import (atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields,
+                          one_line, read_json, write_json)
 
 import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions, span_index
+from .hooks import (HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions,
+                            span_index)
 from . import sim
 from .default_policy import PAIR_MEASURES
 from .cli import plotly_output, png_data_uri, wilson
@@ -55,33 +57,42 @@ class Edit:
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS: raise ValueError(f"unknown edit kind {self.kind!r}; use one of {EDIT_KINDS}")
-        if self.tower not in ("vision", "vlm", "expert"): raise ValueError(f"unknown tower {self.tower!r}; use vision, vlm or expert")
+        if self.tower not in ("vision", "vlm", "expert"):
+            raise ValueError(f"unknown tower {self.tower!r}; use vision, vlm or expert")
         self.layers = [int(l) for l in ([self.layers] if isinstance(self.layers, int) else self.layers or [])]
         spans = [self.tokens] if isinstance(self.tokens, str) else (self.tokens or [])
         bad = [s for s in spans if s not in TOKEN_SPANS]
         if bad: raise ValueError(f"unknown token span(s) {bad}; use {TOKEN_SPANS} (or none for every token)")
-        if self.steps is not None: self.steps = [int(s) for s in ([self.steps] if isinstance(self.steps, int) else self.steps)]
+        if self.steps is not None:
+            self.steps = [int(s) for s in ([self.steps] if isinstance(self.steps, int) else self.steps)]
         if not math.isfinite(float(self.alpha)): raise ValueError(f"alpha must be finite, got {self.alpha}")
         self.alpha = float(self.alpha)
         if self.kind == "add":
-            if (self.direction is None) == (self.vector is None): raise ValueError("an add edit needs exactly one of direction (a file) or vector")
+            if (self.direction is None) == (self.vector is None):
+                raise ValueError("an add edit needs exactly one of direction (a file) or vector")
             if not self.layers: raise ValueError("an add edit needs layers")
         if self.kind in NEURON_KINDS:
-            if (self.neurons is None) == (self.cluster is None): raise ValueError(f"a {self.kind} edit needs exactly one of neurons or cluster")
+            if (self.neurons is None) == (self.cluster is None):
+                raise ValueError(f"a {self.kind} edit needs exactly one of neurons or cluster")
             if self.site == "hook_resid_post": self.site = "mlp.hook_post"
             if self.cluster is not None and not {"path", "cluster_id"} <= set(self.cluster):
                 raise ValueError(f'cluster must be {{"path": clusters JSON, "cluster_id": k}}, got {self.cluster}')
         if self.kind in ("add_pos", "sae_clamp_pos"):
             if not self.direction or not self.layers:
-                raise ValueError(f"an {self.kind} edit needs layers and direction (FILE.safetensors:KEY, KEY may hold {{layer}})")
-            if self.kind == "sae_clamp_pos" and not self.sae: raise ValueError("an sae_clamp_pos edit needs sae (a SAELens directory, may hold {layer})")
+                raise ValueError(f"an {self.kind} edit needs layers and direction (FILE.safetensors:KEY, KEY may hold "
+                                 f"{{layer}})")
+            if self.kind == "sae_clamp_pos" and not self.sae:
+                raise ValueError("an sae_clamp_pos edit needs sae (a SAELens directory, may hold {layer})")
         if self.kind == "patch":
-            if self.source is None or not self.layers: raise ValueError("a patch edit needs layers and source (the prompt of the clean pass)")
+            if self.source is None or not self.layers:
+                raise ValueError("a patch edit needs layers and source (the prompt of the clean pass)")
         if self.ramp is not None:
-            if int(self.ramp) < 1: raise ValueError(f"ramp must be at least 1 policy call (or None for a constant edit), got {self.ramp}")
+            if int(self.ramp) < 1:
+                raise ValueError(f"ramp must be at least 1 policy call (or None for a constant edit), got {self.ramp}")
             self.ramp = int(self.ramp)
         if self.kind == "sae_clamp":
-            if not self.sae or not self.layers: raise ValueError("an sae_clamp edit needs sae (a SAELens directory) and layers")
+            if not self.sae or not self.layers:
+                raise ValueError("an sae_clamp edit needs sae (a SAELens directory) and layers")
             if self.values is not None and len(self.values) != len(self.latents or []):
                 raise ValueError(f"sae_clamp: {len(self.values)} values for {len(self.latents or [])} latents")
 
@@ -104,7 +115,8 @@ class SteeringSpec:
 
     def __post_init__(self):
         self.edits = [e if isinstance(e, Edit) else Edit.from_dict(e) for e in self.edits]
-    def __add__(self, other: SteeringSpec) -> SteeringSpec: return SteeringSpec(f"{self.name}+{other.name}", self.edits + other.edits)
+    def __add__(self, other: SteeringSpec) -> SteeringSpec:
+        return SteeringSpec(f"{self.name}+{other.name}", self.edits + other.edits)
     def scaled(self, alpha: float) -> SteeringSpec:
         "The same edits with every alpha multiplied by `alpha`."
         return SteeringSpec(self.name, [Edit(**{**e.to_dict(), "alpha": e.alpha * float(alpha)}) for e in self.edits])
@@ -121,11 +133,15 @@ class SteeringSpec:
     def source(self) -> str | None:
         "The clean-pass prompt of the spec's patch edits (None without patch edits)."
         srcs = {e.source for e in self.edits if e.kind == "patch"}
-        if len(srcs) > 1: raise ValueError(f"spec {self.name!r} patches from several prompts {sorted(srcs)}; one clean pass per call takes one prompt")
+        if len(srcs) > 1:
+            raise ValueError(f"spec {self.name!r} patches from several prompts {sorted(srcs)}; one clean pass per "
+                             f"call takes one prompt")
         return next(iter(srcs), None)
     def units(self) -> str:
         "The units of the edits' strengths, for printing."
-        return "; ".join(dict.fromkeys(f"{e.kind}: α × {e.unit or ('1' if e.unit_norm is None else f'{e.unit_norm:.3g}')}" for e in self.edits))
+        return "; ".join(dict.fromkeys(f"{e.kind}: α × "
+                                       f"{e.unit or ('1' if e.unit_norm is None else f'{e.unit_norm:.3g}')}"
+                                       for e in self.edits))
 
 def save_spec(spec: SteeringSpec, path) -> Path:
     "Write a spec as JSON (atomically)."
@@ -169,8 +185,10 @@ def read_direction(ref: str, # "FILE.safetensors" or "FILE.safetensors:KEY"
             v = f.get_tensor(key)
     except KeyError:
         with safe_open(path, "pt") as f: keys = sorted(f.keys())
-        raise ValueError(f"{path} has no tensor {key!r}; it has {keys[:12]}{' ...' if len(keys) > 12 else ''} (name one as FILE:KEY)") from None
-    except Exception as e: raise ValueError(f"cannot read direction file {path} ({one_line(e)}); is it a safetensors file?") from None
+        raise ValueError(f"{path} has no tensor {key!r}; it has {keys[:12]}{' ...' if len(keys) > 12 else ''} (name "
+                         f"one as FILE:KEY)") from None
+    except Exception as e:
+        raise ValueError(f"cannot read direction file {path} ({one_line(e)}); is it a safetensors file?") from None
     if v.dim() != ndim:
         want = "one vector [d_model]" if ndim == 1 else "per-position directions [n_pos d]"
         raise ValueError(f"direction {ref} has shape {tuple(v.shape)}; expected {want}")
@@ -206,12 +224,15 @@ class PatchCache:
     def recorder(self) -> Callable:
         "A hook function that keeps every activation it sees (returns None: changes nothing)."
         def keep(act, hook):
-            self.acts[(str(hook.name), hook.step)], self.ctx[(str(hook.name), hook.step)] = act.detach().clone(), hook.ctx
+            self.acts[(str(hook.name), hook.step)], self.ctx[(str(hook.name),
+                                                              hook.step)] = act.detach().clone(), hook.ctx
         return keep
-    def clean(self, hook, tokens) -> tuple[torch.Tensor, torch.Tensor]: # (clean activations, their token mask) for the hook's rows
+    def clean(self, hook, tokens) -> tuple[torch.Tensor,
+                                           torch.Tensor]: # (clean activations, their token mask) for the hook's rows
         key = (str(hook.name), hook.step)
         if key not in self.acts:
-            raise ValueError(f"no clean activation of {key[0]} (step {key[1]}) to patch in; patch edits run through steered_rollouts or patched_infer")
+            raise ValueError(f"no clean activation of {key[0]} (step {key[1]}) to patch in; patch edits run through "
+                             f"steered_rollouts or patched_infer")
         rows = getattr(hook, "rows", None)
         j = slice(None) if rows is None or self.pos is None else self.pos[rows.cpu()]
         if not isinstance(j, slice) and bool((j < 0).any()): raise ValueError("a patched row has no clean pass")
@@ -238,8 +259,11 @@ class SpecCompiler:
             clusters, doc = self._clusters[p]
             byid = {c.cluster_id: c for c in clusters}
             cid = int(e.cluster["cluster_id"])
-            if cid not in byid: raise ValueError(f"cluster {cid} is not in {p}; it has ids {sorted(byid)[:12]}{'...' if len(byid) > 12 else ''}")
-            if doc.get("tower") not in (None, e.tower): raise ValueError(f"{p} clusters the {doc.get('tower')} tower but the edit names {e.tower}")
+            if cid not in byid:
+                raise ValueError(f"cluster {cid} is not in {p}; it has ids "
+                                 f"{sorted(byid)[:12]}{'...' if len(byid) > 12 else ''}")
+            if doc.get("tower") not in (None, e.tower):
+                raise ValueError(f"{p} clusters the {doc.get('tower')} tower but the edit names {e.tower}")
             pairs = byid[cid].members
         out = {}
         for m in pairs:
@@ -273,7 +297,8 @@ class SpecCompiler:
     def _width(self, e: Edit, layer: int, width: int, what: str):
         name, w = self._name(e, layer), _hook_width(self.policy, e.tower, e.site)
         if w is not None and width != w:
-            raise ValueError(f"{what} has width {width} but {name} has width {w}; was it computed on another model or tower?")
+            raise ValueError(f"{what} has width {width} but {name} has width {w}; was it computed on another model or "
+                             f"tower?")
         return name
 
     def _edit(self, e: Edit) -> list:
@@ -331,7 +356,8 @@ def sae_clamp(sae, # a SAELens SAE over the hooked space
     "Encode, set `latents` to `values`, decode, and add back the reconstruction error (an empty edit changes nothing)."
     ids = torch.as_tensor(list(latents), dtype=torch.long)
     vals = torch.as_tensor(list(values), dtype=torch.float32)
-    if len(ids) and (ids.min() < 0 or ids.max() >= sae.cfg.d_sae): raise ValueError(f"latent ids {ids.tolist()[:6]} out of range for d_sae={sae.cfg.d_sae}")
+    if len(ids) and (ids.min() < 0 or ids.max() >= sae.cfg.d_sae):
+        raise ValueError(f"latent ids {ids.tolist()[:6]} out of range for d_sae={sae.cfg.d_sae}")
     def fn(act, hook):
         if steps is not None and hook.step is not None and hook.step not in steps: return None
         m = hook.mask(tokens)
@@ -347,7 +373,9 @@ def sae_clamp(sae, # a SAELens SAE over the hooked space
 @contextlib.contextmanager
 def steer(policy, spec: SteeringSpec, compiler: SpecCompiler | None = None):
     "Apply `spec` to `policy` inside the block (hooks removed on exit)."
-    if spec.source() is not None: raise ValueError(f"spec {spec.name!r} patches activations: it needs a clean pass per call; use patched_infer or steered_rollouts")
+    if spec.source() is not None:
+        raise ValueError(f"spec {spec.name!r} patches activations: it needs a clean pass per call; use patched_infer "
+                         f"or steered_rollouts")
     hooks = (compiler or SpecCompiler(policy)).hooks(spec)
     if not hooks: yield policy; return
     with intervene(policy, hooks): yield policy
@@ -361,8 +389,10 @@ def patch_from(cache: PatchCache, alpha: float = 1.0, tokens=None, steps=None) -
         src, src_mask = cache.clean(hook, tokens)
         m = hook.mask(tokens)
         if src.shape != act.shape or not torch.equal(src_mask.to(m.device), m):
-            raise ValueError(f"patching {hook.name}: the clean prompt puts its {tokens or 'valid'} tokens at other positions than the "
-                             "instructed one (prompts of another length?); patch between prompts that tokenize to the same layout")
+            raise ValueError(f"patching {hook.name}: the clean prompt puts its {tokens or 'valid'} tokens at other "
+                             f"positions than the "
+                             "instructed one (prompts of another length?); patch between prompts that tokenize to the "
+                             "same layout")
         m = m.reshape(*m.shape, *([1] * (act.dim() - 2)))
         return torch.where(m, act + alpha * (src.to(act) - act), act)
     return fn
@@ -371,7 +401,8 @@ def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targe
                         alpha: float = 1.0, tokens=None, steps=None) -> Callable:
     "Per position, move the targeted latents toward their targets, decode, and add back the reconstruction error."
     if targets.dim() != 2 or targets.shape[-1] != sae.cfg.d_sae:
-        raise ValueError(f"clamp targets have shape {tuple(targets.shape)}; expected [n_pos {sae.cfg.d_sae}] for this SAE")
+        raise ValueError(f"clamp targets have shape {tuple(targets.shape)}; expected [n_pos {sae.cfg.d_sae}] for this "
+                         f"SAE")
     def fn(act, hook):
         if steps is not None and hook.step is not None and hook.step not in steps: return None
         idx = span_index(hook.mask(tokens))
@@ -439,14 +470,20 @@ def _rowwise(groups: list, gate: Callable = lambda: True) -> Callable:
 def _subset(obs: dict, rows: Sequence[int], prompts: Sequence[str]) -> dict:
     "Rows `rows` of a batched observation, with new prompts."
     r = list(rows)
-    return {**obs, "image": {k: np.asarray(v)[r] for k, v in obs["image"].items()}, "state": np.asarray(obs["state"])[r], "prompt": list(prompts)}
+    return {**obs, "image": {k: np.asarray(v)[r] for k, v in obs["image"].items()},
+            "state": np.asarray(obs["state"])[r], "prompt": list(prompts)}
 
 class EpisodeSteering:
     "Per-episode specs (ramped, patched), per-episode noise and a non-finite guard for `rollout_batch`."
     def __init__(self, policy, specs: Sequence[SteeringSpec | None], # one per episode (None: unsteered)
                  seeds: Sequence[int], # each episode's seed (its noise stream)
                  noise_seed: int = 0, compiler: SpecCompiler | None = None):
-        self.policy, self.specs, self.seeds, self.noise_seed = policy, list(specs), [int(s) for s in seeds], int(noise_seed)
+        self.policy, self.specs, self.seeds, self.noise_seed = (
+            policy,
+            list(specs),
+            [int(s) for s in seeds],
+            int(noise_seed),
+        )
         self.compiler = compiler or SpecCompiler(policy)
         self._hooks, self._at = {}, {}  # spec key -> hook functions, ramped spec
         for s in self.specs:  # check every spec before the first step
@@ -457,7 +494,8 @@ class EpisodeSteering:
 
     def _noise(self, rows) -> torch.Tensor:
         cfg = self.policy.config
-        x = np.stack([np.random.default_rng([self.noise_seed, self.seeds[i], self.calls[i]]).standard_normal((cfg.action_horizon, cfg.action_dim))
+        x = np.stack([np.random.default_rng([self.noise_seed, self.seeds[i],
+                                             self.calls[i]]).standard_normal((cfg.action_horizon, cfg.action_dim))
                       for i in rows])
         return torch.from_numpy(x.astype(np.float32))
 
@@ -483,7 +521,8 @@ class EpisodeSteering:
             rows_t = torch.tensor(js, dtype=torch.long)
             for name, fns in self._hooks[sid].items(): edits.setdefault(name, []).append((rows_t, fns))
         gate = lambda: not self._clean_pass
-        with (intervene(self.policy, {n: _rowwise(g, gate) for n, g in edits.items()}) if edits else contextlib.nullcontext()):
+        with (intervene(self.policy, {n: _rowwise(g, gate) for n, g in edits.items()}) if edits
+              else contextlib.nullcontext()):
             yield
 
     def _clean(self, obs: dict, noise: torch.Tensor):
@@ -522,18 +561,26 @@ class _Either(sim.Task):
     other: sim.Task | None = None
     def success(self, progress: dict) -> bool: return sim.Task.success(self, progress) or self.other.success(progress)
 
-def steered_rollouts(policy, tasks: Sequence, # the task of each episode (instruction or `vlasteer.sim.Task`, e.g. `either_task`)
-                     seeds: Sequence[int], # each episode's initial-state (and noise) seed
-                     specs: Sequence[SteeringSpec | None], # each episode's spec (None: unsteered)
-                     replan_steps: int = 2, max_steps: int = 60, record_frames: bool = False,
-                     noise_seed: int = 0, compiler: SpecCompiler | None = None,
-                     envs: Sequence | None = None, # environments to use, one per episode (e.g. `vlasteer.sim.LiberoEnv`); default: fresh toy kitchens
-                     prompts: Sequence[str | None] | None = None, # prompt each episode with this instead of its task's instruction
-                    ) -> tuple[list, dict]: # (trajectories, failed episodes)
+def steered_rollouts(
+    policy,
+    tasks: Sequence,  # the task of each episode (instruction or `vlasteer.sim.Task`, e.g. `either_task`)
+    seeds: Sequence[int],  # each episode's initial-state (and noise) seed
+    specs: Sequence[SteeringSpec | None],  # each episode's spec (None: unsteered)
+    replan_steps: int = 2,
+    max_steps: int = 60,
+    record_frames: bool = False,
+    noise_seed: int = 0,
+    compiler: SpecCompiler | None = None,
+    envs: Sequence
+    | None = None,  # environments to use, one per episode (e.g. `vlasteer.sim.LiberoEnv`); default: fresh toy kitchens
+    prompts: Sequence[str | None] | None = None,  # prompt each episode with this instead of its task's instruction
+) -> tuple[list, dict]:  # (trajectories, failed episodes)
     "Run every episode in one lockstep batch, each with its own spec."
-    if not (len(tasks) == len(seeds) == len(specs)): raise ValueError(f"{len(tasks)} tasks, {len(seeds)} seeds and {len(specs)} specs; give one of each per episode")
+    if not (len(tasks) == len(seeds) == len(specs)):
+        raise ValueError(f"{len(tasks)} tasks, {len(seeds)} seeds and {len(specs)} specs; give one of each per episode")
     st = EpisodeSteering(policy, specs, seeds, noise_seed, compiler)
-    opts = sim.RolloutOptions(record_frames=record_frames, replan_steps=replan_steps, max_steps=max_steps, stop_on_success=True)
+    opts = sim.RolloutOptions(record_frames=record_frames, replan_steps=replan_steps, max_steps=max_steps,
+                              stop_on_success=True)
     trajs = sim.rollout_batch(st, list(tasks), list(seeds), opts, row_intervention=st, envs=envs, prompts=prompts)
     return trajs, st.failed
 

@@ -4,7 +4,8 @@
 
 # %% ../nbs/09a_sweep.ipynb #58c5d4e1
 from __future__ import annotations
-from .cli import atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields, one_line, read_json, write_json
+from .cli import (atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields,
+                          one_line, read_json, write_json)
 
 import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
 from dataclasses import asdict, dataclass, field
@@ -15,11 +16,13 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .hooks import HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions, span_index
+from .hooks import (HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions,
+                            span_index)
 from . import sim
 from .default_policy import PAIR_MEASURES
 from .cli import plotly_output, png_data_uri, wilson
-from .steering import (Edit, SpecCompiler, SteeringSpec, either_task, load_spec, mean_resid_norm, read_direction,
+from .steering import (Edit, SpecCompiler, SteeringSpec, either_task, load_spec, mean_resid_norm,
+                               read_direction,
                                spec_inputs, split_ref, steered_rollouts)
 
 
@@ -55,39 +58,50 @@ class PairSetup:
     num_steps: int = 10           # the expert's denoising steps (for "last")
 
 def _direction_edit(s: PairSetup, layer: int, ref: str, sign: float, unit_what: str) -> Edit:
-    return Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, direction=ref, alpha=sign, unit_norm=s.unit_norms[layer],
-                unit=f"mean ‖resid‖ of {s.tower}.blocks.{layer} over {s.tokens or 'all'} tokens = {s.unit_norms[layer]:.3g} ({unit_what})")
+    return Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, direction=ref, alpha=sign,
+                unit_norm=s.unit_norms[layer],
+                unit=f"mean ‖resid‖ of {s.tower}.blocks.{layer} over {s.tokens or 'all'} tokens = "
+                f"{s.unit_norms[layer]:.3g} ({unit_what})")
 
 def _pair_file(s: PairSetup, layer: int) -> str:
-    if layer not in s.directions: raise ValueError(f"pair {s.pair!r} has no directions at layer {layer}; it has {sorted(s.directions)}")
+    if layer not in s.directions:
+        raise ValueError(f"pair {s.pair!r} has no directions at layer {layer}; it has {sorted(s.directions)}")
     return str(Path(s.directions[layer]) / "residual_direction.safetensors")
 
 def raw_direction(s: PairSetup, layer: int) -> SteeringSpec:
     "Add the raw mean-difference direction toward B."
-    return SteeringSpec(f"{s.pair}/raw/L{layer}", [_direction_edit(s, layer, _pair_file(s, layer) + ":raw_difference", -1.0, "raw mean difference")])
+    return SteeringSpec(f"{s.pair}/raw/L{layer}", [_direction_edit(s, layer, _pair_file(s, layer) + ":raw_difference",
+                                                                   -1.0, "raw mean difference")])
 
 def sae_direction(s: PairSetup, layer: int) -> SteeringSpec:
     "Add the SAE-decoded direction toward B."
-    return SteeringSpec(f"{s.pair}/sae/L{layer}", [_direction_edit(s, layer, _pair_file(s, layer) + ":direction", -1.0, "SAE-decoded")])
+    return SteeringSpec(f"{s.pair}/sae/L{layer}", [_direction_edit(s, layer, _pair_file(s, layer) + ":direction", -1.0,
+                                                                   "SAE-decoded")])
 
 def random_direction(s: PairSetup, layer: int) -> SteeringSpec:
     "Control: a seeded random direction, scaled like the others."
     w = len(read_direction(_pair_file(s, layer) + ":raw_difference"))
     g = torch.Generator().manual_seed(int(hashlib.sha256(f"{s.seed}/{s.pair}/{layer}".encode()).hexdigest()[:8], 16))
     v = torch.randn(w, generator=g)
-    e = Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, vector=v.tolist(), alpha=1.0, unit_norm=s.unit_norms[layer],
-             unit=f"mean ‖resid‖ of {s.tower}.blocks.{layer} over {s.tokens or 'all'} tokens = {s.unit_norms[layer]:.3g} (random direction)")
+    e = Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, vector=v.tolist(), alpha=1.0,
+             unit_norm=s.unit_norms[layer],
+             unit=f"mean ‖resid‖ of {s.tower}.blocks.{layer} over {s.tokens or 'all'} tokens = "
+             f"{s.unit_norms[layer]:.3g} (random direction)")
     return SteeringSpec(f"{s.pair}/random_direction/L{layer}", [e])
 
 def _need_cluster(s: PairSetup):
-    if s.cluster is None: raise ValueError(f"pair {s.pair!r} has no cluster for the neuron methods (no clusters JSON given)")
+    if s.cluster is None:
+        raise ValueError(f"pair {s.pair!r} has no cluster for the neuron methods (no clusters JSON given)")
 
 def cluster_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
     "Set the cluster that fires most for B to α × its mean activation under B."
     _need_cluster(s)
     c = s.cluster
-    return SteeringSpec(f"{s.pair}/neurons", [Edit("set_neurons", tower=s.tower, tokens=s.tokens, cluster={"path": c["path"], "cluster_id": c["cluster_id"]},
-                                                  alpha=1.0, unit_norm=c["unit"], unit=f"mean activation of cluster {c['cluster_id']} under B = {c['unit']:.3g}")])
+    return SteeringSpec(f"{s.pair}/neurons", [Edit("set_neurons", tower=s.tower, tokens=s.tokens,
+                                                   cluster={"path": c["path"], "cluster_id": c["cluster_id"]},
+                                                  alpha=1.0, unit_norm=c["unit"],
+                                                   unit=f"mean activation of cluster {c['cluster_id']} under B = "
+                                                   f"{c['unit']:.3g}")])
 
 def random_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
     "Control: as many random neurons on the same layers, set like the cluster."
@@ -100,13 +114,16 @@ def random_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
         while True:
             m = (int(l), int(rng.integers(d_mlp)))
             if m not in taken: taken.add(m); picked.append(list(m)); break
-    return SteeringSpec(f"{s.pair}/random_neurons", [Edit("set_neurons", tower=s.tower, tokens=s.tokens, neurons=picked, alpha=1.0, unit_norm=c["unit"],
-                                                         unit=f"mean activation of cluster {c['cluster_id']} under B = {c['unit']:.3g} (random neurons)")])
+    return SteeringSpec(f"{s.pair}/random_neurons", [Edit("set_neurons", tower=s.tower, tokens=s.tokens, neurons=picked,
+                                                          alpha=1.0, unit_norm=c["unit"],
+                                                         unit=f"mean activation of cluster {c['cluster_id']} under B "
+                                                          f"= {c['unit']:.3g} (random neurons)")])
 
 
 # %% ../nbs/09a_sweep.ipynb #fcb644db
 @torch.no_grad()
-def choose_cluster(policy, clusters_path, task_a: str, task_b: str, batches_a: dict, batches_b: dict, # observation batches: the same states under A and under B
+def choose_cluster(policy, clusters_path, task_a: str, task_b: str, batches_a: dict,
+                   batches_b: dict, # observation batches: the same states under A and under B
                    tokens: str | None = "instruction") -> dict: # {path, cluster_id, members, unit, difference, d_mlp}
     "The cluster of a clusters JSON that fires most more under B than under A."
     from vlasteer.clusters import load_clusters
@@ -114,14 +131,16 @@ def choose_cluster(policy, clusters_path, task_a: str, task_b: str, batches_a: d
     clusters, doc = load_clusters(clusters_path)
     if not clusters: raise ValueError(f"{clusters_path} holds no clusters")
     tower = doc.get("tower", "vlm")
-    aa, ab = ffn_activations(policy, batches_a, tower, tokens), ffn_activations(policy, batches_b, tower, tokens)  # [batch depth d_mlp]
+    aa, ab = ffn_activations(policy, batches_a, tower, tokens), ffn_activations(policy, batches_b, tower,
+                                                                                tokens)  # [batch depth d_mlp]
     best = None
     for c in clusters:
         m = torch.tensor(c.members, dtype=torch.long)
         if len(m) == 0: continue
         ua, ub = float(aa[:, m[:, 0], m[:, 1]].mean()), float(ab[:, m[:, 0], m[:, 1]].mean())
         if best is None or ub - ua > best["difference"]:
-            best = dict(path=str(clusters_path), cluster_id=c.cluster_id, members=[list(map(int, x)) for x in c.members], unit=ub, difference=ub - ua)
+            best = dict(path=str(clusters_path), cluster_id=c.cluster_id,
+                        members=[list(map(int, x)) for x in c.members], unit=ub, difference=ub - ua)
     if best is None: raise ValueError(f"every cluster of {clusters_path} is empty")
     best["d_mlp"] = int(aa.shape[-1])
     return best
@@ -150,35 +169,45 @@ def raw_pos_direction(s: PairSetup, where) -> SteeringSpec:
 
 def sae_pos_direction(s: PairSetup, where) -> SteeringSpec:
     "Add the per-position SAE-decoded differences (`Δz_p @ W_dec`, SAEs trained per token)."
-    return SteeringSpec(f"{s.pair}/sae_pos/{where}", [_pos_edit(s, where, "sae", "per-position SAE-decoded difference")])
+    return SteeringSpec(f"{s.pair}/sae_pos/{where}", [_pos_edit(s, where, "sae",
+                                                                "per-position SAE-decoded difference")])
 
 def sae_clamp_pos_latents(s: PairSetup, where) -> SteeringSpec:
     "Clamp, per position, the latents that differ most between A and B toward B's mean values."
-    if not s.positions or not s.token_saes: raise ValueError(f"pair {s.pair!r} has no per-token SAEs (give the sweep sae_clamp_pos with pos_layers)")
-    return SteeringSpec(f"{s.pair}/sae_clamp_pos/{where}", [Edit("sae_clamp_pos", tower="vlm", layers=blocks_of(where, s.depth), site=s.pos_site,
-        tokens="instruction", sae=str(Path(s.token_saes) / "L{layer}"), direction=f"{s.positions}:clamp.L{{layer}}", alpha=1.0, ramp=s.ramp,
+    if not s.positions or not s.token_saes:
+        raise ValueError(f"pair {s.pair!r} has no per-token SAEs (give the sweep sae_clamp_pos with pos_layers)")
+    return SteeringSpec(f"{s.pair}/sae_clamp_pos/{where}", [Edit("sae_clamp_pos", tower="vlm",
+                                                                 layers=blocks_of(where, s.depth), site=s.pos_site,
+        tokens="instruction", sae=str(Path(s.token_saes) / "L{layer}"), direction=f"{s.positions}:clamp.L{{layer}}",
+                                                                 alpha=1.0, ramp=s.ramp,
         unit="fraction of the way to B's mean latents (α = 1: there)")])
 
 def random_pos_direction(s: PairSetup, where) -> SteeringSpec:
     "Control: Gaussian directions with the raw direction's norm at every position and block."
-    return SteeringSpec(f"{s.pair}/random_pos/{where}", [_pos_edit(s, where, "random", "norm-matched random, per position and block")])
+    return SteeringSpec(f"{s.pair}/random_pos/{where}", [_pos_edit(s, where, "random",
+                                                                   "norm-matched random, per position and block")])
 
 def wrong_pair_pos_direction(s: PairSetup, where) -> SteeringSpec:
     "Control: another pair's per-position direction, at this pair's norm per block."
-    return SteeringSpec(f"{s.pair}/wrong_pair_pos/{where}", [_pos_edit(s, where, "wrong", "another pair's direction, norm-matched")])
+    return SteeringSpec(f"{s.pair}/wrong_pair_pos/{where}", [_pos_edit(s, where, "wrong",
+                                                                       "another pair's direction, norm-matched")])
 
 def neurons_constant(s: PairSetup, layer=None) -> SteeringSpec:
     "Häon et al.'s protocol: the cluster for B set to a constant at every position of every forward pass, across its layers."
     _need_cluster(s)
     c = s.cluster
-    return SteeringSpec(f"{s.pair}/neurons_const", [Edit("set_neurons", tower=s.tower, tokens=None, cluster={"path": c["path"], "cluster_id": c["cluster_id"]},
-                                                        alpha=1.0, unit_norm=s.neuron_value, unit=f"the constant {s.neuron_value:g} (Häon et al.), every token")])
+    return SteeringSpec(f"{s.pair}/neurons_const", [Edit("set_neurons", tower=s.tower, tokens=None,
+                                                         cluster={"path": c["path"], "cluster_id": c["cluster_id"]},
+                                                        alpha=1.0, unit_norm=s.neuron_value,
+                                                         unit=f"the constant {s.neuron_value:g} (Häon et al.), every "
+                                                         f"token")])
 
 
 # %% ../nbs/09a_sweep.ipynb #9c43d8ca
 SITE_ALIASES = {"pre": "hook_resid_pre", "mid": "hook_resid_mid", "post": "hook_resid_post", "kv": "attn.hook_kv",
                 "mlp": "mlp.hook_post", "z": "attn.hook_z"}
-PATCH_SPANS = {"vision": ("image", "all"), "vlm": ("image", "instruction", "state", "all"), "expert": ("action", "state", "all")}
+PATCH_SPANS = {"vision": ("image", "all"), "vlm": ("image", "instruction", "state", "all"),
+               "expert": ("action", "state", "all")}
 
 @dataclass(frozen=True)
 class PatchSite:
@@ -193,27 +222,45 @@ class PatchSite:
     def parse(cls, text: str) -> PatchSite:
         "Parse and check a site string."
         parts = str(text).strip().split("/")
-        if len(parts) not in (4, 5): raise ValueError(f"bad patch site {text!r}: write tower/site/blocks/span[/steps], e.g. vlm/kv/0/instruction")
+        if len(parts) not in (4, 5):
+            raise ValueError(f"bad patch site {text!r}: write tower/site/blocks/span[/steps], e.g. "
+                             f"vlm/kv/0/instruction")
         tower, site, blocks, span, *steps = parts
         from vlasteer.hooks import HOOK_TABLE, SITES
         site = SITE_ALIASES.get(site, site)
-        if tower not in PATCH_SPANS: raise ValueError(f"unknown tower {tower!r} in patch site {text!r}; use {list(PATCH_SPANS)}")
-        if site not in SITES: raise ValueError(f"unknown site {site!r} in patch site {text!r}; use {list(SITE_ALIASES)} or {list(SITES)}")
+        if tower not in PATCH_SPANS:
+            raise ValueError(f"unknown tower {tower!r} in patch site {text!r}; use {list(PATCH_SPANS)}")
+        if site not in SITES:
+            raise ValueError(f"unknown site {site!r} in patch site {text!r}; use {list(SITE_ALIASES)} or {list(SITES)}")
         if (tower, site) not in HOOK_TABLE: raise ValueError(f"patch site {text!r}: the {tower} tower has no {site}")
-        if span not in PATCH_SPANS[tower]: raise ValueError(f"patch site {text!r}: the {tower} tower has no {span!r} span; it has {PATCH_SPANS[tower]}")
+        if span not in PATCH_SPANS[tower]:
+            raise ValueError(f"patch site {text!r}: the {tower} tower has no {span!r} span; it has "
+                             f"{PATCH_SPANS[tower]}")
         st = steps[0] if steps else "all"
-        if st != "all" and tower != "expert": raise ValueError(f"patch site {text!r}: only the expert has denoising steps")
-        if not re.fullmatch(r"all|last|\d+|\d+-\d+", st): raise ValueError(f"patch site {text!r}: steps must be all, last, a step or a window a-b")
-        if not re.fullmatch(r"all|-?\d+|\d+-\d+", blocks): raise ValueError(f"patch site {text!r}: blocks must be a block, a window a-b or all")
+        if st != "all" and tower != "expert":
+            raise ValueError(f"patch site {text!r}: only the expert has denoising steps")
+        if not re.fullmatch(r"all|last|\d+|\d+-\d+", st):
+            raise ValueError(f"patch site {text!r}: steps must be all, last, a step or a window a-b")
+        if not re.fullmatch(r"all|-?\d+|\d+-\d+", blocks):
+            raise ValueError(f"patch site {text!r}: blocks must be a block, a window a-b or all")
         return cls(tower, site, blocks, span, st)
 
-    def __str__(self): return "/".join([self.tower, next((k for k, v in SITE_ALIASES.items() if v == self.site), self.site), self.blocks, self.span]
+    def __str__(self):
+        return "/".join([self.tower, next((k for k, v in SITE_ALIASES.items() if v == self.site), self.site),
+                         self.blocks, self.span]
                                        + ([self.steps] if self.steps != "all" else []))
 
     def edit(self, depth: int, num_steps: int, source: str, alpha: float = 1.0) -> Edit:
         "The patch edit of this site for a policy of `depth` blocks and `num_steps` denoising steps."
-        st = None if self.steps == "all" else [num_steps - 1] if self.steps == "last" else blocks_of(self.steps, num_steps)
-        return Edit("patch", tower=self.tower, layers=blocks_of(self.blocks, depth), site=self.site, tokens=None if self.span == "all" else self.span,
+        st = (
+            None
+            if self.steps == "all"
+            else [num_steps - 1]
+            if self.steps == "last"
+            else blocks_of(self.steps, num_steps)
+        )
+        return Edit("patch", tower=self.tower, layers=blocks_of(self.blocks, depth), site=self.site, tokens=None
+                    if self.span == "all" else self.span,
                     steps=st, source=source, alpha=alpha, unit="fraction patched (1: the clean pass's activations)")
 
 def patch_site(s: PairSetup, where) -> SteeringSpec:
@@ -222,9 +269,11 @@ def patch_site(s: PairSetup, where) -> SteeringSpec:
 
 METHODS = {"raw": raw_direction, "sae": sae_direction, "neurons": cluster_neurons,
            "random_direction": random_direction, "random_neurons": random_neurons,
-           "raw_pos": raw_pos_direction, "sae_pos": sae_pos_direction, "sae_clamp_pos": sae_clamp_pos_latents, "neurons_const": neurons_constant,
+           "raw_pos": raw_pos_direction, "sae_pos": sae_pos_direction, "sae_clamp_pos": sae_clamp_pos_latents,
+           "neurons_const": neurons_constant,
            "random_pos": random_pos_direction, "wrong_pair_pos": wrong_pair_pos_direction, "patch": patch_site}
-DEFAULT_METHODS = ("raw", "sae", "neurons", "random_direction", "random_neurons")  # the pooled sweep of 08_sae's directions
+DEFAULT_METHODS = ("raw", "sae", "neurons", "random_direction",
+                   "random_neurons")  # the pooled sweep of 08_sae's directions
 LAYERED = ("raw", "sae")            # compared layer by layer (08_sae's pooled directions at hook_resid_post)
 POSITIONAL = ("raw_pos", "sae_pos", "sae_clamp_pos", "random_pos", "wrong_pair_pos")  # per-position, over block sets
 CONTROLS = ("random_direction", "random_neurons", "random_pos", "wrong_pair_pos")
@@ -255,7 +304,9 @@ class SweepConfig:
     pos_alphas: list | None = None    # alphas of the per-position methods, raw-difference units (None: alphas)
     patch_sites: list = field(default_factory=list) # patch sites "tower/site/blocks/span[/steps]" (PatchSite)
     necessity: bool = True            # also patch A into B-instructed episodes (is the site necessary?)
-    calibration_seeds: list = field(default_factory=lambda: [7000, 7001, 7002, 7003])  # rollouts whose frames calibrate per-position directions
+    calibration_seeds: list = field(
+        default_factory=lambda: [7000, 7001, 7002, 7003]
+    )  # rollouts whose frames calibrate per-position directions
     calibration_every: int = 4        # keep every n-th frame of those rollouts
     token_sae_steps: int = 600        # per-token SAE training steps (sae_pos, sae_clamp_pos)
     clamp_k: int = 8                  # latents clamped per position (sae_clamp_pos)
@@ -268,7 +319,8 @@ class SweepConfig:
         bad = [p for p in self.pairs if p not in sim.CONCEPT_PAIRS]
         if bad: raise ValueError(f"unknown pair(s) {bad}; the toy kitchen has {list(sim.CONCEPT_PAIRS)}")
         if not self.seeds or not self.alphas: raise ValueError("a sweep needs at least one seed and one alpha")
-        if not all(math.isfinite(float(a)) for a in self.alphas): raise ValueError(f"alphas must be finite, got {self.alphas}")
+        if not all(math.isfinite(float(a)) for a in self.alphas):
+            raise ValueError(f"alphas must be finite, got {self.alphas}")
         self.alphas = sorted(dict.fromkeys(float(a) for a in self.alphas))
         if 0.0 not in self.alphas: self.alphas = sorted(self.alphas + [0.0])
         self.seeds, self.layers = [int(s) for s in self.seeds], [int(l) for l in self.layers]
@@ -276,13 +328,19 @@ class SweepConfig:
         bad = [b for b in self.baselines if b not in BASELINES]
         if bad: raise ValueError(f"unknown baseline(s) {bad}; use {list(BASELINES)}")
         if any(m in POSITIONAL for m in self.methods) and not self.pos_layers:
-            raise ValueError(f"the per-position methods {[m for m in self.methods if m in POSITIONAL]} need pos_layers (blocks, windows such as 1-3, or all)")
-        self.pos_layers = [l if isinstance(l, int) or not str(l).lstrip("-").isdigit() else int(l) for l in self.pos_layers]
+            raise ValueError(f"the per-position methods {[m for m in self.methods if m in POSITIONAL]} need "
+                             f"pos_layers (blocks, windows such as 1-3, or all)")
+        self.pos_layers = [
+            l if isinstance(l, int) or not str(l).lstrip("-").isdigit() else int(l) for l in self.pos_layers
+        ]
         for l in self.pos_layers:
-            if not isinstance(l, int) and not re.fullmatch(r"all|\d+-\d+", str(l)): raise ValueError(f"bad pos_layers entry {l!r}: a block, a window 1-3, or all")
-        if self.pos_site not in ("hook_resid_pre", "hook_resid_post"): raise ValueError(f"pos_site must be hook_resid_pre or hook_resid_post, got {self.pos_site!r}")
+            if not isinstance(l, int) and not re.fullmatch(r"all|\d+-\d+", str(l)):
+                raise ValueError(f"bad pos_layers entry {l!r}: a block, a window 1-3, or all")
+        if self.pos_site not in ("hook_resid_pre", "hook_resid_post"):
+            raise ValueError(f"pos_site must be hook_resid_pre or hook_resid_post, got {self.pos_site!r}")
         if self.pos_alphas is not None:
-            if not all(math.isfinite(float(a)) for a in self.pos_alphas): raise ValueError(f"pos_alphas must be finite, got {self.pos_alphas}")
+            if not all(math.isfinite(float(a)) for a in self.pos_alphas):
+                raise ValueError(f"pos_alphas must be finite, got {self.pos_alphas}")
             self.pos_alphas = sorted(dict.fromkeys(float(a) for a in self.pos_alphas))
         if ("patch" in self.methods) != bool(self.patch_sites):
             raise ValueError("the patch method needs patch_sites, and patch_sites need 'patch' in methods")
@@ -290,7 +348,8 @@ class SweepConfig:
     @classmethod
     def quick(cls, **kw) -> SweepConfig:
         "A few cells for tests and quick looks."
-        return cls(**{**dict(pairs=["stove"], methods=["raw", "random_direction"], layers=[0], alphas=[0.0, 2.0], seeds=[5000, 5001],
+        return cls(**{**dict(pairs=["stove"], methods=["raw", "random_direction"], layers=[0], alphas=[0.0, 2.0],
+                             seeds=[5000, 5001],
                              max_steps=12, calibration_states=2), **kw})
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
@@ -310,7 +369,11 @@ class Cell:
         l = ("all" if self.layer is None else f"L{self.layer}" if isinstance(self.layer, int)
              else "S" + str(self.layer).replace("/", "_").replace("-", "to"))
         tail = "" if self.instructed == "A" else f"__i{self.instructed}"
-        return f"{self.pair}__{self.method}__{l}__a{self.alpha:+g}{tail}".replace("+", "p").replace("-", "m").replace(".", "_")
+        return (
+            f"{self.pair}__{self.method}__{l}__a{self.alpha:+g}{tail}".replace("+", "p")
+            .replace("-", "m")
+            .replace(".", "_")
+        )
 
 def sweep_cells(cfg: SweepConfig) -> list[Cell]:
     "Every cell of a sweep, in a fixed order."
@@ -321,7 +384,8 @@ def sweep_cells(cfg: SweepConfig) -> list[Cell]:
         if "patch" in cfg.methods and cfg.necessity: out.append(Cell(p, "none", None, 0.0, "B"))
         for m in cfg.methods:
             if m == "patch":
-                out += [Cell(p, m, s, 1.0, i) for s in cfg.patch_sites for i in (("A", "B") if cfg.necessity else ("A",))]
+                out += [Cell(p, m, s, 1.0, i) for s in cfg.patch_sites for i in (("A", "B") if cfg.necessity
+                                                                                 else ("A",))]
                 continue
             layers = (cfg.layers if m in LAYERED else [cfg.control_layer] if m == "random_direction"
                       else cfg.pos_layers if m in POSITIONAL else [None])
@@ -339,7 +403,9 @@ def episode_record(tr, task_a, # the pair's A (instruction or Task); a pair name
     prog = tr.progress
     n = len(next(iter(prog.values())))
     missing = [k for k in {ta.measure, tb.measure, *ta.requires, *tb.requires} if k not in prog]
-    if missing: raise ValueError(f"the episodes' progress has no {missing}; the environment cannot judge {ta.instruction!r} / {tb.instruction!r}")
+    if missing:
+        raise ValueError(f"the episodes' progress has no {missing}; the environment cannot judge {ta.instruction!r} / "
+                         f"{tb.instruction!r}")
     def first(t): return next((k for k in range(n) if t.success({key: v[k] for key, v in prog.items()})), None)
     fa, fb, ok = first(ta), first(tb), failed is None
     eef = tr.low_dim["robot0_eef_pos"]
@@ -350,7 +416,8 @@ def episode_record(tr, task_a, # the pair's A (instruction or Task); a pair name
                 measure=m1, measure_name=m, toward_b=(m1 - m0) / (tb.goal - m0) if abs(tb.goal - m0) > 1e-9 else 0.0,
                 speed=float(speed.mean()), height=float(eef[:, 2].mean()), steps=int(tr.steps), failed=failed)
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
     "Percentile bootstrap interval of the mean."
     v = np.asarray(values, dtype=np.float64)
     if len(v) == 0: return (float("nan"), float("nan"))
@@ -394,27 +461,35 @@ def calibrate_positions(policy, cfg: SweepConfig, out, # the sweep folder: posit
     files = {p: out / "positions" / f"{p}.safetensors" for p in cfg.pairs}
     use_sae = bool(methods & {"sae_pos", "sae_clamp_pos"})
     sae_dir = out / "token_saes" if use_sae else None
-    done = all(f.is_file() for f in files.values()) and (not use_sae or all((sae_dir / f"L{b}" / "cfg.json").is_file() for b in blocks))
+    done = all(f.is_file() for f in files.values()) and (not use_sae or all((sae_dir / f"L{b}"
+                                                                             / "cfg.json").is_file() for b in blocks))
     if not done:
-        need = list(dict.fromkeys(list(cfg.pairs) + ([wrong_of[p] for p in cfg.pairs] if "wrong_pair_pos" in methods else [])))
-        obs = {p: P.calibration_observations(policy, sim.CONCEPT_PAIRS[p], cfg.calibration_seeds, cfg.calibration_every, cfg.replan_steps,
+        need = list(dict.fromkeys(list(cfg.pairs) + ([wrong_of[p] for p in cfg.pairs] if "wrong_pair_pos" in methods
+                                                     else [])))
+        obs = {p: P.calibration_observations(policy, sim.CONCEPT_PAIRS[p], cfg.calibration_seeds, cfg.calibration_every,
+                                             cfg.replan_steps,
                                              cfg.max_steps) for p in need}
         dirs = {p: P.position_differences(policy, obs[p], *sim.CONCEPT_PAIRS[p], blocks, cfg.pos_site) for p in need}
         if use_sae:
             rows = [P.token_rows(policy, obs[p], sim.CONCEPT_PAIRS[p], blocks, cfg.pos_site) for p in need]
-            tcfg = SAETrainConfig(architecture="topk", k=8, expansion=4, steps=cfg.token_sae_steps, batch_size=64, seed=cfg.seed)
+            tcfg = SAETrainConfig(architecture="topk", k=8, expansion=4, steps=cfg.token_sae_steps, batch_size=64,
+                                  seed=cfg.seed)
             sae_dir.mkdir(parents=True, exist_ok=True)
             for b in blocks:
                 if (sae_dir / f"L{b}" / "cfg.json").is_file(): continue
-                sae, info = P.train_token_saes({b: torch.cat([r[b] for r in rows])}, tcfg, hook=f"vlm.blocks.{{block}}.{cfg.pos_site}")[b]
-                save_sae(sae, sae_dir / f"L{b}", dict(train=tcfg.to_dict(), info=info, rows="per-token residuals of every pair's calibration frames"))
+                sae, info = P.train_token_saes({b: torch.cat([r[b] for r in rows])}, tcfg,
+                                               hook=f"vlm.blocks.{{block}}.{cfg.pos_site}")[b]
+                save_sae(sae, sae_dir / f"L{b}", dict(train=tcfg.to_dict(), info=info,
+                                                      rows="per-token residuals of every pair's calibration frames"))
             saes = {b: sae_from_disk(sae_dir / f"L{b}") for b in blocks}
             for p in cfg.pairs: P.sae_positions(policy, obs[p], dirs[p], saes, cfg.clamp_k)
         (out / "positions").mkdir(parents=True, exist_ok=True)
         for i, p in enumerate(cfg.pairs):
             dirs[p].tensors["random"] = P.random_like(dirs[p].tensors["raw"], seed=cfg.seed * 7919 + toy.index(p))
-            if "wrong_pair_pos" in methods: dirs[p].tensors["wrong"] = P.wrong_pair(dirs[p].tensors["raw"], dirs[wrong_of[p]].tensors["raw"])
-            dirs[p].meta.update(calibration_seeds=list(cfg.calibration_seeds), every=cfg.calibration_every, wrong_pair=wrong_of[p])
+            if "wrong_pair_pos" in methods:
+                dirs[p].tensors["wrong"] = P.wrong_pair(dirs[p].tensors["raw"], dirs[wrong_of[p]].tensors["raw"])
+            dirs[p].meta.update(calibration_seeds=list(cfg.calibration_seeds), every=cfg.calibration_every,
+                                wrong_pair=wrong_of[p])
             P.save_positions(dirs[p], files[p])
     return {p: dict(positions=str(files[p]), token_saes=None if sae_dir is None else str(sae_dir)) for p in cfg.pairs}
 
@@ -423,7 +498,8 @@ def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepCo
     from vlasteer.ffn import kitchen_batches
     a, b = sim.CONCEPT_PAIRS[pair]
     pooled = any(m in LAYERED + ("random_direction",) for m in cfg.methods)
-    if pooled and pair not in directions: raise ValueError(f"no directions for pair {pair!r}; directions has {sorted(directions)}")
+    if pooled and pair not in directions:
+        raise ValueError(f"no directions for pair {pair!r}; directions has {sorted(directions)}")
     dirs = {int(l): Path(p) for l, p in directions.get(pair, {}).items()}
     ba, bb = kitchen_batches([a, b], num_states=cfg.calibration_states, seed=7000)
     needed = sorted(set(cfg.layers) | {cfg.control_layer}) if pooled else []
@@ -432,11 +508,14 @@ def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepCo
     norms = {l: mean_resid_norm(policy, f"vlm.blocks.{l}.hook_resid_post", cfg.tokens, [ba, bb]) for l in needed}
     cl = None
     if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods):
-        if clusters_path is None: raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
+        if clusters_path is None:
+            raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
         cl = choose_cluster(policy, clusters_path, a, b, ba, bb, cfg.tokens)
     cal = calibration or {}
-    return PairSetup(pair, a, b, dirs, norms, cfg.tokens, "vlm", cl, cfg.seed, depth=policy.config.vlm.depth, positions=cal.get("positions"),
-                     token_saes=cal.get("token_saes"), pos_site=cfg.pos_site, neuron_value=cfg.neuron_value, ramp=cfg.ramp,
+    return PairSetup(pair, a, b, dirs, norms, cfg.tokens, "vlm", cl, cfg.seed, depth=policy.config.vlm.depth,
+                     positions=cal.get("positions"),
+                     token_saes=cal.get("token_saes"), pos_site=cfg.pos_site, neuron_value=cfg.neuron_value,
+                     ramp=cfg.ramp,
                      num_steps=policy.config.num_steps)
 
 def _mirror(setup: PairSetup) -> PairSetup:
@@ -448,7 +527,8 @@ def cell_spec(setup: PairSetup, cell: Cell) -> SteeringSpec | None:
     if cell.method == "none" or cell.method in BASELINES: return None
     return METHODS[cell.method](setup if cell.instructed == "A" else _mirror(setup), cell.layer).scaled(cell.alpha)
 
-def cell_task(setup: PairSetup, cell: Cell) -> tuple: # (the episode's task, the prompt given instead of its instruction or None)
+def cell_task(setup: PairSetup,
+              cell: Cell) -> tuple: # (the episode's task, the prompt given instead of its instruction or None)
     "What a cell's episodes are instructed, and how they end: at the first of A's and B's goals."
     a, b = (setup.task_a, setup.task_b) if cell.instructed == "A" else (setup.task_b, setup.task_a)
     prompt = {"prompt_b": b, "blank": ""}.get(cell.method)
@@ -491,18 +571,29 @@ def _run_cells(policy, cells: list, setups: dict, cfg: SweepConfig, cells_dir: P
     done: dict = {}
     for i in range(0, len(jobs), cfg.batch_rows):
         part = jobs[i:i + cfg.batch_rows]
-        trajs, failed = steered_rollouts(policy, [tasks[c][0] for c, _ in part], [s for _, s in part], [specs[c] for c, _ in part],
-                                         cfg.replan_steps, cfg.max_steps, noise_seed=cfg.seed, compiler=compiler,
-                                         prompts=[tasks[c][1] for c, _ in part])
+        trajs, failed = steered_rollouts(
+            policy,
+            [tasks[c][0] for c, _ in part],
+            [s for _, s in part],
+            [specs[c] for c, _ in part],
+            cfg.replan_steps,
+            cfg.max_steps,
+            noise_seed=cfg.seed,
+            compiler=compiler,
+            prompts=[tasks[c][1] for c, _ in part],
+        )
         for j, ((c, s), tr) in enumerate(zip(part, trajs)):
             st = setups[c.pair]
             done.setdefault(c, []).append(episode_record(tr, st.task_a, st.task_b, failed.get(j)))
             if len(done[c]) == len(cfg.seeds):
                 sp = specs[c]
-                write_json(dict(cell=dict(pair=c.pair, method=c.method, layer=c.layer, alpha=c.alpha, id=c.id, instructed=c.instructed,
+                write_json(dict(cell=dict(pair=c.pair, method=c.method, layer=c.layer, alpha=c.alpha, id=c.id,
+                                          instructed=c.instructed,
                                            task_a=st.task_a, task_b=st.task_b, prompt=tasks[c][1],
-                                           unit=sp.units() if sp else "none (unsteered)" if tasks[c][1] is None else f"prompt {tasks[c][1]!r}, no edit"),
-                                 spec=portable_spec(sp, cells_dir.parent) if sp else None, inputs=_inputs(sp, cells_dir.parent),
+                                           unit=sp.units() if sp else "none (unsteered)" if tasks[c][1] is None
+                                          else f"prompt {tasks[c][1]!r}, no edit"),
+                                 spec=portable_spec(sp, cells_dir.parent) if sp else None,
+                                inputs=_inputs(sp, cells_dir.parent),
                                  episodes=done.pop(c)), cells_dir / f"{c.id}.json", sort_keys=True)
         bar.update(len(part))
     bar.close()
@@ -514,7 +605,8 @@ def _worker(args):
     from vlasteer.checkpoints import load_policy
     from vlasteer import sweep as m  # the library's classes, not a notebook's copies
     setups = {p: m.PairSetup(**d) for p, d in setups.items()}
-    m._run_cells(load_policy(ckpt).eval(), [m.Cell(*c) for c in cells], setups, m.SweepConfig.from_dict(cfg_d), Path(cells_dir))
+    m._run_cells(load_policy(ckpt).eval(), [m.Cell(*c) for c in cells], setups, m.SweepConfig.from_dict(cfg_d),
+                 Path(cells_dir))
     return len(cells)
 
 def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
@@ -552,17 +644,25 @@ class SweepResult:
         t = self.table(); t = t[t.instructed == "A"]
         base = t[(t.pair == pair) & (t.method == "none")]
         sel = t[(t.pair == pair) & (t.method == method)]
-        if layer is not None and method in LAYERED + POSITIONAL + ("random_direction",): sel = sel[sel.layer.map(lambda v: v == layer)]
+        if layer is not None and method in LAYERED + POSITIONAL + ("random_direction",):
+            sel = sel[sel.layer.map(lambda v: v == layer)]
         return pd_concat([sel, base]).sort_values("alpha").reset_index(drop=True)
 
     def layers(self, method: str) -> list:
-        return sorted({c["cell"]["layer"] for c in self.cells if c["cell"]["method"] == method and c["cell"]["layer"] is not None}, key=lambda v: (isinstance(v, str), str(v).zfill(4)))
+        return sorted({c["cell"]["layer"] for c in self.cells if c["cell"]["method"] == method
+                       and c["cell"]["layer"] is not None}, key=lambda v: (isinstance(v, str), str(v).zfill(4)))
 
     def _cell(self, t, pair, method, layer, alpha) -> float:
-        r = t[(t.pair == pair) & (t.method == method) & (t.alpha == alpha) & t.layer.map(lambda v: v == layer or (_isnull(v) and _isnull(layer)))]
+        r = t[
+            (t.pair == pair)
+            & (t.method == method)
+            & (t.alpha == alpha)
+            & t.layer.map(lambda v: v == layer or (_isnull(v) and _isnull(layer)))
+        ]
         return float(r.success_b.iloc[0]) if len(r) else float("nan")
 
-    def _controls(self, t, pair: str, method: str, layer, alpha: float) -> tuple[float, float]: # (random, wrong pair) flip, NaN when absent
+    def _controls(self, t, pair: str, method: str, layer,
+                  alpha: float) -> tuple[float, float]: # (random, wrong pair) flip, NaN when absent
         "The flip rates of the controls matched to one cell: same site, same strength."
         if method in POSITIONAL and method not in CONTROLS:
             return self._cell(t, pair, "random_pos", layer, alpha), self._cell(t, pair, "wrong_pair_pos", layer, alpha)
@@ -584,10 +684,12 @@ class SweepResult:
                 cs = [self._controls(t, pair, m, r.layer, float(r.alpha)) for r in sel.itertuples()]
                 ok = [not any(v > 0.1 for v in c if not _isnull(v)) for c in cs]
                 sel = sel.assign(absa=sel.alpha.abs(), ok=ok, rnd=[c[0] for c in cs], wrong=[c[1] for c in cs])
-                best = sel.sort_values(["ok", "success_b", "absa"], ascending=[False, False, True], kind="stable").iloc[0]
+                best = sel.sort_values(["ok", "success_b", "absa"], ascending=[False, False, True],
+                                       kind="stable").iloc[0]
                 l, a = best.layer, float(best.alpha)
                 rows.append(dict(pair=pair, method=m, best_layer=None if _isnull(l) else l, best_alpha=a,
-                                 flip=float(best.success_b), flip_ci=best.success_b_ci, success_a=float(best.success_a), neither=float(best.neither),
+                                 flip=float(best.success_b), flip_ci=best.success_b_ci, success_a=float(best.success_a),
+                                 neither=float(best.neither),
                                  n=int(best.n), flip_at_0=float(base.success_b), success_a_at_0=float(base.success_a),
                                  random_direction_max_flip=float(ctrl.success_b.max()) if len(ctrl) else float("nan"),
                                  random_matched_flip=float(best.rnd), wrong_pair_flip=float(best.wrong),
@@ -608,9 +710,11 @@ class SweepResult:
             controls = [v for v in (b.random_matched_flip, b.wrong_pair_flip) if not _isnull(v)]
             if b.method in LAYERED or not controls: controls.append(b.random_direction_max_flip)
             cmax = max((v for v in controls if not _isnull(v)), default=float("nan"))
-            rows.append(dict(pair=pair, best_method=b.method, best_layer=b.best_layer, best_alpha=b.best_alpha, flip=b.flip, flip_ci=b.flip_ci,
+            rows.append(dict(pair=pair, best_method=b.method, best_layer=b.best_layer, best_alpha=b.best_alpha,
+                             flip=b.flip, flip_ci=b.flip_ci,
                              n=b.n, flip_at_0=b.flip_at_0, random_direction_max_flip=b.random_direction_max_flip,
-                             random_matched_flip=b.random_matched_flip, wrong_pair_flip=b.wrong_pair_flip, control_max_flip=cmax,
+                             random_matched_flip=b.random_matched_flip, wrong_pair_flip=b.wrong_pair_flip,
+                             control_max_flip=cmax,
                              ceiling=float(ceil.success_b.iloc[0]) if len(ceil) else float("nan"),
                              met=bool(b.flip >= 0.8 and b.flip_at_0 == 0 and not (cmax > 0.1))))
         return pd.DataFrame(rows)
@@ -631,9 +735,12 @@ def load_sweep(out_dir, cells: Sequence[Cell] | None = None) -> SweepResult:
         if not f.is_file(): missing.append(c.id); continue
         d = read_json(f, "sweep cell", "delete it and run the sweep again to recompute it")
         if not isinstance(d, dict) or not {"cell", "episodes"} <= set(d):
-            raise ValueError(f"sweep cell {f} is not a cell of a steering sweep; delete it and run the sweep again to recompute it")
+            raise ValueError(f"sweep cell {f} is not a cell of a steering sweep; delete it and run the sweep again to "
+                             f"recompute it")
         got.append(d)
-    if missing: raise ValueError(f"sweep {out} is missing {len(missing)} cell(s) (e.g. {missing[0]}); run it again to finish them")
+    if missing:
+        raise ValueError(f"sweep {out} is missing {len(missing)} cell(s) (e.g. {missing[0]}); run it again to finish "
+                         f"them")
     return SweepResult(got, cfg, out=str(out))
 
 
@@ -642,11 +749,15 @@ def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"
     "Refuse two prompts whose tokens would sit at different positions (patching needs one layout)."
     if policy.tokenizer is None: return
     st = np.zeros(min(8, policy.config.action_dim), np.float32)
-    ea, eb = (policy.tokenizer.encode(t, st, policy.config.discrete_state_input, policy.config.max_token_len) for t in (task_a, task_b))
+    ea, eb = (policy.tokenizer.encode(t, st, policy.config.discrete_state_input,
+                                      policy.config.max_token_len) for t in (task_a, task_b))
     if not (np.array_equal(ea["mask"], eb["mask"]) and np.array_equal(ea["instruction"], eb["instruction"])):
-        raise ValueError(f"{what} needs prompts of one layout, but {task_a!r} and {task_b!r} tokenize to {int(ea['instruction'].sum())} and "
-                         f"{int(eb['instruction'].sum())} instruction tokens ({int(ea['mask'].sum())} and {int(eb['mask'].sum())} in all); "
-                         "patch between prompts of the same length, or use the per-position methods (they align at the span's start)")
+        raise ValueError(f"{what} needs prompts of one layout, but {task_a!r} and {task_b!r} tokenize to "
+                         f"{int(ea['instruction'].sum())} and "
+                         f"{int(eb['instruction'].sum())} instruction tokens ({int(ea['mask'].sum())} and "
+                         f"{int(eb['mask'].sum())} in all); "
+                         "patch between prompts of the same length, or use the per-position methods (they align at "
+                         "the span's start)")
 
 def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
     "Check a sweep against the policy and its inputs (patch sites, prompt layouts, directions' widths) before anything runs."
@@ -659,13 +770,19 @@ def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
     pooled = [m for m in cfg.methods if m in LAYERED + ("random_direction",)]
     if pooled:
         for p in cfg.pairs:
-            if p not in directions: raise ValueError(f"no directions for pair {p!r}; directions has {sorted(directions)}")
+            if p not in directions:
+                raise ValueError(f"no directions for pair {p!r}; directions has {sorted(directions)}")
             for l in sorted(set(cfg.layers) | {cfg.control_layer}):
-                if l not in {int(k) for k in directions[p]}: raise ValueError(f"pair {p!r} has no pair folder at layer {l}; it has {sorted(directions[p])}")
-                f = str(Path(directions[p][l] if l in directions[p] else directions[p][str(l)]) / "residual_direction.safetensors")
+                if l not in {int(k) for k in directions[p]}:
+                    raise ValueError(f"pair {p!r} has no pair folder at layer {l}; it has {sorted(directions[p])}")
+                f = str(
+                    Path(directions[p][l] if l in directions[p] else directions[p][str(l)])
+                    / "residual_direction.safetensors"
+                )
                 w = read_direction(f + ":raw_difference").shape[0]
                 if w != policy.config.vlm.width:
-                    raise ValueError(f"direction {f} has width {w} but the policy's VLM has width {policy.config.vlm.width}; was it computed on another model?")
+                    raise ValueError(f"direction {f} has width {w} but the policy's VLM has width "
+                                     f"{policy.config.vlm.width}; was it computed on another model?")
     if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
         raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
 
@@ -684,7 +801,8 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
     fp = policy_fingerprint(policy)
     prev_fp = (_saved(out / "policy.json") or {}).get("fingerprint")
     if prev_fp is not None and prev_fp != fp:
-        raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new --out for this policy")
+        raise ValueError(f"{out} holds a sweep of another policy (fingerprint {prev_fp}, this one {fp}); use a new "
+                         f"--out for this policy")
     check_sweep(policy, cfg, directions, clusters_path)  # everything that can be checked before a file is written
     cells_dir.mkdir(parents=True, exist_ok=True)
     write_json(cfg.to_dict(), out / "config.json", sort_keys=True)
@@ -706,13 +824,22 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
             ckpt = save_policy(policy, Path(tmp) / "policy")
             shares = [todo[w::cfg.workers] for w in range(cfg.workers)]  # interleaved: equal work per process
             from tqdm.auto import tqdm
-            before = {c.id: (cells_dir / f"{c.id}.json").stat().st_mtime_ns if (cells_dir / f"{c.id}.json").is_file() else None for c in todo}
-            def written(): return sum((cells_dir / f"{c.id}.json").is_file() and (cells_dir / f"{c.id}.json").stat().st_mtime_ns != before[c.id] for c in todo)
+            before = {c.id: (cells_dir / f"{c.id}.json").stat().st_mtime_ns
+                      if (cells_dir / f"{c.id}.json").is_file() else None for c in todo}
+            def written():
+                return sum(
+                    (cells_dir / f"{c.id}.json").is_file()
+                    and (cells_dir / f"{c.id}.json").stat().st_mtime_ns != before[c.id]
+                    for c in todo
+                )
             with cf.ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as ex, \
-                 tqdm(total=len(todo) * len(cfg.seeds), desc=f"steered episodes ({cfg.workers} processes)", unit="ep", disable=not progress, mininterval=2) as bar:
+                 tqdm(total=len(todo) * len(cfg.seeds), desc=f"steered episodes ({cfg.workers} processes)", unit="ep",
+                      disable=not progress, mininterval=2) as bar:
                 from vlasteer import sweep as m
                 plain = {p: asdict(v) for p, v in setups.items()}
-                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha, c.instructed) for c in sh], plain, cfg.to_dict(), str(cells_dir)))
+                futs = [ex.submit(m._worker, (str(ckpt), [(c.pair, c.method, c.layer, c.alpha,
+                                                           c.instructed) for c in sh], plain, cfg.to_dict(),
+                                              str(cells_dir)))
                         for sh in shares if sh]
                 while True:  # the workers write cell files; count them for the bar
                     finished, _ = cf.wait(futs, timeout=2)
@@ -723,11 +850,28 @@ def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by
         _run_cells(policy, todo, setups, cfg, cells_dir, progress, compiler)
     res = load_sweep(out, cells)
     res.setups = setups
-    write_json(dict(config=cfg.to_dict(), setups={p: dict(task_a=s.task_a, task_b=s.task_b, unit_norms={str(k): v for k, v in s.unit_norms.items()},
-                                                          positions=_relative(s.positions, out), token_saes=_relative(s.token_saes, out),
-                                                          cluster=None if s.cluster is None else {k: v for k, v in s.cluster.items() if k not in ("members", "path")} | {"size": len(s.cluster["members"]), "path": _relative(s.cluster["path"], out)})
-                                                 for p, s in setups.items()},
-                     cells=[dict(c["cell"], **cell_stats(c["episodes"])) for c in res.cells]), out / "sweep.json", sort_keys=True)
+    write_json(
+        dict(
+            config=cfg.to_dict(),
+            setups={
+                p: dict(
+                    task_a=s.task_a,
+                    task_b=s.task_b,
+                    unit_norms={str(k): v for k, v in s.unit_norms.items()},
+                    positions=_relative(s.positions, out),
+                    token_saes=_relative(s.token_saes, out),
+                    cluster=None
+                    if s.cluster is None
+                    else {k: v for k, v in s.cluster.items() if k not in ("members", "path")}
+                    | {"size": len(s.cluster["members"]), "path": _relative(s.cluster["path"], out)},
+                )
+                for p, s in setups.items()
+            },
+            cells=[dict(c["cell"], **cell_stats(c["episodes"])) for c in res.cells],
+        ),
+        out / "sweep.json",
+        sort_keys=True,
+    )
     return res
 
 
@@ -737,8 +881,10 @@ def _task_pair(task: str) -> tuple[str, str]: # (pair, the pair's other instruct
     t = sim.get_task(task)
     return t.pair, next(x for x in sim.CONCEPT_PAIRS[t.pair] if x != task)
 
-def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: Sequence[float], seeds: Sequence[int], out_dir,
-                     replan_steps: int = 2, max_steps: int = 50, progress: bool = False) -> list[dict]: # one row per (task, alpha)
+def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: Sequence[float], seeds: Sequence[int],
+                     out_dir,
+                     replan_steps: int = 2, max_steps: int = 50,
+                     progress: bool = False) -> list[dict]: # one row per (task, alpha)
     "Run `spec.scaled(α)` on every task, α and seed; cells saved under out_dir/cells (resumable)."
     out = Path(out_dir)
     if not out.parent.is_dir(): raise FileNotFoundError(f"the parent of {out} does not exist; create it first")
@@ -755,14 +901,19 @@ def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: S
             cell = _saved(f)
             sp = None if a == 0 else spec.scaled(a)
             if cell is not None and cell.get("spec") != json.loads(dump_json((sp or spec.scaled(0)).to_dict())):
-                raise ValueError(f"{out} holds results of another spec for {task!r} at α={a:g}; use a new --out (or delete {out}) to run this one")
+                raise ValueError(f"{out} holds results of another spec for {task!r} at α={a:g}; use a new --out (or "
+                                 f"delete {out}) to run this one")
             if cell is not None and cell.get("inputs") != _inputs(sp, out):
-                raise ValueError(f"{out} holds results for {task!r} at α={a:g} computed from other contents of the spec's files "
-                                 f"({', '.join(sorted(_inputs(sp, out))) or 'none'}); use a new --out (or delete {out}) to run again")
+                raise ValueError(f"{out} holds results for {task!r} at α={a:g} computed from other contents of the "
+                                 f"spec's files "
+                                 f"({', '.join(sorted(_inputs(sp, out))) or 'none'}); use a new --out (or delete "
+                                 f"{out}) to run again")
             if cell is None:
-                trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds), replan_steps, max_steps, compiler=compiler)
+                trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds),
+                                                 replan_steps, max_steps, compiler=compiler)
                 eps = [episode_record(tr, pair, other, failed.get(j)) for j, tr in enumerate(trajs)]
-                cell = dict(task=task, other=other, alpha=a, units=spec.units(), spec=(sp or spec.scaled(0)).to_dict(), inputs=_inputs(sp, out), episodes=eps)
+                cell = dict(task=task, other=other, alpha=a, units=spec.units(), spec=(sp or spec.scaled(0)).to_dict(),
+                            inputs=_inputs(sp, out), episodes=eps)
                 write_json(cell, f, sort_keys=True)
             rows.append(dict(task=task, other=other, alpha=a, units=spec.units(), **cell_stats(cell["episodes"])))
     write_json(dict(spec=spec.to_dict(), rows=rows), out / "summary.json", sort_keys=True)
@@ -783,11 +934,14 @@ def steer_cli(spec: str = None, # steering spec JSON (see `SteeringSpec`)
     "Run a steering spec in the toy kitchen over α and seeds."
     from vlasteer.checkpoints import load_default_policy, policy_from_cli
     with cli_errors():
-        if not spec or not out or not tasks or not alphas: raise ValueError("--spec, --tasks, --alphas and --out are required")
+        if not spec or not out or not tasks or not alphas:
+            raise ValueError("--spec, --tasks, --alphas and --out are required")
         if seeds < 1: raise ValueError(f"--seeds must be at least 1, got {seeds}")
         sp = load_spec(spec)
-        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
-        rows = steer_spec_sweep(policy, sp, tasks, alphas, range(first_seed, first_seed + seeds), out, replan_steps, max_steps, progress=True)
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats,
+                                 asset_id) if checkpoint else load_default_policy()
+        rows = steer_spec_sweep(policy, sp, tasks, alphas, range(first_seed, first_seed + seeds), out, replan_steps,
+                                max_steps, progress=True)
     print(f"units: {sp.units()}")
     for r in rows:
         print(f"α={r['alpha']:+g}  {r['task'][:40]:40s}  success {r['success_a']:.2f} {_fmt_ci(r['success_a_ci'])}  "
@@ -805,7 +959,9 @@ def directions_from_root(root, # folder holding layerNN/<pair>/ pair folders
     for f in sorted(root.glob("layer*/*/summary.json")):
         m = re.fullmatch(r"layer(\d+)", f.parent.parent.name)
         if m and (pairs is None or f.parent.name in pairs): out.setdefault(f.parent.name, {})[int(m[1])] = f.parent
-    if not out: raise ValueError(f"{root} holds no pair folders (layerNN/<pair>/summary.json); write them with vlasteer_sae_directions")
+    if not out:
+        raise ValueError(f"{root} holds no pair folders (layerNN/<pair>/summary.json); write them with "
+                         f"vlasteer_sae_directions")
     return out
 
 def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
@@ -813,7 +969,9 @@ def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
     from vlasteer.residuals import policy_fingerprint
     out = Path(out)
     c, p = _saved(out / "config.json"), _saved(out / "policy.json")
-    other = (c is not None and c != json.loads(dump_json(cfg.to_dict()))) or (p is not None and p.get("fingerprint") != policy_fingerprint(policy))
+    other = (c is not None and c != json.loads(dump_json(cfg.to_dict()))) or (
+        p is not None and p.get("fingerprint") != policy_fingerprint(policy)
+    )
     if other:
         check_overwrite(out, overwrite, "--overwrite (it holds a sweep with another config or policy)")
         import shutil; shutil.rmtree(out)
@@ -836,10 +994,12 @@ def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>
         if config:
             cfg = SweepConfig.from_dict(read_json(config, "sweep config"))
         else:
-            cfg = SweepConfig(methods=[m for m in DEFAULT_METHODS if clusters or m not in ("neurons", "random_neurons")])
+            cfg = SweepConfig(methods=[m for m in DEFAULT_METHODS if clusters or m not in ("neurons",
+                                                                                           "random_neurons")])
         if workers is not None: cfg = SweepConfig.from_dict({**cfg.to_dict(), "workers": workers})
         dirs = directions_from_root(directions_root, cfg.pairs)
-        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats, asset_id) if checkpoint else load_default_policy()
+        policy = policy_from_cli(checkpoint, norm_stats, no_norm_stats,
+                                 asset_id) if checkpoint else load_default_policy()
         replace_other_sweep(out, cfg, policy, overwrite)
         res = run_sweep(policy, dirs, clusters, out, cfg)
     print(res.goal().to_string(index=False))
