@@ -1,4 +1,4 @@
-"""The full localisation and steering study on the embedded default policy (20 seeds per cell), for the numbers 09a_localize quotes.
+"""The full localisation and steering study on the embedded default policy (20 seeds per cell), for the numbers 09d_localize quotes.
 
     OMP_NUM_THREADS=1 python bench/localize_study.py --run runs/demo --out runs/study
 

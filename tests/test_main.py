@@ -1,6 +1,6 @@
 """The main job's console entry point (`vlasteer_demo` -> vlasteer.main:main_job_main): a quick run end to end, and bad input.
 
-The notebook nbs/09b_main.ipynb runs the steps one by one and checks that a rerun gives the same report byte for byte;
+The notebook nbs/09e_main.ipynb runs the steps one by one and checks that a rerun gives the same report byte for byte;
 these tests run the entry point in a subprocess, as `make demo` does (with --quick), and check what it leaves behind.
 """
 import json, re
@@ -60,7 +60,7 @@ def test_provenance(quick_run):
 
 
 def test_report_is_self_contained(quick_run):
-    from vlasteer.main import check_report
+    from vlasteer.report import check_report
     text = (quick_run["out"] / "report.html").read_text(encoding="utf-8")
     check_report(text)  # plotly.js once, nothing from the network
     assert text.count('<div id="vlasteer-fig-') >= 8

@@ -4,19 +4,14 @@
 
 # %% ../nbs/01a_checkpoints.ipynb #eb89dc5b
 from __future__ import annotations
-import importlib.resources, json, math, os, re, shutil, tempfile, warnings
-from dataclasses import dataclass, field, asdict
+import json, math, re, shutil, tempfile, warnings
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from fastcore.basics import patch
-from .cli import from_fields, read_json, reading
-from .hooks import HookContext, HookPoint, TOWER_PATHS
+from .cli import read_json, reading
 from .policy import (ASSETS, NormStats, Policy, PolicyConfig, PromptTokenizer, VisionSize, _stats_of,
                              load_norm_stats,
                              tiny_policy)

@@ -23,7 +23,7 @@ __all__ = ['LEROBOT_STATE_NAMES', 'HDF5_STATE_KEYS', 'build_contrasting_pairs_ma
            'converted_episode_offsets', 'hdf5_task_episodes', 'find_task_file', 'ContrastTask', 'ContrastConfig',
            'contrast_from_lerobot', 'contrast_from_hdf5', 'parse_task_map', 'build_concept_map', 'save_concept_map',
            'check_concept_map', 'load_concept_map', 'concept_indices', 'check_indices_in', 'plot_axis',
-           'build_contrasting_pairs_cli', 'map_concept_samples_cli']
+           'build_contrasting_pairs_cli', 'map_concept_samples_cli', 'union_concept_map']
 
 # %% ../nbs/06_contrast.ipynb #d4328090
 LEROBOT_STATE_NAMES = ("eef_x", "eef_y", "eef_z", "eef_axis_angle_x", "eef_axis_angle_y", "eef_axis_angle_z",
@@ -797,3 +797,20 @@ def map_concept_samples_cli(
 build_contrasting_pairs_main = console(build_contrasting_pairs_cli)  # console entry point (dashed flags)
 
 map_concept_samples_main = console(map_concept_samples_cli)  # console entry point (dashed flags)
+
+# %% ../nbs/06_contrast.ipynb #28eb5f4e
+def union_concept_map(maps: dict) -> dict:
+    "One concept map holding the concepts of several maps of the same dataset."
+    first = next(iter(maps.values()))
+    concepts = {}
+    for m in maps.values():
+        if m.get("sample_count") != first.get("sample_count"):
+            raise ValueError("the concept maps describe different datasets")
+        for k, v in m["concepts"].items():
+            if k in concepts and concepts[k] != v:
+                raise ValueError(f"concept {k!r} appears in two maps with different frames")
+            concepts[k] = v
+    return {"manifest": None, "lerobot_root": first.get("lerobot_root"), "repo_id": first.get("repo_id"),
+            "concept_count": {k: len(v) for k, v in concepts.items()}, "sample_count": first.get("sample_count"),
+            "concept_samples": {k: int(sum(x["length"] for x in v)) for k, v in concepts.items()}, "concepts": concepts}
+

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_policy.ipynb #303cd714
 from __future__ import annotations
-import importlib.resources, json, math, os, re, shutil, tempfile, warnings
+import importlib.resources, math, shutil, warnings
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Iterable
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fastcore.basics import patch
-from .cli import from_fields, read_json, reading
+from .cli import from_fields, read_json
 from .hooks import HookContext, HookPoint, TOWER_PATHS
 
 # %% auto #0

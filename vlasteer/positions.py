@@ -4,15 +4,14 @@
 
 # %% ../nbs/08b_positions.ipynb #188b1900
 from __future__ import annotations
-import json, math
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .cli import atomic_path, one_line, reading
+from .cli import atomic_path, reading
 from .hooks import record, span_index
 
 # %% auto #0

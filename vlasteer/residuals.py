@@ -5,8 +5,8 @@
 # %% ../nbs/07_residuals.ipynb #7f20844e
 from __future__ import annotations
 
-import contextlib, hashlib, json, os, pickle, re, shutil, socket, sys, time, uuid
-from dataclasses import asdict, dataclass, field, fields
+import contextlib, hashlib, json, os, pickle, re, shutil, socket, uuid
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -15,11 +15,9 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
-                          reading, write_json,
-                          one_line as _one_line)
+from .cli import atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json, reading, write_json
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
-from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
+from .contrast import check_indices_in, check_concept_map, lerobot_tasks, load_concept_map
 
 # %% auto #0
 __all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'BUILTIN_POLICIES', 'save_residuals_main', 'merge_residuals_main',

@@ -4,16 +4,14 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, file_digest, from_fields,
-                          read_json, reading,
-                          write_json, one_line as _one_line)
+from .cli import cli_errors, dashed_flags, file_digest, from_fields, read_json, reading, write_json, one_line as _one_line
 from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
-from .slices import ConceptSlice, layer_dir, load_slice, load_slices, save_slice, slice_files, slice_path
+from .slices import ConceptSlice, load_slices, slice_files
 
-import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
-from dataclasses import asdict, dataclass, field
+import contextlib, functools, os, sys, tempfile, time, warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch

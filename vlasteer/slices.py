@@ -5,24 +5,18 @@
 # %% ../nbs/07a_slices.ipynb #934d0ece
 from __future__ import annotations
 
-import contextlib, hashlib, json, os, pickle, re, shutil, socket, sys, time, uuid
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
-from .hooks import intervene, record, resolve_hook
-from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
-                          reading, write_json,
-                          one_line as _one_line)
-from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
-from .contrast import check_indices_in, concept_indices, check_concept_map, lerobot_tasks, load_concept_map
-from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder, check_finite,
-                                check_folder_target, chunk_bounds, load_pt, read_chunk,
-                                rel_path, write_tensors)
+from .cli import atomic_path, cli_errors, console, file_digest, reading, write_json
+from .contrast import check_indices_in, concept_indices, load_concept_map
+from .residuals import TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder, check_folder_target, load_pt, read_chunk, write_tensors
 
 
 # %% auto #0

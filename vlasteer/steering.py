@@ -4,23 +4,19 @@
 
 # %% ../nbs/09_steering.ipynb #82ac01bc
 from __future__ import annotations
-from .cli import (atomic_path, check_overwrite, cli_errors, console, dump_json, file_digest, from_fields,
-                          one_line, read_json, write_json)
+from .cli import file_digest, from_fields, one_line, read_json, write_json
 
-import contextlib, dataclasses, hashlib, json, math, os, re, tempfile
+import contextlib, math, re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from fastcore.script import Param, call_parse
 
 from .hooks import (HookName, intervene, resolve_hook, set_neurons, scale_neurons, ablate, add, add_positions,
                             span_index)
 from . import sim
-from .default_policy import PAIR_MEASURES
-from .cli import plotly_output, png_data_uri, wilson
 
 # %% auto #0
 __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref',
