@@ -798,7 +798,7 @@ build_contrasting_pairs_main = console(build_contrasting_pairs_cli)  # console e
 
 map_concept_samples_main = console(map_concept_samples_cli)  # console entry point (dashed flags)
 
-# %% ../nbs/06_contrast.ipynb #28eb5f4e
+# %% ../nbs/06_contrast.ipynb #964747c6
 def union_concept_map(maps: dict) -> dict:
     "One concept map holding the concepts of several maps of the same dataset."
     first = next(iter(maps.values()))

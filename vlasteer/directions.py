@@ -13,22 +13,25 @@ from .slices import ConceptSlice, layer_dir, load_slice, slice_path
 from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
 
 import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 from fastcore.script import Param, call_parse
 
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'PAIR_FILES', 'PairSpec', 'load_pairs_config', 'write_pairs_config', 'LatentMean', 'SliceStats',
-           'split_halves', 'slice_stats', 'cosine', 'PairDirection', 'direction_from_stats', 'pair_direction',
-           'compute_directions', 'write_pair_direction', 'load_pair_direction', 'PairwiseStats', 'pairwise_stats',
-           'write_pairwise_stats', 'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents', 'explorer_data',
-           'explorer_figure', 'LatentExplorer', 'sae_source', 'write_layer_directions', 'sae_directions_cli',
-           'sae_directions_main']
+__all__ = ['PAIR_KEYS', 'PAIR_FILES', 'SPACES', 'VIEWS', 'PairSpec', 'load_pairs_config', 'write_pairs_config', 'LatentMean',
+           'SliceStats', 'split_halves', 'slice_stats', 'cosine', 'PairDirection', 'direction_from_stats',
+           'pair_direction', 'compute_directions', 'write_pair_direction', 'load_pair_direction', 'PairwiseStats',
+           'pairwise_stats', 'write_pairwise_stats', 'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents',
+           'explorer_data', 'explorer_figure', 'LatentExplorer', 'CosineData', 'cosine_data', 'cosine_matrix',
+           'CosineContributions', 'cosine_contributions', 'layer_stability', 'decoded_vs_raw', 'stability_figure',
+           'CosineState', 'default_state', 'cosine_figure', 'CosineExplorer', 'cosine_report_figures', 'sae_source',
+           'write_layer_directions', 'sae_directions_cli', 'sae_directions_main']
 
 # %% ../nbs/08a_directions.ipynb #f116d681
 PAIR_KEYS = ("name", "positive_label", "positive_path", "negative_label", "negative_path")
@@ -143,6 +146,7 @@ class PairDirection:
     split_half: dict                  # cosine between the directions from the two halves: latent, residual, raw
     layer: int | None = None
     hook: str | None = None
+    halves: dict | None = field(default=None, repr=False, compare=False)  # kind -> the two halves' directions (not saved)
 
     @property
     def norms(self) -> dict:
@@ -166,10 +170,11 @@ def direction_from_stats(sae, name: str, pos: SliceStats, neg: SliceStats,
     ok = min(int(pos.counts.min()), int(neg.counts.min())) > 0  # each half has a row of each concept
     split = dict(latent=cosine(*halves), residual=cosine(*res_halves), raw=cosine(*raw_halves)) if ok else \
             dict(latent=float("nan"), residual=float("nan"), raw=float("nan"))
+    kept = dict(latent=tuple(halves), residual=tuple(res_halves), raw=tuple(raw_halves)) if ok else None
     return PairDirection(name, LatentMean(positive_label or pos.concept, pos.count, pos.latent_mean()),
                          LatentMean(negative_label or neg.concept, neg.count, neg.latent_mean()),
                          dz, decode_direction(sae, dz).float().cpu(), pos.resid_mean() - neg.resid_mean(), split,
-                         pos.layer if pos.layer is not None else neg.layer, pos.hook or neg.hook)
+                         pos.layer if pos.layer is not None else neg.layer, pos.hook or neg.hook, kept)
 
 def pair_direction(sae, positive: ConceptSlice, negative: ConceptSlice, name: str | None = None,
                    batch_size: int = 4096, split_seed: int = 0, device: str | None = None) -> PairDirection:
@@ -417,6 +422,374 @@ class LatentExplorer:
         try: w = self.widget()
         except ImportError: return static
         return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}
+
+# %% ../nbs/08a_directions.ipynb #22401405
+SPACES = {"latent": "latent Δz", "residual": "decoded Δz @ W_dec", "raw": "raw mean difference"}
+
+@dataclass
+class CosineData:
+    "Pair directions per space and layer, as the cosine explorer reads them."
+    names: list[str]  # the pairs, in display order
+    vectors: dict     # space -> layer -> pair -> direction [d] or [n_pos d]
+    halves: dict      # space -> layer -> pair -> (half 0, half 1) directions; any of them may be missing
+    labels: dict      # space -> what the controls and titles call it
+
+    def layers(self, space: str | None = None) -> list[int]:
+        "The layers `space` has directions at (None: any space)."
+        if space is not None and space not in self.vectors:
+            raise ValueError(f"unknown space {space!r}; choose one of {list(self.vectors)}")
+        return sorted({l for s, by in self.vectors.items() if space in (None, s) for l in by})
+
+    def get(self, space: str, layer: int, pair: str) -> torch.Tensor:
+        "One direction; a one-line error names what exists."
+        by = self.vectors.get(space)
+        if by is None: raise ValueError(f"unknown space {space!r}; choose one of {list(self.vectors)}")
+        if layer not in by: raise ValueError(f"space {space!r} has no directions at layer {layer}; it has {sorted(by)}")
+        if pair not in by[layer]:
+            raise ValueError(f"space {space!r} has no pair {pair!r} at layer {layer}; it has {list(by[layer])}")
+        return by[layer][pair]
+
+def _put(d: dict, space: str, layer, pair: str, v):
+    d.setdefault(space, {}).setdefault(int(layer), {})[pair] = v
+
+def cosine_data(directions_by_layer: dict, # layer -> [PairDirection] (`compute_directions`, `write_layer_directions`)
+                extra: dict | None = None, # space name -> layer -> pair -> direction [d_model] or [n_pos d_model]
+                extra_halves: dict | None = None, # space name -> layer -> pair -> (half 0, half 1), for the intervals
+                labels: dict | None = None, # space name -> display name (default: the name)
+               ) -> CosineData:
+    "Gather pooled pair directions (three spaces) and any others the caller computed into one `CosineData`."
+    vectors, halves, names = {}, {}, []
+    for layer, dirs in sorted(directions_by_layer.items()):
+        for d in dirs:
+            names.append(d.name)
+            vs = dict(latent=d.latent_direction, residual=d.residual_direction, raw=d.raw_direction)
+            for s in SPACES:
+                _put(vectors, s, layer, d.name, vs[s].float())
+                if d.halves is not None: _put(halves, s, layer, d.name, d.halves[s])
+    for s, by in (extra or {}).items():
+        if s in SPACES: raise ValueError(f"extra space {s!r} would replace a pooled one; call it e.g. 'positions {s}'")
+        for layer, ds in by.items():
+            for p, v in ds.items():
+                v = torch.as_tensor(v).float()
+                if v.dim() not in (1, 2):
+                    raise ValueError(f"extra space {s!r}, layer {layer}, pair {p!r}: "
+                                     f"expected a [d] or [n_pos d] direction, got shape {tuple(v.shape)}")
+                names.append(p); _put(vectors, s, layer, p, v)
+        for layer, ds in (extra_halves or {}).get(s, {}).items():
+            for p, hs in ds.items(): _put(halves, s, layer, p, tuple(hs))
+    if not vectors: raise ValueError("no directions: pass compute_directions' output per layer, or extra spaces")
+    labels = {s: (labels or {}).get(s, SPACES.get(s, s)) for s in vectors}
+    return CosineData(list(dict.fromkeys(names)), vectors, halves, labels)
+
+# %% ../nbs/08a_directions.ipynb #667b1f57
+def _aligned(u: torch.Tensor, w: torch.Tensor) -> tuple: # (u, w) flat float64 over what they share
+    "Two directions as flat vectors; two per-position ones (`[n_pos d]`) over their common first positions."
+    if u.dim() != w.dim() or u.shape[-1] != w.shape[-1]:
+        raise ValueError(f"cannot compare directions of shapes {tuple(u.shape)} and {tuple(w.shape)}; pass one width")
+    if u.dim() == 2: n = min(len(u), len(w)); u, w = u[:n], w[:n]
+    return u.double().flatten(), w.double().flatten()
+
+def _cos(u, w) -> float: return cosine(*_aligned(u, w))
+
+def cosine_matrix(data: CosineData, space: str, layer: int,
+                  pairs: Sequence[str] | None = None, # None: every pair the layer has
+                 ) -> tuple: # (cos, low, high) [P P]; low/high: range over the split halves (NaN without halves)
+    "Cosines between the pairs' directions in one space at one layer, with their split-half range."
+    pairs = list(pairs or [p for p in data.names if p in data.vectors.get(space, {}).get(layer, {})])
+    vs = [data.get(space, layer, p) for p in pairs]
+    hs = [data.halves.get(space, {}).get(layer, {}).get(p) for p in pairs]
+    m = torch.tensor([[_cos(a, b) for b in vs] for a in vs], dtype=torch.float64)
+    lo, hi = torch.full_like(m, float("nan")), torch.full_like(m, float("nan"))
+    for i, ha in enumerate(hs):
+        for j, hb in enumerate(hs):
+            if ha is None or hb is None: continue
+            cs = [_cos(x, y) for x in ha for y in hb]  # half i of one pair against half j of the other
+            lo[i, j], hi[i, j] = min(cs), max(cs)
+    return m, lo, hi
+
+@dataclass
+class CosineContributions:
+    "What makes one cosine: each coordinate's share u_i w_i / (‖u‖ ‖w‖); all shares sum to the cosine."
+    space: str
+    layer: int
+    a: str
+    b: str
+    cosine: float
+    ids: torch.Tensor    # [k] flat coordinate ids, largest |share| first
+    labels: list[str]    # "L12" (a latent), "dim 5" or "pos 2 dim 5" (residual coordinates)
+    share: torch.Tensor  # [k] float64
+    @property
+    def rest(self) -> float: return self.cosine - float(self.share.sum())  # what the other coordinates add
+
+def cosine_contributions(data: CosineData, space: str, layer: int, a: str, b: str,
+                         top: int = 8, # coordinates kept
+                        ) -> CosineContributions:
+    "The latents (space 'latent') or residual dimensions that contribute most to the cosine of pairs `a` and `b`."
+    va, vb = data.get(space, layer, a), data.get(space, layer, b)
+    u, w = _aligned(va, vb)
+    share = u * w / max(float(u.norm() * w.norm()), 1e-12)
+    ids = share.abs().argsort(descending=True)[:top]
+    d = va.shape[-1]
+    lab = (lambda i: f"L{i}") if space == "latent" else (lambda i: f"pos {i // d} dim {i % d}") if va.dim() == 2 \
+          else (lambda i: f"dim {i}")
+    return CosineContributions(space, layer, a, b, float(share.sum()), ids, [lab(int(i)) for i in ids], share[ids])
+
+# %% ../nbs/08a_directions.ipynb #481d1482
+def layer_stability(data: CosineData, space: str = "residual",
+                    pairs: Sequence[str] | None = None, # None: all
+                   ) -> tuple: # (layers, [P L L]): each pair's direction at layer l against layer l'; NaN where missing
+    "How stable each pair's direction is through depth: its cosine with itself at every other layer."
+    if space == "latent": raise ValueError("latent coordinates of different layers' SAEs do not correspond; "
+                                           "compare the 'residual' or 'raw' directions across layers")
+    layers, pairs = data.layers(space), list(pairs or data.names)
+    out = torch.full((len(pairs), len(layers), len(layers)), float("nan"), dtype=torch.float64)
+    for k, p in enumerate(pairs):
+        have = {l: data.vectors[space][l][p] for l in layers if p in data.vectors[space][l]}
+        for i, l in enumerate(layers):
+            for j, m in enumerate(layers):
+                if l in have and m in have: out[k, i, j] = _cos(have[l], have[m])
+    return layers, out
+
+def decoded_vs_raw(data: CosineData, pairs: Sequence[str] | None = None) -> tuple: # (layers, [P L]); NaN where missing
+    "Cosine between each pair's decoded direction (Δz @ W_dec) and its raw mean difference, per layer."
+    missing = [s for s in ("residual", "raw") if s not in data.vectors]
+    if missing: raise ValueError(f"no {missing} directions; decoded vs raw needs pooled PairDirections (cosine_data)")
+    layers, pairs = data.layers("residual"), list(pairs or data.names)
+    out = torch.full((len(pairs), len(layers)), float("nan"), dtype=torch.float64)
+    for k, p in enumerate(pairs):
+        for i, l in enumerate(layers):
+            r, w = data.vectors["residual"].get(l, {}).get(p), data.vectors["raw"].get(l, {}).get(p)
+            if r is not None and w is not None: out[k, i] = _cos(r, w)
+    return layers, out
+
+def _heat(z, x, y, name: str, showscale: bool, hover: str, custom=None): # -> plotly Heatmap
+    import plotly.graph_objects as go
+    z = [[None if v != v else float(v) for v in r] for r in z.tolist()]  # NaN: an empty cell
+    return go.Heatmap(z=z, x=x, y=y, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True, name=name,
+                      text=[["" if v is None else f"{v:.2f}" for v in r] for r in z], texttemplate="%{text}",
+                      customdata=custom, showscale=showscale, hovertemplate=hover + f"<extra>{name}</extra>")
+
+def stability_figure(data: CosineData, space: str = "residual", pairs: Sequence[str] | None = None): # -> plotly Figure
+    "Per pair a layer × layer cosine matrix in `space`; then decoded against raw per pair and layer."
+    from plotly.subplots import make_subplots
+    layers, st = layer_stability(data, space, pairs)
+    pairs = list(pairs or data.names)
+    both = "residual" in data.vectors and "raw" in data.vectors
+    ticks = [f"layer {l}" for l in layers]
+    titles = [f"{p}: layer × layer" for p in pairs] + (["decoded vs raw, per layer"] if both else [])
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.06)
+    for k, p in enumerate(pairs):
+        fig.add_trace(_heat(st[k], ticks, ticks, p, k == 0, "%{y} · %{x}: cos %{z:.3f}"), 1, k + 1)
+        fig.update_yaxes(autorange="reversed", row=1, col=k + 1)
+    if both:
+        dl, dr = decoded_vs_raw(data, pairs)
+        fig.add_trace(_heat(dr, [f"layer {l}" for l in dl], pairs, "decoded vs raw", False,
+                            "%{y}, %{x}: cos(Δz @ W_dec, raw) %{z:.3f}"), 1, len(titles))
+        fig.update_yaxes(autorange="reversed", row=1, col=len(titles))
+    fig.update_layout(height=360, title=f"each pair's direction across layers: {data.labels.get(space, space)}")
+    return fig
+
+# %% ../nbs/08a_directions.ipynb #3a6962d1
+VIEWS = ("pairs", "layers")
+
+@dataclass
+class CosineState:
+    "What the cosine explorer shows."
+    view: str = "pairs"           # "pairs": the cosine matrices; "layers": each pair against itself across layers
+    layer: int | str = "all"      # one layer, or "all": a matrix per layer
+    space: str = "residual"       # a space of the `CosineData` ("latent", "residual", "raw", or one passed in)
+    pairs: tuple | None = None    # pairs shown (None: every pair)
+    cell: tuple | None = None     # (pair a, pair b): the cosine taken apart (one layer) or followed through depth (all)
+    def __post_init__(self):
+        if self.view not in VIEWS: raise ValueError(f"unknown view {self.view!r}; choose one of {VIEWS}")
+        if self.layer != "all" and not isinstance(self.layer, int):
+            raise ValueError(f"layer must be an int or 'all', got {self.layer!r}")
+        if self.pairs is not None: self.pairs = tuple(self.pairs)
+        if self.cell is not None:
+            if len(self.cell) != 2: raise ValueError(f"cell must be (pair a, pair b), got {self.cell!r}")
+            self.cell = tuple(self.cell)
+
+def default_state(data: CosineData) -> CosineState:
+    "Every layer of the decoded directions (or the first space), the first two pairs' cosine followed through depth."
+    return CosineState(space="residual" if "residual" in data.vectors else next(iter(data.vectors)),
+                       cell=tuple(data.names[:2]) if len(data.names) > 1 else None)
+
+def _shown(data: CosineData, s: CosineState) -> list[str]:
+    pairs = list(s.pairs) if s.pairs is not None else list(data.names)
+    unknown = [p for p in pairs if p not in data.names]
+    if unknown or not pairs: raise ValueError(f"pairs {unknown or pairs} cannot be shown; choose among {data.names}")
+    if s.cell is not None and not set(s.cell) <= set(pairs):
+        raise ValueError(f"cell {s.cell} is not among the pairs shown {pairs}")
+    return pairs
+
+# %% ../nbs/08a_directions.ipynb #fb97d63b
+_SHARE_COLORS = ("#b2182b", "#2166ac", "#999999")  # a positive share, a negative one, the rest
+
+def _cell_bars(con: CosineContributions): # -> plotly Bar
+    import plotly.graph_objects as go
+    y = con.share.tolist() + [con.rest]
+    return go.Bar(x=con.labels + ["rest"], y=y, name="share",
+                  hovertemplate="%{x}: %{y:+.4f} of the cosine<extra></extra>",
+                  marker_color=[_SHARE_COLORS[0 if v > 0 else 1] for v in y[:-1]] + [_SHARE_COLORS[2]])
+
+def _through_depth(through: list, name: str): # (layer, cos, low, high) per layer -> plotly Scatter
+    import plotly.graph_objects as go
+    full = all(t[2] == t[2] for t in through)  # split-half ranges at every layer
+    err = dict(type="data", symmetric=False, array=[t[3] - t[1] for t in through],
+               arrayminus=[t[1] - t[2] for t in through]) if full else None
+    return go.Scatter(x=[f"layer {t[0]}" for t in through], y=[t[1] for t in through], mode="lines+markers", name=name,
+                      error_y=err, hovertemplate="%{x}: cos %{y:+.3f}<extra></extra>")
+
+def cosine_figure(data: CosineData, state: CosineState | None = None, # None: `default_state(data)`
+                  top: int = 8, # coordinates listed for a selected cell at one layer
+                 ): # -> plotly Figure
+    "The explorer's view: cosine matrices (one layer or all), and the selected cell taken apart or through depth."
+    from plotly.subplots import make_subplots
+    s = state or default_state(data)
+    pairs = _shown(data, s)
+    if s.view == "layers": return stability_figure(data, s.space, pairs)
+    have = data.layers(s.space)
+    if s.layer != "all" and s.layer not in have:
+        raise ValueError(f"space {s.space!r} has no layer {s.layer}; it has {have}")
+    layers, one = (have, False) if s.layer == "all" else ([s.layer], True)
+    titles = [f"layer {l}" for l in layers]
+    if s.cell is not None and one:
+        con = cosine_contributions(data, s.space, s.layer, *s.cell, top)
+        what = "latents" if s.space == "latent" else "dimensions"
+        titles.append(f"cos({s.cell[0]}, {s.cell[1]}) = {con.cosine:+.3f}: top {top} {what}' shares")
+    elif s.cell is not None: titles.append(f"cos({s.cell[0]}, {s.cell[1]}) through depth")
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.05)
+    through = []
+    for i, l in enumerate(layers):
+        m, lo, hi = cosine_matrix(data, s.space, l, pairs)
+        ci = [["n/a" if x != x else f"{x:+.3f} to {y:+.3f}" for x, y in zip(r, q)]
+              for r, q in zip(lo.tolist(), hi.tolist())]
+        fig.add_trace(_heat(m, pairs, pairs, f"layer {l}", i == 0,
+                            "%{y} · %{x}: cos %{z:.3f}<br>split halves: %{customdata}", ci), 1, i + 1)
+        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
+        if s.cell is not None:
+            r, c = pairs.index(s.cell[0]), pairs.index(s.cell[1])
+            fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5, row=1, col=i + 1,
+                          line=dict(color="black", width=3))
+            through.append((l, float(m[r, c]), float(lo[r, c]), float(hi[r, c])))
+    if s.cell is not None:
+        tr = _cell_bars(con) if one else _through_depth(through, f"cos({s.cell[0]}, {s.cell[1]})")
+        fig.add_trace(tr, 1, len(titles))
+        if not one: fig.update_yaxes(range=[-1.05, 1.05], row=1, col=len(titles))
+    where = "all layers" if s.layer == "all" else f"layer {s.layer}"
+    fig.update_layout(height=380, showlegend=False,
+                      title=f"cosine between pair directions: {data.labels[s.space]}, {where}")
+    return fig
+
+# %% ../nbs/08a_directions.ipynb #fa4d3a36
+def _plotly_output(fig) -> dict:  # an Output message: rendered by JupyterLab's plotly renderer, no kernel round trip
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
+                     "text/plain": f"Figure({fig.layout.title.text!r})"}}
+
+class CosineExplorer:
+    "View, space, layer, pairs and a cell of the cosine matrices; where no widget can render, the default figure."
+    def __init__(self, data: CosineData, state: CosineState | None = None, top: int = 8):
+        self.data, self.top = data, top
+        self.state = state or default_state(data)
+        _shown(data, self.state); data.layers(self.state.space)  # a bad state fails here, not when drawn
+
+    def figure(self, **changes): # -> plotly Figure
+        "The figure for the current state (with `changes`, e.g. `layer=2`)."
+        return cosine_figure(self.data, replace(self.state, **changes), self.top)
+
+    def _layer_options(self) -> list:
+        return [("all layers", "all")] + [(f"layer {l}", l) for l in self.data.layers(self.state.space)]
+
+    def _cell_labels(self) -> dict: # (a, b) -> button text
+        s, pairs = self.state, _shown(self.data, replace(self.state, cell=None))
+        if s.layer == "all" or s.view == "layers": return {(a, b): "●" for a in pairs for b in pairs}
+        m = cosine_matrix(self.data, s.space, s.layer, pairs)[0]
+        return {(a, b): f"{float(m[i, j]):+.2f}" for i, a in enumerate(pairs) for j, b in enumerate(pairs)}
+
+# %% ../nbs/08a_directions.ipynb #74ad0d59
+@patch
+def widget(self: CosineExplorer):
+    "An ipywidgets view: view and space buttons, a layer dropdown, pair toggles, a grid of cells to click."
+    import ipywidgets as W
+    d, out, busy = self.data, W.Output(), [False]
+    auto = {"button_width": "auto"}  # whole labels
+    view = W.ToggleButtons(options=[("pairs", "pairs"), ("across layers", "layers")], value=self.state.view,
+                           description="view", style=auto)
+    space = W.ToggleButtons(options=[(d.labels[k], k) for k in d.vectors], value=self.state.space, description="space",
+                            style=auto)
+    layer = W.Dropdown(options=self._layer_options(), value=self.state.layer, description="layer",
+                       disabled=self.state.view == "layers")  # the across-layers view shows every layer
+    shown = set(self.state.pairs or d.names)
+    toggles = [W.ToggleButton(value=p in shown, description=p, tooltip=f"show {p}") for p in d.names]
+    grid = W.GridBox(); grid.add_class("vlasteer-cells")
+    def draw():
+        try: msg = _plotly_output(self.figure())
+        except ValueError as e: msg = {"output_type": "display_data", "metadata": {}, "data": {"text/plain": str(e)}}
+        out.outputs = (msg,)
+    def cells():
+        try: labels = self._cell_labels()
+        except ValueError: labels = {}
+        pairs = list(dict.fromkeys(a for a, _ in labels))
+        kids = [W.Label("")] + [W.Label(p) for p in pairs]
+        for a in pairs:
+            kids.append(W.Label(a))
+            for b in pairs:
+                btn = W.Button(description=labels[a, b], tooltip=f"{a} · {b}", layout=W.Layout(width="64px"),
+                               button_style="info" if self.state.cell == (a, b) else "")
+                btn.add_class("vlasteer-cell"); btn.on_click(lambda _, c=(a, b): pick(c)); kids.append(btn)
+        grid.children = kids
+        grid.layout = W.Layout(grid_template_columns=f"90px repeat({len(pairs)}, 70px)",
+                               display="none" if self.state.view == "layers" else "grid")
+    def update(**changes):
+        self.state = replace(self.state, **changes); cells(); draw()
+    def pick(c): update(cell=c)
+    def on_space(ch):
+        busy[0] = True
+        try:
+            self.state = replace(self.state, space=ch["new"])
+            layer.options = self._layer_options()
+            if self.state.layer not in [v for _, v in layer.options]: self.state = replace(self.state, layer="all")
+            layer.value = self.state.layer
+        finally: busy[0] = False
+        update()
+    def on_pairs(_):
+        ps = tuple(p for p, t in zip(d.names, toggles) if t.value)
+        cell = self.state.cell if self.state.cell and set(self.state.cell) <= set(ps) else None
+        update(pairs=None if len(ps) == len(d.names) else ps, cell=cell)
+    def on_view(ch): layer.disabled = ch["new"] == "layers"; update(view=ch["new"])
+    view.observe(on_view, names="value")
+    def on_layer(ch):
+        if not busy[0] and ch["new"] is not None: update(layer=ch["new"])
+    layer.observe(on_layer, names="value")
+    space.observe(on_space, names="value")
+    for t in toggles: t.observe(on_pairs, names="value")
+    cells(); draw()
+    pairs_row = W.HBox([W.Label("pairs", layout=W.Layout(width="90px")), *toggles])
+    return W.VBox([W.HBox([view, layer]), space, pairs_row, grid, out])
+
+@patch
+def _repr_mimebundle_(self: CosineExplorer, include=None, exclude=None):
+    fig = self.figure()
+    static = fig._repr_mimebundle_() or {}
+    static.setdefault("text/html", fig.to_html(include_plotlyjs="cdn", full_html=False))
+    s = self.state
+    static["text/plain"] = f"CosineExplorer({len(self.data.names)} pairs, {s.space}, layer {s.layer}, view {s.view})"
+    try: w = self.widget()
+    except ImportError: return static
+    return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}
+
+# %% ../nbs/08a_directions.ipynb #e32ca305
+def cosine_report_figures(directions_by_layer: dict, # layer -> [PairDirection], as `write_layer_directions` gives
+                          extra: dict | None = None, # more spaces, as `cosine_data` takes them
+                          extra_halves: dict | None = None,
+                          top: int = 8,
+                         ) -> list: # plotly Figures
+    "The cosine explorer's default-state figures for a static report: every layer in each space, then depth."
+    data = cosine_data(directions_by_layer, extra, extra_halves)
+    s = default_state(data)
+    figs = [cosine_figure(data, replace(s, space=k), top) for k in data.vectors]
+    return figs + [cosine_figure(data, replace(s, view="layers", space="raw" if "raw" in data.vectors else s.space))]
 
 # %% ../nbs/08a_directions.ipynb #5e1c7ba6
 def sae_source(sae, out_dir, release: str | None = None, sae_id: str | None = None, path=None, finetuned_path=None) -> dict:
