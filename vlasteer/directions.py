@@ -4,23 +4,21 @@
 
 # %% ../nbs/08a_directions.ipynb #e950ac0e
 from __future__ import annotations
-from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, file_digest, from_fields, read_json, reading,
-                          write_json, one_line as _one_line)
-from .sae import (FidelityWarning, _fidelity_warnings, _require, _set_threads, check_fidelity,
-                          check_sae_width, decode_direction, encode_chunks, fidelity_table, latent_activations, latent_mean,
-                          latent_sums, load_sae)
-from .slices import ConceptSlice, layer_dir, load_slice, slice_path
-from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
+from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_json, read_json, reading,
+                          write_json)
+from .sae import (_fidelity_warnings, _require, _set_threads, check_sae_width, decode_direction, fidelity_table,
+                          latent_activations, latent_sums, load_sae)
+from .slices import ConceptSlice, layer_dir, load_slice
+from .residuals import atomic_folder, rel_path
 
-import contextlib, functools, json, math, os, re, shutil, sys, tempfile, time, warnings
-from dataclasses import asdict, dataclass, field, replace
+import json, re, sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Sequence
 
-import numpy as np
 import torch
 from fastcore.basics import patch
-from fastcore.script import Param, call_parse
+from fastcore.script import call_parse
 
 
 # %% auto #0
@@ -49,15 +47,20 @@ class PairSpec:
     def __post_init__(self):
         for k in PAIR_KEYS:
             v = getattr(self, k)
-            if not isinstance(v, (str, Path)) or not str(v).strip(): raise ValueError(f"pair {self.name!r}: {k} must be a non-empty string, got {v!r}")
-        if not _SAFE_NAME.match(self.name): raise ValueError(f"pair name {self.name!r} cannot be a folder name; use letters, digits, '_', '-', '.'")
+            if not isinstance(v, (str, Path)) or not str(v).strip():
+                raise ValueError(f"pair {self.name!r}: {k} must be a non-empty string, got {v!r}")
+        if not _SAFE_NAME.match(self.name):
+            raise ValueError(f"pair name {self.name!r} cannot be a folder name; use letters, digits, '_', '-', '.'")
     def to_dict(self) -> dict: return {k: str(getattr(self, k)) for k in PAIR_KEYS}
     @classmethod
     def from_dict(cls, d: dict) -> PairSpec:
-        if not isinstance(d, dict): raise ValueError(f"each pair must be an object with keys {PAIR_KEYS}, got {type(d).__name__}")
+        if not isinstance(d, dict):
+            raise ValueError(f"each pair must be an object with keys {PAIR_KEYS}, got {type(d).__name__}")
         missing, unknown = [k for k in PAIR_KEYS if k not in d], sorted(set(d) - set(PAIR_KEYS))
         if missing or unknown:
-            raise ValueError(f"pair {d.get('name', '?')!r}: " + "; ".join(s for s in (f"missing {missing}" if missing else "", f"unknown keys {unknown}" if unknown else "") if s)
+            raise ValueError(f"pair {d.get('name', '?')!r}: " + "; ".join(s for s in (f"missing {missing}" if missing
+                                                                                      else "", f"unknown keys {unknown}"
+                                                                                      if unknown else "") if s)
                              + f"; expected exactly {list(PAIR_KEYS)}")
         return cls(**{k: d[k] for k in PAIR_KEYS})
 
@@ -71,7 +74,8 @@ def load_pairs_config(path: str | Path) -> list[PairSpec]:
     path = Path(path)
     cfg = read_json(path, "pairs config")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("pairs"), list) or not cfg["pairs"]:
-        raise ValueError(f'pairs config {path} must be {{"pairs": [{{{", ".join(PAIR_KEYS)}}}, ...]}} with at least one pair')
+        raise ValueError(f'pairs config {path} must be {{"pairs": [{{{", ".join(PAIR_KEYS)}}}, ...]}} with at least '
+                         f'one pair')
     pairs = [PairSpec.from_dict(d) for d in cfg["pairs"]]
     names = [p.name for p in pairs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -80,7 +84,9 @@ def load_pairs_config(path: str | Path) -> list[PairSpec]:
     for p in pairs:
         pos, neg = _resolve(p.positive_path, path.parent), _resolve(p.negative_path, path.parent)
         for k, f in (("positive_path", pos), ("negative_path", neg)):
-            if not f.is_file(): raise FileNotFoundError(f"pair {p.name!r}: {k} {f} does not exist (relative paths are read from {path.parent} or the working directory)")
+            if not f.is_file():
+                raise FileNotFoundError(f"pair {p.name!r}: {k} {f} does not exist (relative paths are read from "
+                                        f"{path.parent} or the working directory)")
         out.append(PairSpec(p.name, p.positive_label, str(pos), p.negative_label, str(neg)))
     return out
 
@@ -109,7 +115,8 @@ class SliceStats:
     @property
     def count(self) -> int: return int(self.counts.sum())
     def latent_mean(self, half: int | None = None) -> torch.Tensor:
-        s, n = (self.latent_sums.sum(0), self.count) if half is None else (self.latent_sums[half], int(self.counts[half]))
+        s, n = (self.latent_sums.sum(0), self.count) if half is None else (self.latent_sums[half],
+                                                                           int(self.counts[half]))
         return (s / max(n, 1)).float()
     def resid_mean(self, half: int | None = None) -> torch.Tensor:
         s, n = (self.resid_sums.sum(0), self.count) if half is None else (self.resid_sums[half], int(self.counts[half]))
@@ -121,7 +128,8 @@ def split_halves(n: int, seed: int = 0) -> torch.Tensor: # [n] 0 or 1
     g[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[n // 2:]] = 1
     return g
 
-def slice_stats(sae, sl: ConceptSlice, batch_size: int = 4096, split_seed: int = 0, device: str | None = None) -> SliceStats:
+def slice_stats(sae, sl: ConceptSlice, batch_size: int = 4096, split_seed: int = 0, device: str
+                | None = None) -> SliceStats:
     "Encode one slice (streamed) and keep the sums a direction needs."
     check_sae_width(sae.cfg.d_in, sl.d_model, f"the SAE (for {sl._what()})")
     halves = split_halves(sl.n, split_seed)
@@ -146,11 +154,13 @@ class PairDirection:
     split_half: dict                  # cosine between the directions from the two halves: latent, residual, raw
     layer: int | None = None
     hook: str | None = None
-    halves: dict | None = field(default=None, repr=False, compare=False)  # kind -> the two halves' directions (not saved)
+    halves: dict | None = field(default=None, repr=False,
+                                compare=False)  # kind -> the two halves' directions (not saved)
 
     @property
     def norms(self) -> dict:
-        return dict(latent=float(self.latent_direction.norm()), residual=float(self.residual_direction.norm()), raw=float(self.raw_direction.norm()))
+        return dict(latent=float(self.latent_direction.norm()), residual=float(self.residual_direction.norm()),
+                    raw=float(self.raw_direction.norm()))
     def summary(self) -> dict:
         "Everything but the vectors, JSON-ready."
         return dict(name=self.name, layer=self.layer, hook=self.hook,
@@ -183,7 +193,8 @@ def pair_direction(sae, positive: ConceptSlice, negative: ConceptSlice, name: st
                                 slice_stats(sae, positive, batch_size, split_seed, device),
                                 slice_stats(sae, negative, batch_size, split_seed, device))
 
-def compute_directions(sae, pairs: Sequence[PairSpec], slices: dict | None = None, # resolved path -> ConceptSlice; None: read
+def compute_directions(sae, pairs: Sequence[PairSpec], slices: dict
+                       | None = None, # resolved path -> ConceptSlice; None: read
                        batch_size: int = 4096, split_seed: int = 0, device: str | None = None,
                        progress: bool = False) -> list[PairDirection]:
     "Directions of every pair; each slice is read and encoded once, however many pairs use it."
@@ -196,7 +207,8 @@ def compute_directions(sae, pairs: Sequence[PairSpec], slices: dict | None = Non
         from tqdm.auto import tqdm
         it = tqdm(paths, desc="encode slices", mininterval=2)
     stats = {p: slice_stats(sae, slices[p], batch_size, split_seed, device) for p in it}
-    return [direction_from_stats(sae, q.name, stats[str(q.positive_path)], stats[str(q.negative_path)], q.positive_label, q.negative_label) for q in pairs]
+    return [direction_from_stats(sae, q.name, stats[str(q.positive_path)], stats[str(q.negative_path)],
+                                 q.positive_label, q.negative_label) for q in pairs]
 
 # %% ../nbs/08a_directions.ipynb #71cb4c3d
 PAIR_FILES = ("positive_latent_mean", "negative_latent_mean", "latent_direction", "residual_direction")
@@ -211,12 +223,14 @@ def write_pair_direction(d: PairDirection, folder: str | Path) -> Path:
     counts = dict(positive_count=d.positive.count, negative_count=d.negative.count,
                   positive_label=d.positive.concept, negative_label=d.negative.concept)
     for lm, f in ((d.positive, "positive_latent_mean"), (d.negative, "negative_latent_mean")):
-        save_file({"mean": lm.mean.contiguous()}, str(folder / f"{f}.safetensors"), metadata=_meta(concept=lm.concept, count=lm.count))
+        save_file({"mean": lm.mean.contiguous()}, str(folder / f"{f}.safetensors"), metadata=_meta(concept=lm.concept,
+                                                                                                   count=lm.count))
     save_file({"direction": d.latent_direction.contiguous()}, str(folder / "latent_direction.safetensors"),
               metadata=_meta(norm=n["latent"], **counts))
     save_file({"direction": d.residual_direction.contiguous(), "raw_difference": d.raw_direction.contiguous()},
               str(folder / "residual_direction.safetensors"),
-              metadata=_meta(norm=n["residual"], raw_norm=n["raw"], layer=d.layer, hook=d.hook, decoder_bias="excluded (latent_direction @ W_dec)", **counts))
+              metadata=_meta(norm=n["residual"], raw_norm=n["raw"], layer=d.layer, hook=d.hook,
+                             decoder_bias="excluded (latent_direction @ W_dec)", **counts))
     write_json(d.summary(), folder / "summary.json")
     return folder
 
@@ -230,7 +244,8 @@ def load_pair_direction(folder: str | Path) -> PairDirection:
     fix = "is it a pair folder written by vlasteer_sae_directions? Compute it again"
     def read(f):
         p = folder / f"{f}.safetensors"
-        with reading(p, "pair direction file", fix), safe_open(str(p), framework="pt") as h: return {k: h.get_tensor(k) for k in h.keys()}, h.metadata() or {}
+        with reading(p, "pair direction file", fix), safe_open(str(p), framework="pt") as h:
+            return {k: h.get_tensor(k) for k in h.keys()}, h.metadata() or {}
     (pm, pmeta), (nm, nmeta) = read("positive_latent_mean"), read("negative_latent_mean")
     ld, rd = read("latent_direction")[0], read("residual_direction")[0]
     s = read_json(folder / "summary.json", "pair summary", fix)
@@ -240,7 +255,8 @@ def load_pair_direction(folder: str | Path) -> PairDirection:
                           LatentMean(nmeta["concept"], int(nmeta["count"]), nm["mean"]),
                           ld["direction"], rd["direction"], rd["raw_difference"], split, s.get("layer"), s.get("hook"))
     for name, v in (("latent_direction", d.latent_direction), ("residual_direction", d.residual_direction)):
-        if not torch.isfinite(v).all(): raise ValueError(f"pair folder {folder}: {name} holds NaN or inf; compute it again")
+        if not torch.isfinite(v).all():
+            raise ValueError(f"pair folder {folder}: {name} holds NaN or inf; compute it again")
     return d
 
 # %% ../nbs/08a_directions.ipynb #294697ed
@@ -257,9 +273,11 @@ class PairwiseStats:
     split_half: torch.Tensor       # [P 3] split-half cosine: latent, residual, raw
     counts: torch.Tensor           # [P 2] positive, negative rows
 
-    TENSORS = ("latent_cosine", "residual_cosine", "raw_cosine", "latent_norm", "residual_norm", "raw_norm", "split_half", "counts")
+    TENSORS = ("latent_cosine", "residual_cosine", "raw_cosine", "latent_norm", "residual_norm", "raw_norm",
+               "split_half", "counts")
     def to_dict(self) -> dict:
-        d = {"names": list(self.names), "split_half_columns": ["latent", "residual", "raw"], "counts_columns": ["positive", "negative"]}
+        d = {"names": list(self.names), "split_half_columns": ["latent", "residual", "raw"],
+             "counts_columns": ["positive", "negative"]}
         for k in self.TENSORS: d[k] = json.loads(dump_json(getattr(self, k)))  # NaN -> None
         return d
     def cos(self, kind: str, a: str, b: str) -> float:
@@ -305,7 +323,8 @@ def plot_cosines(stats: PairwiseStats): # -> plotly Figure
     fig = make_subplots(rows=1, cols=3, subplot_titles=[t for _, t in kinds], horizontal_spacing=0.08)
     for i, (k, _) in enumerate(kinds):
         m = getattr(stats, f"{k}_cosine").tolist()
-        fig.add_trace(go.Heatmap(z=m, x=stats.names, y=stats.names, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True,
+        fig.add_trace(go.Heatmap(z=m, x=stats.names, y=stats.names, zmin=-1, zmax=1, colorscale="RdBu",
+                                 reversescale=True,
                                  text=[[f"{v:.2f}" for v in r] for r in m], texttemplate="%{text}", showscale=i == 2,
                                  name=k, hovertemplate="%{y} · %{x}: %{z:.3f}<extra>" + k + "</extra>"), 1, i + 1)
         fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
@@ -316,12 +335,15 @@ def plot_norms(stats: PairwiseStats): # -> plotly Figure
     "Bars of each pair's direction norms and split-half cosines."
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=4, subplot_titles=("‖Δz‖", "‖Δz @ W_dec‖", "‖raw difference‖", "split-half cosine"))
+    fig = make_subplots(rows=1, cols=4, subplot_titles=("‖Δz‖", "‖Δz @ W_dec‖", "‖raw difference‖",
+                                                        "split-half cosine"))
     hover = [f"{n}: {int(p)} vs {int(q)} rows" for n, (p, q) in zip(stats.names, stats.counts.tolist())]
     for i, k in enumerate(("latent_norm", "residual_norm", "raw_norm")):
-        fig.add_trace(go.Bar(x=stats.names, y=getattr(stats, k).tolist(), hovertext=hover, name=k, marker_color="#2c7fb8"), 1, i + 1)
+        fig.add_trace(go.Bar(x=stats.names, y=getattr(stats, k).tolist(), hovertext=hover, name=k,
+                             marker_color="#2c7fb8"), 1, i + 1)
     for j, (k, c) in enumerate((("latent", "#2c7fb8"), ("residual", "#41ab5d"), ("raw", "#7f7f7f"))):
-        fig.add_trace(go.Bar(x=stats.names, y=stats.split_half[:, j].tolist(), name=f"split-half {k}", marker_color=c), 1, 4)
+        fig.add_trace(go.Bar(x=stats.names, y=stats.split_half[:, j].tolist(), name=f"split-half {k}", marker_color=c),
+                      1, 4)
     fig.update_yaxes(range=[-1, 1], row=1, col=4)
     fig.update_layout(height=340, barmode="group", title="direction magnitudes and self-agreement", showlegend=False)
     return fig
@@ -346,7 +368,8 @@ def explorer_data(sae, directions: Sequence[PairDirection], slices: dict[str, Co
         ids = d.latent_direction.abs().argsort(descending=True)[:top]
         sl = {c: slices[c] for c in (d.positive.concept, d.negative.concept)}
         out[d.name] = PairLatents(d.name, ids, d.latent_direction[ids],
-                                  {c: latent_activations(sae, s.residuals, ids, batch_size, device) for c, s in sl.items()},
+                                  {c: latent_activations(sae, s.residuals, ids, batch_size, device) for c,
+                                   s in sl.items()},
                                   {c: s.index for c, s in sl.items()})
     return out
 
@@ -362,10 +385,13 @@ def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # Non
     pair = next(iter(data)) if pair is None else pair
     if pair not in data: raise ValueError(f"unknown pair {pair!r}; choose one of {list(data)}")
     p = data[pair]
-    if not 0 <= rank < len(p.latents): raise ValueError(f"rank {rank} out of range: pair {pair!r} has {len(p.latents)} top latents")
+    if not 0 <= rank < len(p.latents):
+        raise ValueError(f"rank {rank} out of range: pair {pair!r} has {len(p.latents)} top latents")
     lid = int(p.latents[rank])
-    fig = make_subplots(rows=2, cols=2, specs=[[{}, {}], [{"type": "table", "colspan": 2}, None]], row_heights=[0.55, 0.45],
-                        subplot_titles=(f"top latents of {pair} by |Δz|", f"latent {lid}: activation per concept", None), vertical_spacing=0.12)
+    fig = make_subplots(rows=2, cols=2, specs=[[{}, {}], [{"type": "table", "colspan": 2}, None]],
+                        row_heights=[0.55, 0.45],
+                        subplot_titles=(f"top latents of {pair} by |Δz|", f"latent {lid}: activation per concept",
+                                        None), vertical_spacing=0.12)
     fig.add_trace(go.Bar(x=[f"L{int(i)}" for i in p.latents], y=p.delta.tolist(), name="Δz",
                          marker_color=["#c0392b" if r == rank else "#2c7fb8" for r in range(len(p.latents))]), 1, 1)
     colors = ("#2c7fb8", "#e6550d")
@@ -377,7 +403,8 @@ def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # Non
     fig.add_trace(go.Table(header=dict(values=["concept", "frame", f"latent {lid}", "label"]),
                            cells=dict(values=[[r[0] for r in rows], [r[1] for r in rows], [f"{r[2]:.3f}" for r in rows],
                                               [str(lab(r[1])) for r in rows]])), 2, 1)
-    fig.update_layout(barmode="overlay", height=560, title=f"{pair}: latent {lid} (rank {rank}, Δz = {float(p.delta[rank]):.3f})")
+    fig.update_layout(barmode="overlay", height=560,
+                      title=f"{pair}: latent {lid} (rank {rank}, Δz = {float(p.delta[rank]):.3f})")
     return fig
 
 class LatentExplorer:
@@ -407,7 +434,8 @@ class LatentExplorer:
                             "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
                                      "text/plain": f"Figure({fig.layout.title.text!r})"}},)
         def on_pair(ch):
-            self.state.update(pair=ch["new"], rank=0); latent.options = latent_options(ch["new"]); latent.value = 0; draw()
+            self.state.update(pair=ch["new"], rank=0)
+            latent.options = latent_options(ch["new"]); latent.value = 0; draw()
         def on_latent(ch):
             if ch["new"] is not None: self.state["rank"] = ch["new"]; draw()
         pair.observe(on_pair, names="value"); latent.observe(on_latent, names="value")
@@ -418,7 +446,9 @@ class LatentExplorer:
         fig = self.figure()
         static = fig._repr_mimebundle_() or {}
         static.setdefault("text/html", fig.to_html(include_plotlyjs="cdn", full_html=False))
-        static["text/plain"] = f"LatentExplorer({len(self.data)} pairs, showing {self.state['pair']} rank {self.state['rank']})"
+        static["text/plain"] = (
+            f"LatentExplorer({len(self.data)} pairs, showing {self.state['pair']} rank {self.state['rank']})"
+        )
         try: w = self.widget()
         except ImportError: return static
         return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}
@@ -792,81 +822,98 @@ def cosine_report_figures(directions_by_layer: dict, # layer -> [PairDirection],
     return figs + [cosine_figure(data, replace(s, view="layers", space="raw" if "raw" in data.vectors else s.space))]
 
 # %% ../nbs/08a_directions.ipynb #5e1c7ba6
-def sae_source(sae, out_dir, release: str | None = None, sae_id: str | None = None, path=None, finetuned_path=None) -> dict:
+def sae_source(sae, out_dir, release: str | None = None, sae_id: str | None = None, path=None,
+               finetuned_path=None) -> dict:
     "Where an SAE came from, as `sae_fidelity.json` records it (local paths relative to `out_dir`)."
-    return dict(release=release, sae_id=sae_id, path=path and rel_path(path, out_dir), finetuned_path=finetuned_path and rel_path(finetuned_path, out_dir),
-                d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture(), hook_name=sae.cfg.metadata.get("hook_name"))
+    return dict(release=release, sae_id=sae_id, path=path and rel_path(path, out_dir), finetuned_path=finetuned_path
+                and rel_path(finetuned_path, out_dir),
+                d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, architecture=sae.cfg.architecture(),
+                hook_name=sae.cfg.metadata.get("hook_name"))
 
 def write_layer_directions(sae, pairs: Sequence[PairSpec], slices: dict, # resolved path -> ConceptSlice
                            out_dir, # OUTPUT_ROOT/layerNN, written whole (its parent must exist)
                            source: dict, # `sae_source`
                            min_variance_explained: float = 0.9, batch_size: int = 4096, split_seed: int = 0,
-                           overwrite: bool = False, progress: bool = False) -> tuple: # (directions, stats, fidelity table)
+                           overwrite: bool = False,
+                           progress: bool = False) -> tuple: # (directions, stats, fidelity table)
     "Fidelity, directions, pairwise statistics and sae_fidelity.json of one layer, as one folder."
     by_label = {}
     for q in pairs:
         for lab, p in ((q.positive_label, q.positive_path), (q.negative_label, q.negative_path)):
-            if by_label.setdefault(lab, p) != p: raise ValueError(f"label {lab!r} names two different slices ({by_label[lab]} and {p})")
+            if by_label.setdefault(lab, p) != p:
+                raise ValueError(f"label {lab!r} names two different slices ({by_label[lab]} and {p})")
     table = fidelity_table(sae, {lab: slices[p] for lab, p in by_label.items()}, batch_size)  # on the SAE's device
     dirs = compute_directions(sae, pairs, slices, batch_size, split_seed, None, progress=progress)
     stats = pairwise_stats(dirs)
     with atomic_folder(out_dir, overwrite, "--output-root layer folder") as tmp:
         for d in dirs: (tmp / d.name).mkdir(); write_pair_direction(d, tmp / d.name)
         write_pairwise_stats(stats, tmp)
-        write_json(dict(sae=source, min_variance_explained=min_variance_explained, rows=table.reset_index().to_dict("records")), tmp / "sae_fidelity.json")
+        write_json(dict(sae=source, min_variance_explained=min_variance_explained,
+                        rows=table.reset_index().to_dict("records")), tmp / "sae_fidelity.json")
     return dirs, stats, table
 
 # %% ../nbs/08a_directions.ipynb #3d673019
 @call_parse
-def sae_directions_cli(pairs_config: str = None,  # JSON {"pairs": [{name, positive_label, positive_path, negative_label, negative_path}]}
-                       output_root: str = None,  # outputs go to OUTPUT_ROOT/layerNN/<pair>/
-                       layer: int = None,  # block the slices were captured at (default: their metadata)
-                       device: str = "cpu",
-                       batch_size: int = 4096,  # residuals encoded per chunk
-                       sae_release: str = None,  # SAELens release, e.g. gemma-2b-it-res-jb (needs network or cache)
-                       sae_id: str = None,  # id in the release, e.g. blocks.12.hook_resid_post
-                       sae_path: str = None,  # local SAELens directory (cfg.json + sae_weights.safetensors)
-                       finetuned_sae_path: str = None,  # fine-tuned state dict (W_enc, W_dec, b_enc, b_dec or a subset)
-                       min_variance_explained: float = 0.9,  # warn when the SAE explains less of a concept's variance
-                       split_seed: int = 0,  # seeds the split-half check
-                       threads: int = None,  # torch CPU threads (default: torch's choice)
-                       overwrite: bool = False,  # replace an existing OUTPUT_ROOT/layerNN (the whole folder)
-                       quiet: bool = False,  # no progress bar
-                      ):
+def sae_directions_cli(
+    pairs_config: str = None,  # JSON {"pairs": [{name, positive_label, positive_path, negative_label, negative_path}]}
+    output_root: str = None,  # outputs go to OUTPUT_ROOT/layerNN/<pair>/
+    layer: int = None,  # block the slices were captured at (default: their metadata)
+    device: str = "cpu",
+    batch_size: int = 4096,  # residuals encoded per chunk
+    sae_release: str = None,  # SAELens release, e.g. gemma-2b-it-res-jb (needs network or cache)
+    sae_id: str = None,  # id in the release, e.g. blocks.12.hook_resid_post
+    sae_path: str = None,  # local SAELens directory (cfg.json + sae_weights.safetensors)
+    finetuned_sae_path: str = None,  # fine-tuned state dict (W_enc, W_dec, b_enc, b_dec or a subset)
+    min_variance_explained: float = 0.9,  # warn when the SAE explains less of a concept's variance
+    split_seed: int = 0,  # seeds the split-half check
+    threads: int = None,  # torch CPU threads (default: torch's choice)
+    overwrite: bool = False,  # replace an existing OUTPUT_ROOT/layerNN (the whole folder)
+    quiet: bool = False,  # no progress bar
+):
     "Latent and residual directions of concept pairs through an SAE, with their pairwise cosine structure."
     with cli_errors():
         _require(pairs_config=pairs_config, output_root=output_root)
         _set_threads(threads)
         root = Path(output_root)
         if root.exists() and not root.is_dir(): raise FileExistsError(f"--output-root {root} is a file; give a folder")
-        if not root.exists() and not root.parent.is_dir(): raise FileNotFoundError(f"parent folder {root.parent} of --output-root does not exist")
+        if not root.exists() and not root.parent.is_dir():
+            raise FileNotFoundError(f"parent folder {root.parent} of --output-root does not exist")
         pairs = load_pairs_config(pairs_config)
         paths = list(dict.fromkeys(p for q in pairs for p in (q.positive_path, q.negative_path)))
         slices = {p: load_slice(p) for p in paths}
         widths = {s.d_model for s in slices.values()}
-        if len(widths) > 1: raise ValueError(f"the slices have different widths {sorted(widths)}; every slice must come from the same hook")
+        if len(widths) > 1:
+            raise ValueError(f"the slices have different widths {sorted(widths)}; every slice must come from the same "
+                             f"hook")
         layers = {s.layer for s in slices.values()} - {None}
         if layer is None:
-            if len(layers) != 1: raise ValueError(f"pass --layer (the slices' metadata gives {sorted(layers) or 'no layer'})")
+            if len(layers) != 1:
+                raise ValueError(f"pass --layer (the slices' metadata gives {sorted(layers) or 'no layer'})")
             layer = layers.pop()
-        elif layers - {layer}: raise ValueError(f"--layer {layer} but the slices were captured at layer(s) {sorted(layers)}")
+        elif layers - {layer}:
+            raise ValueError(f"--layer {layer} but the slices were captured at layer(s) {sorted(layers)}")
         out_dir = layer_dir(root, layer)
-        if out_dir.exists() and not out_dir.is_dir(): raise FileExistsError(f"{out_dir} is a file; give another --output-root")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise FileExistsError(f"{out_dir} is a file; give another --output-root")
         check_overwrite(out_dir, overwrite)  # before any work
         sae = load_sae(sae_release, sae_id, sae_path, finetuned_sae_path, device, widths.pop())
         root.mkdir(exist_ok=True)
         src = sae_source(sae, out_dir, sae_release, sae_id, sae_path, finetuned_sae_path)
-        dirs, stats, table = write_layer_directions(sae, pairs, slices, out_dir, src, min_variance_explained, batch_size, split_seed,
+        dirs, stats, table = write_layer_directions(sae, pairs, slices, out_dir, src, min_variance_explained,
+                                                    batch_size, split_seed,
                                                     overwrite, progress=not quiet)
     print(f"SAE d_in={sae.cfg.d_in} d_sae={sae.cfg.d_sae}; fidelity on the concept slices:")
     print(table[["n", "variance_explained", "mse", "l0", "dead", "dense"]].round(4).to_string())
     _fidelity_warnings(table, min_variance_explained)
     for d in dirs:
         n, s = d.norms, d.split_half
-        print(f"{d.name}: {d.positive.concept} ({d.positive.count}) - {d.negative.concept} ({d.negative.count}): |dz|={n['latent']:.4g} "
-              f"|dz W_dec|={n['residual']:.4g} |raw|={n['raw']:.4g}; split-half cos latent {s['latent']:.3f} residual {s['residual']:.3f}")
+        print(f"{d.name}: {d.positive.concept} ({d.positive.count}) - {d.negative.concept} ({d.negative.count}): "
+              f"|dz|={n['latent']:.4g} "
+              f"|dz W_dec|={n['residual']:.4g} |raw|={n['raw']:.4g}; split-half cos latent {s['latent']:.3f} residual "
+              f"{s['residual']:.3f}")
     if len(dirs) > 1:
-        print("latent cosine:\n" + "\n".join(f"  {a:>16s} " + " ".join(f"{stats.cos('latent', a, b):+.3f}" for b in stats.names) for a in stats.names))
+        print("latent cosine:\n" + "\n".join(f"  {a:>16s} " + " ".join(f"{stats.cos('latent', a, b):+.3f}"
+                                                                       for b in stats.names) for a in stats.names))
     print(f"wrote {len(dirs)} pairs and pairwise_stats to {out_dir}")
 
 def sae_directions_main():

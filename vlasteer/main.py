@@ -621,11 +621,11 @@ def step_sae(ctx: JobContext) -> StepResult:
 def step_directions(ctx: JobContext) -> StepResult:
     "Each pair's latent / residual / raw directions per layer, split-half checks, cosines across pairs."
     from vlasteer import sim
-    from vlasteer.directions import PairSpec, plot_cosines, sae_source, write_layer_directions, write_pairs_config
+    from vlasteer.directions import PairSpec, cosine_report_figures, sae_source, write_layer_directions, write_pairs_config
     from vlasteer.slices import layer_dir, load_slices, slice_path
     import pandas as pd
     labels, saes = ctx.state["labels"], ctx.state["saes"]
-    rows, figs, paths, summ, cmds = [], [], {p: {} for p in sim.CONCEPT_PAIRS}, {}, []
+    rows, by_layer, paths, summ, cmds = [], {}, {p: {} for p in sim.CONCEPT_PAIRS}, {}, []
     for l in ctx.state["layers"]:
         sdir = ctx.work / "residuals" / "slices"
         pairs = [PairSpec(p, labels[pos], str(slice_path(sdir, l, labels[pos])), labels[neg],
@@ -652,18 +652,19 @@ def step_directions(ctx: JobContext) -> StepResult:
                              residual_vs_raw=s["residual_vs_raw_cosine"], norm_latent=s["norms"]["latent"],
                              norm_residual=s["norms"]["residual"],
                              norm_raw=s["norms"]["raw"]))
-        f = plot_cosines(stats); f.update_layout(title=f"layer {l}: cosine between pair directions")
-        figs.append(f)
+        by_layer[l] = dirs
         summ[f"layer{l:02d}"] = dict(pairwise=stats.to_dict(), directions={d.name: d.summary() for d in dirs})
         cmds.append(command("vlasteer_sae_directions", "--pairs-config", f"$RUN/directions/pairs_layer{l:02d}.json",
                             "--output-root", "$RUN/directions",
                             "--sae-path", f"$RUN/sae/layer{l:02d}", "--layer", l, "--split-seed", ctx.config.seed))
     ctx.state["directions"] = paths
     text = ("Per layer and pair: the split-half cosines of the latent, residual and raw directions (near 1: the "
-            "direction does "
-            "not depend on which rows estimated it), the cosine between `Δz @ W_dec` and the raw difference (near 1 "
-            "when the SAE "
-            "reconstructs the concepts well), and the directions' norms; then the cosines between the pairs.")
+            "direction does not depend on which rows estimated it), the cosine between `Δz @ W_dec` and the raw "
+            "difference (near 1 when the SAE reconstructs the concepts well), and the directions' norms. Then the "
+            "cosine explorer's default views (`08a_directions`): the cosines between the pairs at every layer in each "
+            "space (hover: split-half ranges), the first two pairs' cosine through depth, and each pair's raw "
+            "direction across layers with decoded against raw.")
+    figs = cosine_report_figures(by_layer)
     return StepResult([section("Concept directions", text, [pd.DataFrame(rows).set_index(["layer", "pair"]), *figs])],
                       dict(split_seed=ctx.config.seed, decoder_bias="excluded (latent_direction @ W_dec)"), cmds, summ)
 
