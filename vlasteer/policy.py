@@ -834,7 +834,7 @@ class EMA:
 
 def fit(policy: Policy, batches: Iterable, # yields (obs dict, actions [batch horizon dim])
         steps: int, lr: float = 1e-3, warmup: int = 50, weight_decay: float = 1e-4, clip: float = 1.0,
-        seed: int = 0, log_every: int = 0, progress: bool = False,
+        seed: int = 0, progress: bool = False, # progress: a tqdm bar showing the loss
         ema: "EMA | None" = None) -> list[float]: # loss per step
     "Train `policy` in place with the flow-matching loss; returns the loss of every step (`ema` is updated after each)."
     torch.manual_seed(seed)
@@ -855,7 +855,6 @@ def fit(policy: Policy, batches: Iterable, # yields (obs dict, actions [batch ho
         opt.step(); sched.step(); losses.append(loss.item())
         if ema is not None: ema.update(policy)
         if bar is not None: bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if log_every and (s + 1) % log_every == 0: print(f"step {s + 1}: loss {np.mean(losses[-log_every:]):.4f}")
     if bar is not None: bar.close()
     policy.eval()
     return losses
