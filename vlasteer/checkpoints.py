@@ -70,7 +70,7 @@ def find_norm_stats(folder: str | Path, # a checkpoint directory
                     asset_id: str | None = None, # openpi asset id (needed when there are several)
                    ) -> tuple[dict[str, NormStats] | None, str
                               | None]: # (statistics, where, relative to folder); (None, None): none
-    "The normalisation statistics a checkpoint holds: openpi's `assets/<asset id>/`, vlasteer's `norm_stats.json`, LeRobot's processors."
+    "A checkpoint's statistics: openpi's `assets/<asset id>/`, vlasteer's `norm_stats.json`, LeRobot's processors."
     folder, ids = Path(folder), asset_ids(folder)
     if asset_id is not None:
         if asset_id not in ids:
@@ -175,11 +175,11 @@ def _shapes(file: Path) -> dict[str, tuple]:
 _VISION_HEADS = {1152: 16, 768: 12, 1024: 16}  # SigLIP's published widths -> heads
 
 def _vision_heads(width: int) -> int:
-    "Heads cannot be read from shapes: published SigLIP widths use their head counts, others 64-wide (16-wide below 64) heads."
+    "Heads aren't in the shapes: known SigLIP widths get their published counts, others 64-wide (below 64: 16-wide)."
     return _VISION_HEADS.get(width) or (width // 64 if width >= 64 and width % 64 == 0 else max(1, width // 16))
 
 def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) -> PolicyConfig:
-    "A `PolicyConfig` from a checkpoint's config.json and tensor shapes (keys without a `model.` prefix, tied names as saved)."
+    "A `PolicyConfig` from a checkpoint's config.json and tensor shapes (keys without `model.`, tied names as saved)."
     if "vlasteer" in meta: return PolicyConfig.from_dict({**meta["vlasteer"], **overrides})
     shapes = untie(shapes)
     if "time_mlp_in.weight" in shapes: kind = "pi05"
@@ -214,7 +214,7 @@ def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) ->
     return PolicyConfig(**{**d, **overrides})
 
 def check_keys(policy: Policy, shapes: dict[str, tuple]):
-    "Raise one error listing missing, unexpected and mis-shaped keys (a tied pair counts as present through either name)."
+    "Raise one error listing missing, unexpected and mis-shaped keys (a tied pair is present through either name)."
     want, shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}, untie(shapes)
     missing = sorted(set(want) - set(shapes) - set(OPTIONAL_KEYS))
     unexpected = sorted(set(shapes) - set(want) - set(OPTIONAL_KEYS))

@@ -26,7 +26,7 @@ def dashed_flags(argv: list[str]) -> list[str]:
     return [_DASHED.sub(fix, a) for a in argv]
 
 def console_args(fn: Callable, argv: list[str]) -> list[str]:
-    "`dashed_flags`, except that a flag of `fn` whose own name starts with `no_` (`--no-norm-stats`) is that flag, not a negation."
+    "`dashed_flags`, but a flag of `fn` whose own name starts with `no_` (`--no-norm-stats`) is that flag, not negated."
     import inspect
     own = {p for p in inspect.signature(fn).parameters if p.startswith("no_")}
     return [("--" + a[2:].replace("-", "_")) if a.startswith("--no-") and a[2:].replace("-", "_") in own else a
@@ -92,7 +92,7 @@ def reading(path: str | Path, # the file being read
 
 # %% ../nbs/00a_cli.ipynb #b5ac4531
 def from_fields(cls, d: dict, what: str | None = None): # `what` names the record in errors (default: the class name)
-    "Build the dataclass `cls` from `d` (a config read back from JSON); a key `cls` has no field for is a one-line error."
+    "Build the dataclass `cls` from `d` (a config read back from JSON); an unknown key is a one-line error."
     what = what or cls.__name__
     if not isinstance(d, dict): raise ValueError(f"{what} must be a JSON object, got {type(d).__name__}")
     names = [f.name for f in dataclasses.fields(cls)]
@@ -174,7 +174,8 @@ def _content(f: Path, h) -> None:
     if f.suffix == ".json":  # a writer that iterates a set or a hash map orders keys differently from run to run
         try: h.update(json.dumps(json.loads(f.read_text()), sort_keys=True).encode()); return
         except (ValueError, UnicodeDecodeError): pass  # not JSON after all: the bytes
-    if f.suffix == ".parquet":  # the datasets library writes a random fingerprint into the footer: hash the data pages and the schema
+    # the datasets library writes a random fingerprint into the footer: hash the data pages and the schema
+    if f.suffix == ".parquet":
         raw = f.read_bytes()
         if len(raw) >= 12 and raw[-4:] == b"PAR1":
             n = int.from_bytes(raw[-8:-4], "little")
@@ -223,7 +224,7 @@ def clean_stale(path: str | Path # an output file or folder
 
 def check_output_dir(target: str | Path, overwrite: bool = False, # the command's --overwrite
                      flag: str = "--output-dir") -> Path: # how error messages name the target
-    "Check before any work that a command may write the folder `target`: its parent exists, and it is new, empty or to be replaced."
+    "Check before any work that a command may write folder `target`: parent exists; it's new, empty or to be replaced."
     target = Path(target)
     if not target.parent.is_dir():
         raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")

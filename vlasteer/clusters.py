@@ -607,7 +607,7 @@ def cluster_cli(projections_path: str = None, # projections JSON from vlasteer_f
                 keywords: Param("rank clusters by these words, e.g. open close drawer", str, nargs="*") = None,
                 use_semantic_space: bool = False, # cluster mean top-token embeddings instead of raw vectors
                 model_checkpoint: str = None, # checkpoint directory or model.safetensors (semantic space)
-                model_config: str = None, # built-in policy (default, tiny) when no --model-checkpoint; a config.json path is only recorded
+                model_config: str = None, # default or tiny (no --model-checkpoint); a config.json path is only recorded
                 top_k_tokens: int = 10, # top tokens per vector in the semantic space
                 device: str = "cpu", # where the semantic projection runs
                 k_sweep: Param("also report quality for these k, e.g. 4 8 16", str, nargs="*") = None,

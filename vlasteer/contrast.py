@@ -399,7 +399,7 @@ def hdf5_task_episodes(path, # a LIBERO .hdf5 file (one task)
                        label: str | None = None, # label for the manifest (default: the file's instruction)
                        episode_offset: int
                        | None = None, # global episode index of the first demo (default: as its folder converts)
-                       instruction_from_filename: bool = False, # files without language_instruction: task from the file name
+                       instruction_from_filename: bool = False, # no language_instruction: task from the file name
                       ) -> TaskEpisodes:
     "The state trajectories of every demo in one LIBERO file."
     import h5py
@@ -559,7 +559,7 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
                       lerobot_root: str | None = None, repo_id: str | None = None, # recorded in the map
                       table: dict | None = None, # `lerobot_frame_table(ds)`, to read the data once
                       task_map: dict
-                      | None = None, # manifest task -> the dataset's task text, for a manifest that spells tasks otherwise
+                      | None = None, # manifest task -> dataset task text, for a manifest that spells tasks otherwise
                      ) -> dict: # the concept map JSON
     "Map every manifest segment to the global frame indices of `ds`."
     table = table or lerobot_frame_table(ds)
@@ -705,7 +705,7 @@ def _check_output(path, overwrite: bool, flag: str):
 
 @call_parse
 def build_contrasting_pairs_cli(
-        backend: str = None, # lerobot (a converted dataset) or hdf5 (LIBERO files); default: hdf5 when files or --input-dir are given
+        backend: str = None, # lerobot (a dataset) or hdf5 (LIBERO files); default: hdf5 with files or --input-dir
         lerobot_root: str = None, # LeRobot dataset root (lerobot backend)
         repo_id: str = None, # the dataset's repo id (default: the root folder's name)
         task_a_text: str = None, # first task's instruction (the positive concept)
@@ -720,7 +720,7 @@ def build_contrasting_pairs_cli(
         task_a_file: str = None, # first task's .hdf5 file (hdf5 backend)
         task_b_file: str = None, # second task's .hdf5 file
         search_root: Param("more folders to look for --task-*-file names in", str, nargs="+") = None,
-        state_key: str = None, # state to contrast on: lerobot: a feature (state); hdf5: qpos (default), states, state, robot_states, obs/<key>
+        state_key: str = None, # lerobot: a feature (state); hdf5: qpos (default), states, state, robot_states, obs/<k>
         output: str = None, # manifest JSON to write
         progress_frac: float = 0.35, # window: where the axis reaches this fraction of its total change
         pad: int = 8, # steps added on each side of a window
@@ -730,7 +730,7 @@ def build_contrasting_pairs_cli(
         quiet: bool = False, # print nothing on success
         overwrite: bool = False, # replace an existing --output
        ):
-    "Find the state axis two tasks move in opposite directions and write each demo's interaction window (a contrast manifest)."
+    "Find the state axis two tasks move oppositely; write each demo's interaction window (a contrast manifest)."
     with cli_errors():
         if not output: raise ValueError("missing --output (the manifest JSON to write); see --help")
         _check_output(output, overwrite, "--output")

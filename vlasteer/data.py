@@ -59,7 +59,7 @@ def quat2axisangle(quat: np.ndarray  # [... 4] unit quaternion(s), (x, y, z, w) 
 class LiberoDemo:
     "One LIBERO demonstration as stored in `data/demo_<i>` (camera frames upside down)."
     actions: np.ndarray  # [T 7] float
-    obs: dict  # obs key -> [T ...]: agentview_rgb, eye_in_hand_rgb [T H W 3] uint8, ee_states [T 6], gripper_states [T 2], joint_states [T J], ...
+    obs: dict  # key -> [T ...]: agentview_rgb, eye_in_hand_rgb [T H W 3] uint8, ee_states [T 6], gripper_states, ...
     states: np.ndarray | None = None  # [T S] flattened simulator state
     robot_states: np.ndarray | None = None  # [T 9] gripper qpos (2) + eef pos (3) + eef quat (4)
     rewards: np.ndarray | None = None  # [T] uint8, 1 on the last step
@@ -313,7 +313,7 @@ def _read_info(f, path: Path, from_filename: bool, need_instruction: bool) -> Li
 
 
 def read_libero_info(path,  # a LIBERO .hdf5 demo file
-                     instruction_from_filename: bool = False,  # no language_instruction: take the task from the file name
+                     instruction_from_filename: bool = False,  # no language_instruction: task from the file name
                     ) -> LiberoFileInfo:  # instruction, demo names and lengths, frame size
     "Check a LIBERO demo file's schema from its metadata and describe it (reads no frames)."
     with _open_h5(path) as f: return _file_info(f, Path(path), instruction_from_filename)
@@ -357,7 +357,7 @@ class LiberoFile:
 
 
 def read_libero_hdf5(path,  # a LIBERO .hdf5 demo file
-                     instruction_from_filename: bool = False,  # no language_instruction: take the task from the file name
+                     instruction_from_filename: bool = False,  # no language_instruction: task from the file name
                     ) -> LiberoFile:  # .instruction, .demos, .info
     "Read a whole LIBERO demo file (frames as stored: upside down)."
     return LiberoFile(info=read_libero_info(path, instruction_from_filename),
@@ -398,7 +398,7 @@ def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or
                         noise: float = 0.1,  # std of the expert's translation noise
                         max_attempts: int
                         | None = None,  # give up after this many episodes (default 4 * num_demos + 10)
-                        recovery: float = 0.0,  # fraction of the demos that start from a missed grasp (`sim.miss_start`)
+                        recovery: float = 0.0,  # fraction of demos starting from a missed grasp (`sim.miss_start`)
                        ) -> tuple[list, list]:  # (LiberoDemo per success, the seeds they came from)
     "Run the scripted expert of one task until `num_demos` episodes succeed."
     from vlasteer import sim
@@ -437,7 +437,7 @@ def generate_demos(output_dir,  # folder for the .hdf5 files (created if absent;
                    recovery: float = 0.0,  # fraction of demos starting from a missed grasp (see `generate_task_demos`)
                    overwrite: bool = False,  # replace task files already there (and restart an unfinished run)
                   ) -> list[Path]:  # one `<task words>_demo.hdf5` per task
-    "Write `num_demos` scripted-expert demos per toy-kitchen task, one LIBERO `.hdf5` file per task; a killed run resumes."
+    "Write `num_demos` scripted-expert demos per toy-kitchen task, one LIBERO `.hdf5` per task; a killed run resumes."
     from vlasteer import sim
     from tqdm.auto import tqdm
     out = Path(output_dir)
@@ -537,7 +537,7 @@ def resolve_lerobot_root(root,  # a dataset root, or a parent folder holding <re
 LEROBOT_FIX = "convert the demos again with vlasteer_convert_libero (or download the dataset again)"
 
 def _check_lerobot_files(root: Path):
-    "Read the dataset's metadata and every parquet footer first, so a damaged file is named (lerobot's errors name none)."
+    "Read the metadata and every parquet footer first, so a damaged file is named (lerobot's errors name none)."
     import pyarrow.parquet as pq
     info = read_json(root / "meta" / "info.json", "LeRobot dataset metadata", LEROBOT_FIX)
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
@@ -561,7 +561,7 @@ def load_lerobot_dataset(root,  # dataset root, or a parent holding <repo_id>/
                          repo_id: str,  # the dataset's repo id
                          **kwargs,  # passed on to LeRobotDataset (episodes, delta_timestamps, ...)
                         ):  # a lerobot LeRobotDataset read from local files only
-    "Open a local LeRobot dataset with lerobot's own `LeRobotDataset`, never touching the network; a damaged file is named."
+    "Open a local LeRobot dataset with lerobot's own `LeRobotDataset`, offline; a damaged file is named."
     root = resolve_lerobot_root(root, repo_id)
     _check_lerobot_files(root)
     LeRobotDataset = _lerobot()
@@ -572,7 +572,7 @@ def load_lerobot_dataset(root,  # dataset root, or a parent holding <repo_id>/
 # %% ../nbs/03_data.ipynb #0b49a41f
 def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
                      ) -> list[Path]:  # the .hdf5 files in name order
-    "The `.hdf5` files of a folder, sorted; an error if there are none, or if the folder is unfinished (`INCOMPLETE.json`)."
+    "A folder's `.hdf5` files, sorted; an error if there are none or the folder is unfinished (`INCOMPLETE.json`)."
     d = Path(input_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"--input-dir {d} is not a folder; point it at a folder of LIBERO *_demo.hdf5 files")
@@ -586,13 +586,13 @@ def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
 
 def convert_libero_to_lerobot(input_dir,  # folder of LIBERO .hdf5 demo files (toy kitchen or real LIBERO)
                               repo_id: str,  # LeRobot repo id recorded in the dataset (never pushed)
-                              output_dir,  # the dataset root to create: absent or empty (see overwrite), parent must exist
+                              output_dir,  # dataset root to create: absent or empty (see overwrite); parent must exist
                               fps: int = 10,  # frames per second (LIBERO's demos: 10 Hz after openpi's conversion)
                               robot_type: str = "panda",  # info.json robot_type
                               max_demos_per_file: int | None = None,  # convert only the first demos of each file
-                              instruction_from_filename: bool = False,  # files without language_instruction: task from the file name
+                              instruction_from_filename: bool = False,  # no language_instruction: task from file name
                               progress: bool = False,  # show a tqdm bar over frames
-                              on_episode: Callable[[int], None] | None = None,  # called with the episode index after each save
+                              on_episode: Callable[[int], None] | None = None,  # called with each saved episode's index
                               overwrite: bool = False,  # replace an existing dataset at output_dir
                              ) -> Path:  # the finished dataset root
     "Convert a folder of LIBERO `.hdf5` demos to a LeRobot dataset at `output_dir`, written atomically."
@@ -653,7 +653,7 @@ def _check_obs(obs: dict) -> int:
 
 
 def save_obs_batch(path,  # the .npz file to write (folder must exist)
-                   obs: dict,  # policy observation: image{camera: uint8 [B H W 3]}, state float32 [B D], prompt list[str]
+                   obs: dict,  # observation: image{camera: uint8 [B H W 3]}, state float32 [B D], prompt list[str]
                    **extra,  # per-frame arrays with leading dim B (frame_index, episode_index, index, task_index, ...)
                   ) -> Path:  # the written file
     "Save one observation batch (plus per-frame extras) as a flat `.npz`, atomically."
@@ -751,7 +751,7 @@ def lerobot_obs_batch(
 
 def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_id>/)
                       repo_id: str,  # the dataset's repo id
-                      output_dir,  # folder to create for the batches: absent or empty (see overwrite), parent must exist
+                      output_dir,  # batch folder to create: absent or empty (see overwrite), parent must exist
                       batch_size: int = 8,  # B, frames per batch file
                       max_batches: int | None = 16,  # at most this many batches (None: every frame)
                       seed: int = 0,  # seeds the frame sampling
@@ -786,10 +786,10 @@ def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_i
 @call_parse
 def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo files (toy kitchen or LIBERO-90)
                        repo_id: str = "vlasteer/toy_kitchen",  # LeRobot repo id recorded in the dataset
-                       output_dir: str = None,  # dataset root to create (absent or empty unless --overwrite; its parent must exist)
+                       output_dir: str = None,  # new dataset root (absent/empty unless --overwrite; parent must exist)
                        max_demos_per_file: int = None,  # convert only the first demos of each file
                        fps: int = 10,  # frames per second recorded in the dataset
-                       instruction_from_filename: bool = False,  # files without language_instruction: task from the file name
+                       instruction_from_filename: bool = False,  # no language_instruction: task from the file name
                        quiet: bool = False,  # no progress bar
                        overwrite: bool = False,  # replace an existing dataset at --output-dir
                       ):
@@ -807,7 +807,7 @@ def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo fil
 @call_parse
 def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or a parent holding <repo-id>/)
                           repo_id: str = "vlasteer/toy_kitchen",  # the dataset's repo id
-                          output_dir: str = None,  # folder to create for the .npz batches (absent or empty unless --overwrite)
+                          output_dir: str = None,  # .npz batch folder to create (absent or empty unless --overwrite)
                           batch_size: int = 8,  # frames per batch file
                           max_batches: int = 16,  # at most this many batches; 0: every frame
                           seed: int = 0,  # seeds the frame sampling (evenly across tasks)
@@ -831,10 +831,10 @@ def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (cr
                        image_size: int = 64,  # height = width of both cameras
                        noise: float = 0.1,  # std of the scripted expert's translation noise
                        quiet: bool = False,  # no progress bar
-                       recovery: float = 0.0,  # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
-                       overwrite: bool = False,  # replace the task files already in --output-dir (a killed run resumes without it)
+                       recovery: float = 0.0,  # fraction of demos starting from a missed grasp (`sim.miss_start`)
+                       overwrite: bool = False,  # replace task files in --output-dir (without it a killed run resumes)
                       ):
-    "Generate scripted-expert demos of the toy kitchen as LIBERO .hdf5 files, one per task; the same command completes a killed run."
+    "Generate scripted-expert toy-kitchen demos as LIBERO .hdf5 files, one per task; rerunning completes a killed run."
     with cli_errors():
         require(output_dir=output_dir)
         paths = generate_demos(output_dir, num_demos=num_demos, seed=seed, tasks=tasks, image_size=image_size,

@@ -81,7 +81,8 @@ class ChunkSampler:
         return obs, self.f["actions"][self.chunk_rows[rows]]
 
 # %% ../nbs/03a_default_policy.ipynb #f72f21a1
-TAKEOVER_SEEDS = 200_000  # round r of `collect_takeovers` starts its rollouts from initial states TAKEOVER_SEEDS + 1000 r + j
+# round r of `collect_takeovers` starts its rollouts from initial states TAKEOVER_SEEDS + 1000 r + j
+TAKEOVER_SEEDS = 200_000
 
 def concat_frames(*parts: dict) -> dict:
     "Join `load_training_frames` arrays of several datasets; episode indices stay distinct."
@@ -107,14 +108,14 @@ class TakeoverConfig:
     def from_dict(cls, d: dict): return from_fields(cls, d)
 
 def collect_takeovers(policy, # anything `sim.rollout_batch` can run
-                      output_dir, # folder for one `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
+                      output_dir, # folder for a `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
                       cfg: TakeoverConfig
                       | None = None, # episodes, takeovers per rollout, noise (default: `TakeoverConfig()`)
                       round: int = 1, # DAgger round: picks the rollout seeds (TAKEOVER_SEEDS + 1000 round + j)
                       seed: int = 0, # seeds where the takeovers start
                       tasks: Sequence[str] | None = None, # instructions (default: every toy-kitchen task)
                       progress: bool = False) -> dict: # instruction -> {policy_success, rollouts, tried, kept}
-    "Roll `policy` out; from random steps of each episode the scripted expert takes over; its successes become LIBERO demos."
+    "Roll `policy` out; the scripted expert takes over at random steps of each episode; successes become LIBERO demos."
     from vlasteer import sim
     from vlasteer.cli import atomic_dir
     from vlasteer.data import demo_from_trajectory, write_libero_hdf5, libero_file_stem
@@ -157,7 +158,7 @@ class TrainingRecipe:
     lr: float = 1e-3  # peak learning rate
     seed: int = 0
     recovery: float = 0.0  # fraction of demos starting from a missed grasp (`vlasteer.sim.miss_start`)
-    ema: float = 0.0  # decay of an exponential moving average of the weights, saved instead of the last step's (0: none)
+    ema: float = 0.0  # decay of an EMA of the weights, saved instead of the last step's (0: none)
     takeover_rounds: int = 0  # DAgger rounds after training: expert takeovers join the data, then fine-tuning
     takeover_episodes: int = 100  # rollouts per task and round (`collect_takeovers`)
     takeover_steps: int = 2000  # fine-tuning steps per round
@@ -180,12 +181,12 @@ class TrainingRecipe:
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
                          recipe: TrainingRecipe
                          | None = None, # demos, steps, EMA, takeover rounds (default: `TrainingRecipe()`)
-                         init=None, # start from this checkpoint (weights, normalisation, architecture) instead of a fresh policy
+                         init=None, # start from this checkpoint (weights, normalisation, sizes), not a fresh policy
                          config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
                          last_step_out=None, # with `ema`: also save the last step's weights here, from the same run
                          work_dir=None, # where demos and the dataset go (default: a temp folder, removed after)
                          progress: bool = True) -> Path:
-    "Reproduce the default policy from nothing: demos -> LeRobot dataset -> flow-matching training (-> takeover rounds)."
+    "Rebuild the default policy from nothing: demos -> LeRobot dataset -> flow-matching training (-> takeover rounds)."
     from vlasteer.data import generate_demos, convert_libero_to_lerobot
     rc = TrainingRecipe() if recipe is None else recipe
     num_demos, steps, batch_size, lr, seed, ema = rc.num_demos, rc.steps, rc.batch_size, rc.lr, rc.seed, rc.ema
@@ -216,7 +217,7 @@ def train_default_policy(out, # checkpoint folder to create (absent or empty)
             policy = Policy(cfg, tokenizer=default_tokenizer(), norm_stats=stats)
         else:
             policy = start
-            policy.config.noise_scale = cfg.noise_scale  # how it samples is a setting of this recipe, not of the weights
+            policy.config.noise_scale = cfg.noise_scale  # sampling is a setting of this recipe, not of the weights
         sampler = ChunkSampler(frames, policy.config.action_horizon, batch_size=batch_size, seed=seed)
         average = EMA(policy, ema) if ema else None
         t1 = time.time()

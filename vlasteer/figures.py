@@ -16,7 +16,8 @@ from .default_policy import PAIR_MEASURES
 from .cli import plotly_output, png_data_uri
 from .steering import SpecCompiler, SteeringSpec, steered_rollouts
 from .methods import CONTROLS, DIRECTION_METHODS, LAYERED, POSITIONAL
-from .sweep import NO_CURVE, Cell, SweepConfig, SweepResult, _fmt_ci, _isnull, _setup_pair, calibrate_positions, cell_spec, episode_record
+from .sweep import (NO_CURVE, Cell, SweepConfig, SweepResult, _fmt_ci, _isnull, _setup_pair,
+                            calibrate_positions, cell_spec, episode_record)
 
 
 # %% auto #0
@@ -203,7 +204,7 @@ class SteeringState:
 
 def explorer_figure(res: SweepResult, state: SteeringState, films: dict
                     | None = None): # (pair, method, alpha) -> filmstrip; -> plotly Figure
-    "The dose–response of the state's pair with its (method, α) marked; the subtitle says whether a filmstrip goes with it."
+    "The dose–response of the state's pair with its (method, α) marked; the subtitle says if a filmstrip goes with it."
     fig = plot_dose_response(res, state.pair, highlight=(state.method, state.alpha))
     has = (state.pair, state.method, float(state.alpha)) in (films or {})
     note = "filmstrip below" if has else "no filmstrip recorded for this cell"

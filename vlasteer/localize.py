@@ -40,7 +40,7 @@ def patch_grid(policy, compact: bool = False) -> list[str]:
 # %% ../nbs/09d_localize.ipynb #94e9f281
 def study_config(policy, compact: bool = False, # the main job's smaller grid
                  seeds: Sequence[int] | None = None, # None: 20 seeds (10 when compact)
-                 pooled_layers: Sequence[int] | None = None, # layers of 08_sae's pooled directions to include (None: none)
+                 pooled_layers: Sequence[int] | None = None, # layers of 08_sae's pooled directions to add (None: none)
                  clusters: bool = False, # include the FFN-cluster methods (needs a clusters JSON)
                  workers: int = 2, seed: int = 0) -> SweepConfig:
     "The localisation and steering study of every toy-kitchen pair as one sweep configuration."
@@ -128,7 +128,7 @@ def verdict(flip: float, neither: float, flip_at_0: float, control: float) -> st
     return "no effect"
 
 def site_label(method: str, layer, pos_site: str = "hook_resid_pre") -> str:
-    "Where a cell's edit acts, in words: a pooled direction at a block's output, a per-position one at blocks' inputs, a patch site."
+    "Where a cell's edit acts, in words: pooled direction at block output, per-position at block inputs, or patching."
     if _isnull(layer): return "every position, every block" if method == "neurons_const" else ""
     if method in LAYERED: return f"output of block {layer}"
     if method in POSITIONAL:
@@ -233,7 +233,7 @@ def _pct(v) -> str: return "n/a" if _isnull(v) else f"{v:.2f}"
 def pair_sentence(pair: str, goal: dict, loc: "pandas.DataFrame", pos_site: str = "hook_resid_pre",
                   answer: Sequence[dict] = ()) -> str: # answer: the pair's `answer_table` rows
 
-    "One paragraph stating a pair's result: ceiling, best direction-based edit and its controls, the sites that carry B."
+    "One paragraph of a pair's result: ceiling, best direction-based edit and its controls, the sites that carry B."
     a, b = sim.CONCEPT_PAIRS[pair]
     s = (f"**{pair}** (instructed “{a}”, steered toward “{b}”, n = {goal['n']} seeds per cell): the prompt swap "
          f"reaches B in "
@@ -261,7 +261,7 @@ def pair_sentence(pair: str, goal: dict, loc: "pandas.DataFrame", pos_site: str 
     return s
 
 def report_sections(study: dict) -> list[dict]:
-    "Report sections leading with the answer: per pair the answer table, then where the concept lives (patching heatmaps)."
+    "Report sections, answer first: per pair the answer table, then where the concept lives (patching heatmaps)."
     import pandas as pd
     loc = pd.DataFrame(study["localization"])
     goals = {g["pair"]: g for g in study["goal"]}
@@ -337,10 +337,10 @@ def localize_cli(out: str = None, # study folder (resumed when it holds the same
                  compact: bool = False, # the main job's smaller grid
                  workers: int = None, # processes (default 2)
                  overwrite: bool = False, # replace a study folder that holds another config or policy
-                 norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+                 norm_stats: str = None, # normalisation statistics (norm_stats.json, or a folder holding them)
                  no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
                  asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
-    "Where does each pair's concept live, and which edit moves the robot? Run (or resume) the study and print the answer."
+    "Where does each pair's concept live, which edit moves the robot? Run (or resume) the study and print the answer."
     from vlasteer.checkpoints import load_default_policy, policy_from_cli
     with cli_errors():
         if not out: raise ValueError("--out is required (the study folder)")

@@ -38,7 +38,7 @@ class MainJobConfig:
     obs_max_batches: int = 8        # FFN probe: batches sampled from the dataset
     top_k_per_layer: int = 64       # FFN probe: neurons kept per layer
     num_clusters: int = 8           # k-means clusters of the value vectors
-    min_abs_delta: float = 0.02     # contrast: minimum mean change on the axis (the toy kitchen's value, see 06_contrast)
+    min_abs_delta: float = 0.02     # contrast: minimum mean change on the axis (the toy kitchen's, see 06_contrast)
     layers: tuple | None = None     # VLM blocks to capture; None: every block but the last
     capture_batch_size: int = 32    # frames per forward pass of the capture
     sae_architecture: str = "topk"  # SAE: topk or standard
@@ -98,8 +98,8 @@ class StepResult:
     config: dict = field(default_factory=dict)    # the step's settings
     commands: list = field(default_factory=list)  # equivalent console commands ($RUN = the run folder)
     summary: dict = field(default_factory=dict)   # key results, JSON-ready
-    lead: list = field(default_factory=list)      # sections the report opens with (the steering answer), before the run's overview
-    timings: dict = field(default_factory=dict)   # measured costs (seconds): provenance.json only, never the report or summary.json
+    lead: list = field(default_factory=list)      # the report's first sections (the steering answer), then the overview
+    timings: dict = field(default_factory=dict)   # measured seconds: provenance.json only, never report or summary.json
 
 @dataclass
 class JobContext:
@@ -161,7 +161,7 @@ def run_step(ctx: JobContext, name: str, title: str, fn: Callable, k: int, n: in
     return res
 
 def report_sections(ctx: JobContext) -> list[dict]:
-    "The report's sections in order: the steps' lead sections (the answer), the run's overview, every step's sections, the artefacts."
+    "The report's sections: the steps' leads (the answer), the run's overview, every step's sections, the artefacts."
     return ([s for r in ctx.results.values() for s in r.lead] + [overview_section(ctx)] +
             [s for r in ctx.results.values() for s in r.sections] + [artefacts_section(ctx)])
 
@@ -670,7 +670,7 @@ def step_directions(ctx: JobContext) -> StepResult:
 
 # %% ../nbs/09e_main.ipynb #71cfe8d9
 def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> SweepConfig:
-    "The steering study of this run: the compact localisation grid, with this run's pooled directions and clusters (quick: a few cells)."
+    "This run's steering study: the compact localisation grid, its pooled directions and clusters (quick: a few cells)."
     from vlasteer.localize import study_config
     from vlasteer.sweep import SweepConfig
     seeds = None if c.steering_seeds is None else range(6000, 6000 + c.steering_seeds)
@@ -687,7 +687,7 @@ def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> SweepConfig
                         workers=c.steering_workers, seed=c.seed)
 
 def step_steering(ctx: JobContext) -> StepResult:
-    "The steering study: where each pair's instruction is read (patching), every family of edit with its controls, the ceiling and floor."
+    "The steering study: where each pair's instruction is read (patching), edit families, controls, ceiling and floor."
     from vlasteer import figures, sim
     from vlasteer.localize import localize, patch_cost, report_sections as answer_sections, site_label
     from vlasteer.ffn import kitchen_batches
@@ -800,7 +800,7 @@ def main_job_cli(out: str = "runs/demo", # run folder (its parent must exist; a 
                  quick: bool = False, # a much smaller run (tests)
                  quiet: bool = False, # no progress bars
                 ):
-    "The main job: the whole vlasteer pipeline on the embedded default, into one run folder with a self-contained HTML report."
+    "The main job: the whole pipeline on the embedded default, into one run folder with a self-contained HTML report."
     with cli_errors():
         kw = {k: v for k, v in dict(num_demos=num_demos, eval_seeds=eval_seeds, steering_seeds=seeds,
                                     seed=seed).items() if v is not None}

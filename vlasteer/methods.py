@@ -36,7 +36,7 @@ class PairSetup:
     cluster: dict | None = None   # {"path", "cluster_id", "members", "unit"}: the cluster chosen for B
     seed: int = 0
     depth: int = 0                # VLM blocks (for block sets such as "all")
-    positions: str | None = None  # per-position directions file (08b_positions): raw / sae / clamp / random / wrong tensors
+    positions: str | None = None  # per-position directions file (08b_positions): raw/sae/clamp/random/wrong tensors
     token_saes: str | None = None # folder of per-token SAEs, one per block: L0/, L1/, ...
     pos_site: str = "hook_resid_pre"  # where the per-position directions are added (block input or output)
     neuron_value: float = 10.0    # the constant of Häon et al.'s protocol (neurons_const)
@@ -179,7 +179,7 @@ def wrong_pair_pos_direction(s: PairSetup, where) -> SteeringSpec:
                                                                        "another pair's direction, norm-matched")])
 
 def neurons_constant(s: PairSetup, layer=None) -> SteeringSpec:
-    "Häon et al.'s protocol: the cluster for B set to a constant at every position of every forward pass, across its layers."
+    "Häon et al.'s protocol: B's cluster set to a constant at every position of every forward pass, across its layers."
     _need_cluster(s)
     c = s.cluster
     return SteeringSpec(f"{s.pair}/neurons_const", [Edit("set_neurons", tower=s.tower, tokens=None,
@@ -197,7 +197,7 @@ PATCH_SPANS = {"vision": ("image", "all"), "vlm": ("image", "instruction", "stat
 
 @dataclass(frozen=True)
 class PatchSite:
-    "Where activation patching acts: `tower/site/blocks/span[/steps]`, e.g. `vlm/kv/0/instruction`, `expert/pre/1-3/action/last`."
+    "Where patching acts: `tower/site/blocks/span[/steps]`, e.g. `vlm/kv/0/instruction`, `expert/pre/1-3/action/last`."
     tower: str
     site: str         # a hook site (aliases: pre, mid, post, kv, mlp, z)
     blocks: str       # a block, a window a-b, or all

@@ -74,7 +74,7 @@ class PolicyConfig:
     discrete_state_input: bool | None = None   # state as text in the prompt; None: True for pi05
     cameras: tuple = LIBERO_CAMERAS            # image inputs, in prefix order
     num_steps: int = 10                        # Euler steps at inference
-    noise_scale: float = 1.0                   # std of the initial noise at inference (openpi: 1; 0: integrate from the noise's mean, deterministic)
+    noise_scale: float = 1.0                   # initial noise std (openpi: 1; 0: from the noise's mean, deterministic)
     precision: str = "float32"                 # "float32" or "bfloat16"
     output_action_dim: int | None = None       # keep the first n action dims in `infer` (LIBERO: 7)
     initializer_range: float = 0.02            # std of the random initialisation
@@ -130,7 +130,7 @@ def _in_span(offsets, start, end):
     return np.array([s < end and e > start for s, e in offsets], dtype=bool)
 
 class SentencePieceTokenizer:
-    "A SentencePiece model (PaliGemma's, as openpi loads it) behind the few `tokenizers.Tokenizer` methods vlasteer uses."
+    "PaliGemma's SentencePiece model (as openpi loads it) behind the few `tokenizers.Tokenizer` methods vlasteer uses."
     def __init__(self, path: str | Path):
         import sentencepiece as spm
         self.path, self.sp = Path(path), spm.SentencePieceProcessor(model_file=str(path))
@@ -394,7 +394,8 @@ class PaliGemmaWithExpert(nn.Module):
         super().__init__()
         from transformers import PaliGemmaForConditionalGeneration, GemmaModel
         self.paligemma = PaliGemmaForConditionalGeneration(_paligemma_config(cfg))
-        self.paligemma.tie_weights()  # lm_head = embed_tokens; transformers skips the tie under `no_init_weights` (load_policy)
+        # lm_head = embed_tokens; transformers skips the tie under `no_init_weights` (load_policy)
+        self.paligemma.tie_weights()
         self.gemma_expert = nn.Module()
         self.gemma_expert.model = GemmaModel(_expert_config(cfg))
         self.gemma_expert.model.embed_tokens = None  # the expert reads action tokens, never text
@@ -425,7 +426,8 @@ class Policy(nn.Module):
                  require_norm_stats: bool = False): # refuse to act without them (`load_policy` sets it for checkpoints)
         super().__init__()
         self.config, self.tokenizer, self.norm_stats = config, tokenizer, norm_stats
-        self.require_norm_stats, self.norm_stats_source = require_norm_stats, None  # source: where load_policy found them
+        # norm_stats_source: where load_policy found them
+        self.require_norm_stats, self.norm_stats_source = require_norm_stats, None
         self.paligemma_with_expert = PaliGemmaWithExpert(config)
         w, a = config.expert.width, config.action_dim
         self.action_in_proj, self.action_out_proj = nn.Linear(a, w), nn.Linear(w, a)
@@ -629,7 +631,7 @@ def embed_suffix(self: Policy, state: torch.Tensor, # [batch action_dim]
 _NEG = -2.3819763e38  # openpi's masked logit: a fully masked row gives a uniform softmax, not NaN
 
 def _cache_kv(hook: HookPoint, k: torch.Tensor, v: torch.Tensor) -> tuple: # k, v [batch kv_heads pos head_dim]
-    "The (k, v) a prefix pass caches for the expert, passed through the block's `attn.hook_kv` as [batch pos (2 kv_heads head_dim)]."
+    "The expert's cached prefix (k, v), passed through the block's `attn.hook_kv` as [batch pos (2 kv_heads head_dim)]."
     B, H, T, D = k.shape
     kv = torch.cat([k.transpose(1, 2).reshape(B, T, H * D), v.transpose(1, 2).reshape(B, T, H * D)], dim=-1)
     kv = hook(kv)
@@ -795,7 +797,7 @@ def tiny_config(kind: str = "pi05", **overrides) -> PolicyConfig:
 
 def tiny_policy(kind: str = "pi05", # "pi0" or "pi05"
                 seed: int = 0, **overrides) -> Policy:
-    "A randomly initialised small policy with the default tokenizer, and no statistics on purpose (random weights saw no data)."
+    "A small randomly initialised policy with the default tokenizer and, on purpose, no statistics (it saw no data)."
     torch.manual_seed(seed)
     return Policy(tiny_config(kind, **overrides), tokenizer=default_tokenizer(), require_norm_stats=False).eval()
 

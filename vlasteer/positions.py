@@ -127,7 +127,7 @@ def random_like(dirs: dict, # block -> [n_pos d]
     return out
 
 def wrong_pair(dirs: dict, other: dict) -> dict: # block -> [n_pos d]: `other`'s direction at `dirs`' norm
-    "Another pair's direction aligned at the span's start, cut or padded to `dirs`' positions, scaled to `dirs`' norm per block."
+    "`other`'s direction aligned at the span start, cut/padded to `dirs`' positions, at `dirs`' norm per block."
     missing = sorted(set(dirs) - set(other))
     if missing: raise ValueError(f"the other pair has no direction at block(s) {missing}")
     out = {}

@@ -64,10 +64,12 @@ def item_html(item, div_id: str) -> str:
 
 def _slug(s: str) -> str: return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "section"
 
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
 code,pre{background:#f5f5f5;border-radius:3px}code{padding:0 .25em}pre{padding:.6em;overflow-x:auto;font-size:.85em}
-table.tbl{border-collapse:collapse;font-size:.85em;margin:.5em 0}table.tbl td,table.tbl th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
+table.tbl{border-collapse:collapse;font-size:.85em;margin:.5em 0}
+table.tbl td,table.tbl th{border:1px solid #ddd;padding:.2em .5em;text-align:right}
 table.tbl th{background:#f3f3f3}.tblwrap{overflow-x:auto}.meta{color:#666;font-size:.9em}nav ol{columns:2}
 img.px{image-rendering:pixelated}figure{display:inline-block;margin:.3em;text-align:center;font-size:.8em}"""
 

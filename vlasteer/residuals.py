@@ -15,7 +15,8 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json, reading, write_json
+from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
+                          reading, write_json)
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, check_concept_map, lerobot_tasks, load_concept_map
 
@@ -159,7 +160,7 @@ def capture_batch(policy, obs: dict, # a batched observation (`lerobot_obs_batch
             if noise is None: raise ValueError("expert token groups need the initial noise (frame_noise)")
             policy.sample_actions(inp, noise)
         else:
-            if stop_early and max(layers) < policy.config.vlm.depth - 1:  # (after the last block there is nothing to skip)
+            if stop_early and max(layers) < policy.config.vlm.depth - 1:  # after the last block: nothing to skip
                 def stop(act, hook): raise _StopForward()
                 stack.enter_context(intervene(policy, {f"vlm.blocks.{max(layers)}.hook_resid_post": stop}))
             try: policy.prefix_cache(inp)
@@ -218,7 +219,8 @@ RUN_FORMAT = "vlasteer.residuals/1"
 
 def policy_fingerprint(policy) -> str:
     "A short hash of a policy's config and weights (4096 evenly spaced values of every tensor a checkpoint holds)."
-    from vlasteer.checkpoints import OPTIONAL_KEYS  # the LM heads: not in checkpoints, not loaded, and no residual depends on them
+    # the LM heads: not in checkpoints, not loaded, and no residual depends on them
+    from vlasteer.checkpoints import OPTIONAL_KEYS
     h = hashlib.sha256(json.dumps(policy.config.to_dict(), sort_keys=True, default=str).encode())
     for name, p in sorted(policy.state_dict().items()):
         if name in OPTIONAL_KEYS: continue
@@ -285,7 +287,7 @@ def _json_digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def input_digests(dataset_root, # the dataset folder (the one holding meta/info.json)
-                  checkpoint=None, # the checkpoint folder or file; None or a built-in name ("default", "tiny"): not a file
+                  checkpoint=None, # checkpoint folder or file; None or a built-in name ("default", "tiny"): not a file
                  ) -> dict: # name -> file_digest of its bytes
     "Content digests of the files a capture reads: every file of the dataset and, when it is one, of the checkpoint."
     out = dict(dataset=file_digest(dataset_root))
@@ -329,7 +331,8 @@ def check_finite(x: torch.Tensor, what) -> torch.Tensor:
                          "recapture them (in float32 if bfloat16 overflowed) or drop those frames")
     return x
 
-def read_chunk(path, device: str = "cpu") -> dict: # residuals [n d] float32; index, episode_index, task_index [n] int64 or None; metadata
+def read_chunk(path, device: str = "cpu"
+              ) -> dict: # residuals [n d] float32; index, episode_index, task_index [n] int64 or None; metadata
     "Read one chunk file: vlasteer's `.safetensors` or the seed's `.pt`; non-finite residuals are refused."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no chunk file at {path}")
@@ -389,7 +392,7 @@ def stale_temp_dirs(target) -> list[Path]: # temp folders beside `target` that n
     return out
 
 def check_folder_target(target, overwrite: bool = False, flag: str = "--output-dir") -> Path:
-    "Check, before any work, that a command may write the folder `target` (parent present; replaced only with `overwrite`)."
+    "Check before any work that a command may write folder `target` (parent present; replaced only with `overwrite`)."
     target = Path(target)
     if not target.parent.is_dir():
         raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
@@ -466,12 +469,12 @@ class CaptureRun:
     stop_early: bool = True          # VLM only: stop each pass after the last recorded layer
     progress: bool = False           # tqdm bar over frames
     on_chunk: Callable | None = None # called with each chunk number once its files are written
-    finalize: bool = True            # write metadata.json when this shard finds the run complete (False: the caller does)
+    finalize: bool = True            # write metadata.json when this shard finds the run done (False: the caller does)
 
 def capture_residuals(policy, # a vlasteer Policy (eval mode, on its device)
                       lerobot_root, # LeRobot dataset root (or a parent of <repo_id>/); None: the concept map's
                       output_dir, # the run directory (created; an unfinished run of the same capture is resumed)
-                      config: CaptureConfig, # what the run records: layers, towers, token groups, batch and chunk sizes, seed
+                      config: CaptureConfig, # what to record: layers, towers, token groups, batch/chunk sizes, seed
                       repo_id: str
                       | None = None, # the dataset's repo id (default: the concept map's, else the root's name)
                       concept_map=None, # a concept map (dict or path): capture only its frames
@@ -596,7 +599,7 @@ def _header(path) -> tuple[tuple, dict, dict]: # (shape of residuals, {"index": 
         return tuple(f.get_slice("residuals").get_shape()), {"index": f.get_tensor("index")}, dict(f.metadata() or {})
 
 def _chunk_header(path, spec: dict, tower: str):
-    "`_header` of a chunk of `tower` in the run described by `spec`; a chunk of another model or other input files is refused."
+    "`_header` of a `tower` chunk in the run `spec` describes; a chunk of another model or other inputs is refused."
     shape, t, meta = _header(path)
     width = spec["policy"]["width"][tower]
     if shape[1] != width:
@@ -687,7 +690,7 @@ def launcher_shard(shard_index: int | None = None, num_shards: int | None = None
                    device: str = "cpu", # the --device flag
                    env: dict | None = None, # the environment (None: os.environ)
                   ) -> tuple[int, int, str, bool]: # (shard_index, num_shards, device, whether a launcher set them)
-    "This process's shard and device: the flags, else a launcher's RANK / WORLD_SIZE / LOCAL_RANK; a contradiction is an error."
+    "This process's shard and device: the flags, else a launcher's RANK/WORLD_SIZE/LOCAL_RANK; contradictions raise."
     env = os.environ if env is None else env
     if "RANK" not in env or "WORLD_SIZE" not in env:
         return (0 if shard_index is None else shard_index), (1 if num_shards is None else num_shards), device, False
@@ -709,7 +712,7 @@ def launcher_shard(shard_index: int | None = None, num_shards: int | None = None
 def wait_for_all_shards(env: dict | None = None, # the environment (None: os.environ)
                         timeout_s: float = 7 * 24 * 3600, # how long the first rank may wait for the last
                        ) -> bool: # whether the ranks met (False: no rendezvous in the environment)
-    "Under a launcher with a rendezvous: wait until every rank has finished (a gloo barrier; the group is made here only if none exists)."
+    "With a launcher's rendezvous: wait until every rank has finished (a gloo barrier; makes a group if none exists)."
     import datetime, torch.distributed as dist
     env = os.environ if env is None else env
     if not dist.is_available() or not all(k in env for k in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE")):
@@ -846,7 +849,7 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
 
 @call_parse
 def save_residuals_cli(
-        checkpoint_path: str = None, # pi0 / pi0.5 checkpoint folder (or its model.safetensors); default: the embedded default policy
+        checkpoint_path: str = None, # pi0/pi0.5 checkpoint folder or model.safetensors (default: the embedded policy)
         config_name: str = None, # without --checkpoint-path: default or tiny; with it: recorded in metadata.json
         output_dir: str = None, # the run directory (created; an unfinished run of the same command is resumed)
         lerobot_root: str = None, # LeRobot dataset root (default: the concept map's)
@@ -854,7 +857,7 @@ def save_residuals_cli(
         concept_map_path: str = None, # capture only the frames this concept map names (default: every frame)
         layers: Param("block indices to capture, e.g. 12 (negative: from the end)", int, nargs="+") = None,
         towers: Param("towers: vlm (default) and/or expert", str, nargs="+") = None,
-        capture_instructions: bool = False, # also capture the instructions group (the decision group is always captured)
+        capture_instructions: bool = False, # also capture the instructions group (the decision group always is)
         token_groups: Param("token groups to capture, instructions and/or decision (overrides --capture-instructions)",
                             str, nargs="+") = None,
         batch_size: int = 32, # frames per forward pass

@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_sae.ipynb #25337afb
 from __future__ import annotations
-from .cli import cli_errors, dashed_flags, file_digest, from_fields, read_json, reading, write_json, one_line as _one_line
+from .cli import (cli_errors, dashed_flags, file_digest, from_fields, read_json, reading, write_json,
+                          one_line as _one_line)
 from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
 from .slices import ConceptSlice, load_slices, slice_files
 
@@ -89,7 +90,7 @@ def sae_from_pretrained(release: str, # SAELens release, e.g. "gemma-2b-it-res-j
 STANDARD_KEYS = ("W_enc", "W_dec", "b_enc", "b_dec")
 
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    "A dict of tensors from `.safetensors` or a `.pt`/`.pth` file (torch.load(weights_only=True); `{'state_dict': ...}` unwrapped)."
+    "Tensors from `.safetensors` or `.pt`/`.pth` (torch.load(weights_only=True); `{'state_dict': ...}` unwrapped)."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"no fine-tuned SAE state dict at {path}")
     if path.suffix == ".safetensors":
@@ -348,7 +349,7 @@ def run_rows(run_dir, # a complete residual run (vlasteer's)
 
 # %% ../nbs/08_sae.ipynb #079d1ab4
 def stream_batches(src: DiskRows, batch_size: int, seed: int = 0, # seeds the piece order and the shuffles
-                   buffer_rows: int = 1 << 16, # rows held in the shuffle buffer (memory: about 2 x buffer_rows x d_model x 4 bytes)
+                   buffer_rows: int = 1 << 16, # rows in the shuffle buffer (memory about 2 x rows x d_model x 4 bytes)
                   ) -> Iterator[torch.Tensor]: # endless [batch d_model]
     "Endless shuffled batches of the rows of `src`, read from disk a piece at a time through a shuffle buffer."
     n = src.n
@@ -440,7 +441,7 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, o
               init=None,                  # an SAE to fine-tune; None: train from scratch
               hook_name: str | None = None, # recorded in the SAE's metadata
               progress: bool = False,
-              buffer_rows: int = 1 << 16, # DiskRows: rows in the shuffle buffer (memory: about 2 x buffer_rows x d_model x 4 bytes)
+              buffer_rows: int = 1 << 16, # DiskRows: shuffle buffer rows (memory about 2 x rows x d_model x 4 bytes)
              ) -> tuple: # (inference SAE, info dict)
     "Train (or fine-tune) an SAE on residuals with SAELens's `SAETrainer`; returns the SAE as SAELens reloads it."
     cfg = cfg or SAETrainConfig()
@@ -486,7 +487,7 @@ def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, o
 def save_sae(sae, path: str | Path, # a SAELens inference SAE (or a training one) and the directory to create
              extra: dict | None = None, # JSON written as vlasteer.json beside cfg.json
              overwrite: bool = False) -> Path: # replace an existing directory
-    "Write `sae` as a SAELens directory (`cfg.json` + `sae_weights.safetensors`), whole (a temp folder renamed into place)."
+    "Write `sae` as a SAELens directory (`cfg.json` + `sae_weights.safetensors`) atomically (a temp folder renamed)."
     with atomic_folder(path, overwrite) as tmp:
         (sae.save_inference_model if hasattr(sae, "save_inference_model") else sae.save_model)(str(tmp))
         if extra is not None: write_json(extra, tmp / "vlasteer.json")
@@ -639,7 +640,7 @@ def train_and_save_sae(train, held, # training rows and held-out rows (None or e
                        record: SAERecord, init=None, # an SAE to fine-tune
                        overwrite: bool = False, progress: bool = True, buffer_rows: int = 65536,
                       ) -> tuple: # (sae, training info, fidelity table)
-    "Train an SAE, measure its fidelity on held-out rows, and write it with `vlasteer.json`: the CLI's and the main job's step."
+    "Train an SAE, measure its fidelity on held-out rows, write it with `vlasteer.json`: the CLI's and main job's step."
     sae, info = train_sae(train, cfg, init=init, hook_name=record.hook, progress=progress, buffer_rows=buffer_rows)
     table = fidelity_table(sae, held or train, dense_threshold=0.1, device=cfg.device)
     extra = dict(train=cfg.to_dict(), info=info, hook=record.hook, layer=record.layer, concepts=record.concepts,
@@ -687,13 +688,13 @@ def _common(slices: dict[str, ConceptSlice], attr: str):
 
 @call_parse
 def train_sae_cli(slices: Param("concept slice files or folders holding them (layerNN/)", str, nargs="+") = None,
-                  output_dir: str = None,  # SAELens directory to create (its parent must exist; an existing one only with --overwrite)
+                  output_dir: str = None,  # new SAELens directory (parent must exist; replaced only with --overwrite)
                   run_dir: str = None,  # instead of --slices: train on a residual run's chunk files, streamed from disk
                   layer: int = None,  # with --run-dir: the block (default: the run's only layer)
                   token_type: str = "instructions",  # with --run-dir: the token group (instructions or decision)
                   tower: str = "vlm",  # with --run-dir: the group's tower
                   stream: bool = False,  # stream --slices from disk instead of loading them (bounded memory)
-                  buffer_rows: int = 65536,  # streaming: rows in the shuffle buffer (memory about 2 x rows x d_model x 4 bytes)
+                  buffer_rows: int = 65536,  # streaming: shuffle buffer rows (memory: ~2 x rows x d_model x 4 bytes)
                   architecture: str = "standard",  # standard (ReLU + L1) or topk
                   d_sae: int = None,  # latents; default: expansion * d_model
                   expansion: int = 4,  # d_sae = expansion * d_model when --d-sae is not given
@@ -702,7 +703,7 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
                   lr: float = 3e-3,  # learning rate (cosine schedule to lr/10)
                   steps: int = 1000,  # optimiser steps
                   batch_size: int = 64,  # residuals per step
-                  normalize_activations: str = "none",  # none, expected_average_only_in, layer_norm, covariance_whitening
+                  normalize_activations: str = "none",  # none/expected_average_only_in/layer_norm/covariance_whitening
                   holdout_fraction: float = 0.2,  # fraction of each concept held out for the fidelity report
                   min_variance_explained: float = 0.9,  # warn when held-out variance explained is lower
                   sae_release: str = None,  # fine-tune this pretrained SAE (with --sae-id)
@@ -716,7 +717,7 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
                   overwrite: bool = False,  # replace an existing --output-dir
                   quiet: bool = False,  # no progress bar
                  ):
-    "Train (or fine-tune) a SAELens SAE on concept slices (or a run's chunks, streamed) and write it as a SAELens directory."
+    "Train (or fine-tune) a SAELens SAE on concept slices (or a run's chunks, streamed) and write its directory."
     with cli_errors():
         _require(output_dir=output_dir)
         if bool(slices) == bool(run_dir):

@@ -138,7 +138,7 @@ def _renderer(size: int) -> tuple:  # (render model, mujoco.Renderer)
     return _RENDERERS[size]
 
 class ToyKitchenEnv:
-    "The toy kitchen with a LIBERO-like API: `reset(seed)`, `step(action)`, `check_success()`, `get_state()`/`set_state()`."
+    "The toy kitchen, LIBERO-like: `reset(seed)`, `step(action)`, `check_success()`, `get_state()`/`set_state()`."
     camera_names = ("agentview", "robot0_eye_in_hand")
 
     def __init__(self,
@@ -569,7 +569,7 @@ def _run_episode(env, obs, act, rec, steps, stop_on_success) -> Trajectory:
     return rec.finish()
 
 def rollout(policy,                       # anything with `infer(obs) -> {"actions": [horizon, 7+]}`
-            env=None,                     # a `ToyKitchenEnv` or `LiberoEnv` (default: a fresh 64x64 toy kitchen, closed after)
+            env=None,                     # `ToyKitchenEnv`/`LiberoEnv` (default: a new 64x64 toy kitchen, closed after)
             task: Task | str | None = None,  # the task (default: the env's); on a `LiberoEnv` only the prompt
             seed: int = 0,                # initial-state seed
             steps: int | None = None,     # step budget (default: `env.max_steps`)
@@ -650,7 +650,7 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
                   envs: Sequence | None = None,  # reuse these environments (one per episode) instead
                   prompts: Sequence[str] | None = None,  # prompt with these instead of the tasks' instructions
                   row_intervention: Callable
-                  | None = None,  # `(policy, episode indices of the batch rows) -> context manager`, entered around each `infer`
+                  | None = None,  # `(policy, rows' episode indices) -> context manager`, entered around each `infer`
                   ) -> list:                  # one `Trajectory` per episode
     "Run `policy` on several episodes at once, one batched `infer` call per replanning step."
     seeds = [int(s) for s in seeds]

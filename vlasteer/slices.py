@@ -16,7 +16,8 @@ from fastcore.script import Param, call_parse
 
 from .cli import atomic_path, cli_errors, console, file_digest, reading, write_json
 from .contrast import check_indices_in, concept_indices, load_concept_map
-from .residuals import TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder, check_folder_target, load_pt, read_chunk, write_tensors
+from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder,
+                                check_folder_target, load_pt, read_chunk, write_tensors)
 
 
 # %% auto #0
@@ -68,7 +69,8 @@ class ConceptSlice:
     @property
     def d_model(self) -> int: return self.residuals.shape[1]
     def __repr__(self):
-        return f"ConceptSlice({self.concept!r}, n={self.n}, d_model={self.d_model}, layer={self.layer}, hook={self.hook!r})"
+        return (f"ConceptSlice({self.concept!r}, n={self.n}, d_model={self.d_model}, layer={self.layer}, "
+                f"hook={self.hook!r})")
 
 def slice_path(root: str | Path, # root of the slices (or of the outputs)
                layer: int, concept: str) -> Path:
@@ -320,7 +322,7 @@ def plot_cosine_matrix(names: list, m: np.ndarray,
 def slice_residuals_cli(
         run_dir: str = None, # a complete run directory (or the seed's)
         concept_map_path: str = None, # concept map JSON (vlasteer_map_concept_samples)
-        output_dir: str = None, # slices folder to create: layerNN/<concept>.safetensors (an existing one only with --overwrite)
+        output_dir: str = None, # slices folder to create, layerNN/<concept>.safetensors (replaced only if --overwrite)
         layers: Param("layers to slice (default: every layer of the run)", int, nargs="+") = None,
         token_type: str = "instructions", # token group: instructions or decision
         tower: str = "vlm", # the group's tower: vlm or expert

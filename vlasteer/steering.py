@@ -34,7 +34,7 @@ class Edit:
     "One intervention: what, where, how strong."
     kind: str                          # one of EDIT_KINDS
     tower: str = "vlm"                 # vision, vlm or expert
-    layers: list = field(default_factory=list)  # blocks (add, sae_clamp); neuron kinds take theirs from `neurons`/`cluster`
+    layers: list = field(default_factory=list)  # blocks (add, sae_clamp); neuron kinds: from `neurons`/`cluster`
     site: str = "hook_resid_post"      # hook site in the block (neuron kinds: mlp.hook_post)
     tokens: str | list | None = None   # span(s): image, instruction, state, action; None: every valid token
     steps: list | None = None          # expert denoising steps (None: all)
@@ -49,7 +49,7 @@ class Edit:
     latents: list | None = None        # sae_clamp: latent ids
     values: list | None = None         # sae_clamp: value per latent at alpha = 1 (default 1)
     source: str | None = None          # patch: the prompt of the clean pass whose activations are patched in
-    ramp: int | None = None            # schedule: alpha grows linearly over the first `ramp` policy calls (None: constant)
+    ramp: int | None = None            # alpha grows linearly over the first `ramp` policy calls (None: constant)
 
     def __post_init__(self):
         if self.kind not in EDIT_KINDS: raise ValueError(f"unknown edit kind {self.kind!r}; use one of {EDIT_KINDS}")
@@ -413,13 +413,13 @@ def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targe
     return fn
 
 def clean_pass(policy, obs: dict, noise: torch.Tensor, names: Sequence[str]):
-    "Run what the clean pass needs: the prefix alone when every patched site is in the vision tower or the VLM, else a whole `infer`."
+    "Run the clean pass: the prefix alone when every patched site is in the vision tower or VLM, else a whole `infer`."
     if all(HookName.parse(n).tower != "expert" for n in names): policy.prefix_cache(policy.prepare(obs))
     else: policy.infer(obs, noise=noise)
 
 def patched_infer(policy, spec: SteeringSpec, obs: dict, # an observation (batched or not)
                   noise: torch.Tensor | None = None, seed: int = 0, compiler: SpecCompiler | None = None) -> dict:
-    "`policy.infer(obs)` under `spec`, patch edits included: their clean pass (prompt `spec.source()`) runs first with the same noise."
+    "`policy.infer(obs)` under `spec`; patch edits' clean pass (prompt `spec.source()`) runs first, same noise."
     c = compiler or SpecCompiler(policy)
     hooks, src = c.hooks(spec), spec.source()
     batched = not isinstance(obs.get("prompt"), str)
@@ -548,7 +548,7 @@ class EpisodeSteering:
         return {"actions": a}
 
 def either_task(task: sim.Task | str, other: sim.Task | str) -> sim.Task:
-    "`task` whose episode also ends when `other`'s goal is met (success: either), so a steered episode stops at whichever comes first."
+    "`task` whose episode also ends when `other`'s goal is met (success: either): it stops at whichever comes first."
     t, o = sim.get_task(task), sim.get_task(other)
     return _Either(**{f: getattr(t, f) for f in t.__dataclass_fields__}, other=o)
 

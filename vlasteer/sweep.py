@@ -18,7 +18,8 @@ from fastcore.script import Param, call_parse
 
 from . import sim
 from .cli import wilson
-from .steering import SpecCompiler, SteeringSpec, either_task, load_spec, mean_resid_norm, read_direction, spec_inputs, split_ref, steered_rollouts
+from .steering import (SpecCompiler, SteeringSpec, either_task, load_spec, mean_resid_norm, read_direction,
+                               spec_inputs, split_ref, steered_rollouts)
 from .methods import (BASELINES, CONTROLS, DEFAULT_METHODS, DIRECTION_METHODS, LAYERED, METHODS, POSITIONAL,
                               PairSetup, PatchSite, blocks_of, choose_cluster)
 
@@ -46,9 +47,9 @@ class SweepConfig:
     calibration_states: int = 4       # initial states for unit norms and cluster choice
     workers: int = 1                  # processes (pairs are split between them)
     seed: int = 0
-    baselines: list = field(default_factory=list)   # no-edit cells: prompt_b (the prompt swap: the ceiling), blank (an empty prompt)
-    pos_layers: list = field(default_factory=list)  # block sets of the per-position methods: a block, a window "1-3", or "all"
-    pos_site: str = "hook_resid_pre"  # where per-position directions are measured and added: block input (or hook_resid_post)
+    baselines: list = field(default_factory=list)   # no-edit: prompt_b (prompt swap: ceiling), blank (empty prompt)
+    pos_layers: list = field(default_factory=list)  # per-position block sets: a block, a window "1-3", or "all"
+    pos_site: str = "hook_resid_pre"  # per-position directions: measured and added at block input (or hook_resid_post)
     pos_alphas: list | None = None    # alphas of the per-position methods, raw-difference units (None: alphas)
     patch_sites: list = field(default_factory=list) # patch sites "tower/site/blocks/span[/steps]" (PatchSite)
     necessity: bool = True            # also patch A into B-instructed episodes (is the site necessary?)
@@ -181,7 +182,8 @@ def cell_stats(episodes: Sequence[dict]) -> dict:
     for k in ("success_a", "success_b"):
         s = sum(bool(e[k]) for e in episodes)
         out[k], out[f"{k}_ci"] = s / max(n, 1), list(wilson(s, n))
-    s = sum(not e["success_a"] and not e["success_b"] for e in episodes)  # neither goal: the edit broke the policy (or it ran out of time)
+    # neither goal: the edit broke the policy (or it ran out of time)
+    s = sum(not e["success_a"] and not e["success_b"] for e in episodes)
     out["neither"], out["neither_ci"] = s / max(n, 1), list(wilson(s, n))
     for k in [k for k in ("measure", "speed", "height", "toward_b") if all(k in e for e in episodes)]:
         v = [e[k] for e in episodes]
@@ -197,7 +199,7 @@ def _toy_pair_order() -> list[str]: return list(sim.CONCEPT_PAIRS)
 
 def calibrate_positions(policy, cfg: SweepConfig, out, # the sweep folder: positions/ and token_saes/ are written there
                         progress: bool = False) -> dict: # pair -> {"positions": file, "token_saes": folder or None}
-    "Per-position directions of every pair (raw, SAE-decoded, clamp targets, random and wrong-pair controls) and the per-token SAEs."
+    "Each pair's per-position directions (raw, SAE-decoded, clamp targets, random/wrong-pair controls), per-token SAEs."
     from vlasteer import positions as P
     from vlasteer.sae import SAETrainConfig, save_sae, sae_from_disk
     methods = set(cfg.methods)
@@ -358,7 +360,7 @@ def _worker(args):
     return len(cells)
 
 def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
-    "Whether the saved cell exists and was computed from the inputs its spec reads now (same content, not only the same paths)."
+    "Whether the saved cell exists and was computed from the inputs its spec reads now (same content, not just paths)."
     d = _saved(cells_dir / f"{c.id}.json")
     if d is None: return False
     return d.get("inputs") == _inputs(cell_spec(setups[c.pair], c), cells_dir.parent)
@@ -420,7 +422,7 @@ class SweepResult:
         return float("nan"), float("nan")
 
     def summary(self) -> "pandas.DataFrame":
-        "Per pair and method: the best cell (the highest flip among cells whose matched controls stay ≤ 0.1, else the highest), at α = 0, and its controls."
+        "Per pair and method: best cell (top flip with matched controls ≤ 0.1, else top), its α = 0 cell, controls."
         import pandas as pd
         t = self.table(); t = t[t.instructed == "A"]; rows = []
         for pair in dict.fromkeys(t.pair):
@@ -446,7 +448,7 @@ class SweepResult:
         return pd.DataFrame(rows)
 
     def goal(self) -> "pandas.DataFrame":
-        "Per pair: does the best direction-based edit flip ≥ 80% at its best α, with 0% at α = 0 and its matched controls ≤ 10%?"
+        "Per pair: does the best direction-based edit flip ≥ 80% at its best α, 0% at α = 0, matched controls ≤ 10%?"
         import pandas as pd
         s, t = self.summary(), self.table(); rows = []
         for pair, g in s.groupby("pair", sort=False):
@@ -508,7 +510,7 @@ def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"
                          "the span's start)")
 
 def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
-    "Check a sweep against the policy and its inputs (patch sites, prompt layouts, directions' widths) before anything runs."
+    "Check a sweep against the policy and inputs (patch sites, prompt layouts, direction widths) before anything runs."
     for s in cfg.patch_sites:
         ps = PatchSite.parse(s)
         blocks_of(ps.blocks, getattr(policy.config, ps.tower).depth)
@@ -534,7 +536,7 @@ def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
     if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
         raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
 
-def run_sweep(policy, directions: dict, # pair -> {layer: pair folder written by vlasteer.sae.write_pair_direction} ({} without pooled methods)
+def run_sweep(policy, directions: dict, # pair -> {layer: `sae.write_pair_direction` folder} ({} without pooled methods)
               clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
               out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
               config: SweepConfig | None = None, progress: bool = True) -> SweepResult:
@@ -676,7 +678,7 @@ def steer_cli(spec: str = None, # steering spec JSON (see `SteeringSpec`)
               out: str = None, # output folder (resumed when it exists)
               checkpoint: str = None, # policy checkpoint folder (default: the embedded default policy)
               replan_steps: int = 2, max_steps: int = 50,
-              norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+              norm_stats: str = None, # normalisation statistics (norm_stats.json, or a folder holding them)
               no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
               asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
     "Run a steering spec in the toy kitchen over α and seeds."
@@ -713,7 +715,7 @@ def directions_from_root(root, # folder holding layerNN/<pair>/ pair folders
     return out
 
 def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
-    "Refuse a sweep folder that holds another config or policy, or (with `overwrite`) remove it so the sweep starts afresh."
+    "Refuse a sweep folder holding another config or policy, or (with `overwrite`) remove it: the sweep starts afresh."
     from vlasteer.residuals import policy_fingerprint
     out = Path(out)
     c, p = _saved(out / "config.json"), _saved(out / "policy.json")
@@ -726,13 +728,13 @@ def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
 
 @call_parse
 def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>/ pair folders (vlasteer_sae_directions)
-                       clusters: str = None, # clusters JSON of the VLM (05) for the neuron methods (without it: direction methods only)
+                       clusters: str = None, # VLM clusters JSON (05) for neuron methods (none: direction methods only)
                        out: str = None, # sweep folder (resumed when it holds the same config)
                        config: str = None, # sweep config JSON (default: SweepConfig())
                        checkpoint: str = None, # policy checkpoint folder (default: the embedded default policy)
                        workers: int = None, # processes (overrides the config's)
                        overwrite: bool = False, # replace a sweep folder that holds another config or policy
-                       norm_stats: str = None, # the checkpoint's normalisation statistics (norm_stats.json, or a folder holding them)
+                       norm_stats: str = None, # normalisation statistics (norm_stats.json, or a folder holding them)
                        no_norm_stats: bool = False, # run the checkpoint without statistics, explicitly
                        asset_id: str = None): # which assets/<id>/norm_stats.json of the checkpoint
     "Run or resume a steering sweep and print the goal check."
