@@ -621,7 +621,8 @@ def step_sae(ctx: JobContext) -> StepResult:
 def step_directions(ctx: JobContext) -> StepResult:
     "Each pair's latent / residual / raw directions per layer, split-half checks, cosines across pairs."
     from vlasteer import sim
-    from vlasteer.directions import PairSpec, cosine_report_figures, sae_source, write_layer_directions, write_pairs_config
+    from vlasteer.directions import (PairSpec, cosine_report_figures, sae_source, write_layer_directions,
+                                     write_pairs_config)
     from vlasteer.slices import layer_dir, load_slices, slice_path
     import pandas as pd
     labels, saes = ctx.state["labels"], ctx.state["saes"]
