@@ -51,7 +51,7 @@ def _readers():
     def slices(): from vlasteer import slices; return slices
     def sweep(): from vlasteer import sweep; return sweep
     def steering(): from vlasteer import steering; return steering
-    def policy(): from vlasteer import policy; return policy
+    def checkpoints(): from vlasteer import checkpoints; return checkpoints
     chunk = lambda run: next((run / "residuals" / "run" / "instructions").glob("*.safetensors")).relative_to(run)
     cell = lambda run: next((run / "steering" / "cells").glob("*.json")).relative_to(run / "steering")
     return {
@@ -73,8 +73,8 @@ def _readers():
         "sae_cfg": ("sae/layer02", "cfg.json", lambda p: sae().sae_from_disk(p)),
         "sae_weights": ("sae/layer02", "sae_weights.safetensors", lambda p: sae().sae_from_disk(p)),
         "direction": ("directions/layer02/drawer/residual_direction.safetensors", "", lambda p: steering().read_direction(str(p))),
-        "checkpoint_weights": (None, "model.safetensors", lambda p: policy().load_policy(p)),
-        "checkpoint_config": (None, "config.json", lambda p: policy().load_policy(p)),
+        "checkpoint_weights": (None, "model.safetensors", lambda p: checkpoints().load_policy(p)),
+        "checkpoint_config": (None, "config.json", lambda p: checkpoints().load_policy(p)),
         "steering_spec": ("../extra/spec.json", "", lambda p: steering().load_spec(p)),
         "sweep_cell": ("steering", cell, lambda p: sweep().load_sweep(p)),
     }

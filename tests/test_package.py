@@ -74,3 +74,15 @@ def test_exported_modules_bind_every_name_they_read():
     bad = [f"vlasteer/{p.name}:{line}: {name}" for p in sorted((ROOT / "vlasteer").glob("*.py")) if p.name != "_modidx.py"
            for line, name in unbound_names(p.read_text())]
     assert not bad, "names read but never defined or imported:\n" + "\n".join(bad)
+
+
+def test_console_scripts_resolve():
+    "Every console script settings.ini declares names a function its module defines (a moved CLI must move its entry)."
+    import importlib
+    from conftest import console_scripts
+    bad = []
+    for name, (mod, fn) in console_scripts().items():
+        try: ok = callable(getattr(importlib.import_module(mod), fn))
+        except (ImportError, AttributeError) as e: ok, fn = False, f"{fn} ({e})"
+        if not ok: bad.append(f"{name} -> {mod}:{fn}")
+    assert bad == [], bad
