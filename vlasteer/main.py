@@ -670,7 +670,7 @@ def step_directions(ctx: JobContext) -> StepResult:
                       dict(split_seed=ctx.config.seed, decoder_bias="excluded (latent_direction @ W_dec)"), cmds, summ)
 
 # %% ../nbs/09e_main.ipynb #71cfe8d9
-def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> SweepConfig:
+def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> "SweepConfig":
     "This run's steering study: the compact localisation grid, its pooled directions and clusters (quick: a few cells)."
     from vlasteer.localize import study_config
     from vlasteer.sweep import SweepConfig
