@@ -50,7 +50,6 @@ def test_cosine_explorer_clicks(lab):  # noqa: F811
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, lab["root"] / name)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
     with chromium(1400, 1000) as d:
         shot = lambda tag: d.save_screenshot(str(SHOTS / f"CosineExplorer-{tag}.png"))
         d.get(f"{lab['url']}/lab/workspaces/cosine/tree/{name}?token={lab['token']}")
@@ -126,4 +125,3 @@ def test_cosine_explorer_clicks(lab):  # noqa: F811
         s = after(bowl.click, lambda s: len(s["types"]) == 3, "two pairs")
         assert "bowl: layer × layer" not in s["annotations"], s
         shot("5-pairs")
-    assert time.time() - t0 < 120, f"the browser part took {time.time() - t0:.0f}s"

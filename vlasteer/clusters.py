@@ -5,7 +5,7 @@
 # %% ../nbs/05_clusters.ipynb #f2f58090
 from __future__ import annotations
 from .cli import Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, read_json, require
-from .cli import one_line as _one_line, plotly_output  # noqa: F401 (steering imports plotly_output from here)
+from .cli import one_line as _one_line
 import json, re, sys, textwrap, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
