@@ -90,6 +90,10 @@ SIGNATURE_FN = """(root => JSON.stringify([...root.querySelectorAll('.js-plotly-
   (g.layout && g.layout.title && g.layout.title.text) || '',
   (g._fullData || []).map(t => [t.type, (t.x || []).length, JSON.stringify(t.y || t.z || t.cells || '').slice(0, 400)])])))"""
 SIGNATURE = f"return {SIGNATURE_FN}(arguments[0]);"  # what the figures in a cell show, as one string
+PANE_FN = """(root => { const p = root.querySelector('.vlasteer-pane');
+  return p ? {title: (p.querySelector('h2') || {}).innerText || '', images: p.querySelectorAll('img[src^="data:image/png"]').length} : null; })"""
+PANE = f"return {PANE_FN}(arguments[0]);"  # the card under an explorer's figure: its title and inline frames
+WITH_CARDS = {"ClusterExplorer", "SteeringExplorer"}  # the notebooks display these with frames
 
 
 @pytest.mark.skipif(missing() is not None, reason=str(missing()))
@@ -130,6 +134,11 @@ def test_explorer_interaction(lab, case):
         cell = d.find_element(By.CSS_SELECTOR, last)
         d.execute_script("arguments[0].scrollIntoView({block: 'start'})", cell)
         before = d.execute_script(SIGNATURE, cell)
+        pane_before = d.execute_script(PANE, cell)
+        if explorer in WITH_CARDS:  # the selected unit's card: frames inline, decoded by the browser
+            assert pane_before and pane_before["images"] > 0, f"{explorer} shows no card with frames: {pane_before}"
+            wait_for(d, f"[...document.querySelectorAll('{last} .vlasteer-pane img')].every(i => i.complete && i.naturalWidth > 0)",
+                     30, f"{explorer}'s card frames to decode")
         sel = [e for e in cell.find_elements(By.CSS_SELECTOR, ".widget-dropdown select") if len(Select(e).options) > 1]  # a dropdown with a choice
         if sel:
             s = Select(sel[0]); cur = s.first_selected_option.get_attribute("value")
@@ -142,3 +151,9 @@ def test_explorer_interaction(lab, case):
                     f" return g && {SIGNATURE_FN}(c) !== {json.dumps(before)}; }})()",
                  60, f"{explorer}'s figure to change after moving its first control that offers a choice")
         shot("1-changed")
+        if pane_before:  # the card follows the selection (another unit's card, or none for a unit without one)
+            was = json.dumps(json.dumps(pane_before, separators=(",", ":"), ensure_ascii=False))
+            wait_for(d, f"(() => {{ const r = {PANE_FN}(document.querySelector('{last}')); return JSON.stringify(r) !== {was}; }})()",
+                     30, f"{explorer}'s card to follow the new selection")
+            d.execute_script("const p = arguments[0].querySelector('.vlasteer-pane'); if (p) p.scrollIntoView({block: 'start'})", cell)
+            shot("2-card")

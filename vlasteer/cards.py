@@ -4,7 +4,7 @@
 
 # %% ../nbs/03b_cards.ipynb #d6ad5933
 from __future__ import annotations
-import dataclasses, html, json
+import dataclasses, html, json, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,15 +14,15 @@ import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 
-from .cli import (atomic_path, check_overwrite, cli_errors, console, from_fields, png_data_uri, read_json,
+from .cli import (Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, png_data_uri, read_json,
                           reading, write_json)
 
 # %% auto #0
 __all__ = ['TOPK_FORMAT', 'CARD_KINDS', 'CARDS_FORMAT', 'FRAME_CAMERAS', 'feature_cards_main', 'row_keys', 'TopK', 'save_topk',
-           'load_topk', 'FeatureCard', 'topk_cards', 'write_cards', 'read_cards', 'FrameSource', 'token_values',
-           'card_token_values', 'value_vector_tokens', 'patch_overlay', 'card_histogram', 'card_html', 'cards_html',
-           'write_cards_html', 'card_figure', 'write_activations', 'read_activations', 'CardOptions', 'feature_cards',
-           'feature_cards_cli']
+           'load_topk', 'FeatureCard', 'topk_cards', 'write_cards', 'read_cards', 'FrameSource', 'toy_frames',
+           'token_values', 'card_token_values', 'value_vector_tokens', 'patch_overlay', 'card_histogram', 'card_html',
+           'cards_html', 'write_cards_html', 'card_pane', 'CardExplorer', 'card_figure', 'write_activations',
+           'read_activations', 'CardOptions', 'feature_cards', 'feature_cards_cli']
 
 # %% ../nbs/03b_cards.ipynb #49275cc2
 _M32 = 0xFFFFFFFF
@@ -352,6 +352,17 @@ def obs(self: FrameSource, index, **kwargs) -> tuple[dict, dict]:
     from vlasteer.data import lerobot_obs_batch
     return lerobot_obs_batch(self.ds, self.positions(index), **kwargs)
 
+# %% ../nbs/03b_cards.ipynb #bff68b69
+def toy_frames(folder, # a folder to create the dataset in (its parent must exist)
+               num_demos: int = 2, # scripted demos per task
+               image_size: int = 32, seed: int = 0) -> FrameSource:
+    "Frames of a small toy-kitchen LeRobot dataset made in `folder` (scripted demos, converted): the examples' frames."
+    from vlasteer.data import convert_libero_to_lerobot, generate_demos, load_lerobot_dataset
+    folder = Path(folder); folder.mkdir(exist_ok=True)
+    generate_demos(folder / "demos", num_demos=num_demos, seed=seed, image_size=image_size)
+    root = convert_libero_to_lerobot(folder / "demos", "vlasteer/toy_kitchen", folder / "lerobot")
+    return FrameSource(load_lerobot_dataset(root, "vlasteer/toy_kitchen"))
+
 # %% ../nbs/03b_cards.ipynb #35e123fa
 def _piece(tok: str) -> str: return tok.replace("\u2581", " ").replace("\u0120", " ")
 
@@ -468,7 +479,9 @@ def _words_html(words) -> str:
 # %% ../nbs/03b_cards.ipynb #db42925d
 def card_html(card: FeatureCard, frames: FrameSource, # where the card's frame indices point
               div_id: str = "vlasteer-card-000", # the histogram's div id
-              width: int = 96) -> str: # displayed width of each frame, in pixels
+              width: int = 96, # displayed width of each frame, in pixels
+              n: int | None = None, # frames shown per strip (None: all the card holds)
+              scripts: bool = True) -> str: # False: the histogram as CSS bars (widgets and report panes run no script)
     "One card as an HTML section (plotly.js not included: `cards_html` adds it once)."
     dens = f"{card.n_active / card.n_rows:.1%}" if card.n_rows else "n/a"
     head = (f'<section class="card" id="{div_id}-card">'
@@ -476,16 +489,17 @@ def card_html(card: FeatureCard, frames: FrameSource, # where the card's frame i
             f'<div class="meta">{html.escape(card.hook or "")} · {card.n_rows} rows · active in {dens}'
             + (f" · max {card.top[0][1]:.4g}" if card.top else "") + "</div>")
     def strip(rows): return "<div>" + "".join(_frame_figure(frames, i, v, width) for i, v in rows) + "</div>"
-    parts = [head, "<h3>Top activations</h3>" + strip(card.top)]
-    if card.random: parts.append("<h3>Random active frames</h3>" + strip(card.random))
-    if card.hist:
+    parts = [head, "<h3>Top activations</h3>" + strip(card.top[:n])]
+    if card.random: parts.append("<h3>Random active frames</h3>" + strip(card.random[:n]))
+    if card.hist and not scripts: parts.append(_bars_html(card))
+    elif card.hist:
         parts.append(card_histogram(card).to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                                                   config={"displaylogo": False}))
     if card.tokens:
         vmax = max((abs(x) for t in card.tokens for g in t["patches"].values() for r in g for x in r), default=0.0)
         vmax = vmax or None
         rows = []
-        for t in card.tokens:
+        for t in card.tokens[:n]:
             f = frames.frame(t["index"])
             ims = "".join(f'<img class="heat" width="{width}" '
                           f'src="{png_data_uri(patch_overlay(f["images"][c], g, vmax))}" '
@@ -498,6 +512,19 @@ def card_html(card: FeatureCard, frames: FrameSource, # where the card's frame i
         toks = "".join(f'<span class="tok" title="{v:.4g}">{html.escape(w)}</span>' for w, v in card.value_tokens)
         parts.append(f"<h3>Top tokens of the value vector</h3><div>{toks}</div>")
     return "\n".join(parts) + "\n</section>"
+
+def _bars_html(card: FeatureCard, height: int = 36) -> str:
+    "The histogram per group as rows of CSS bars (no script), value range underneath."
+    top = max((x for c in card.hist.values() for x in c), default=0) or 1
+    rows = []
+    for j, (g, counts) in enumerate(card.hist.items()):
+        bars = "".join(f'<i style="height:{max(1, round(height * x / top)) if x else 0}px;'
+                       f'background:{_GROUP_COLORS[j % len(_GROUP_COLORS)]}" title="{x}"></i>' for x in counts)
+        rows.append(f'<div class="bars"><span class="g">{html.escape(g[:28])}</span><span class="b">{bars}</span>'
+                    f'<span class="g">{sum(counts)}</span></div>')
+    lo, hi = card.hist_edges[0], card.hist_edges[-1]
+    return (f"<h3>Values per group</h3>{''.join(rows)}"
+            f'<div class="meta">value {lo:.3g} … {hi:.3g}, {len(card.hist_edges) - 1} bins; bar height: frames</div>')
 
 def cards_html(cards: Sequence[FeatureCard], frames: FrameSource, title: str = "Feature cards",
                width: int = 96) -> str: # displayed width of each frame, in pixels
@@ -517,6 +544,34 @@ def write_cards_html(path, cards: Sequence[FeatureCard], frames: FrameSource, ti
     text = cards_html(cards, frames, title)
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
+
+# %% ../nbs/03b_cards.ipynb #ac429fdf
+_GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+_PANE_EXTRA = (".bars{display:flex;align-items:flex-end;gap:.4em;font-size:.72em;margin:.1em 0}"
+               ".bars .g{width:14em;overflow:hidden;white-space:nowrap}.bars .b{display:inline-flex;align-items:flex-end}"
+               ".bars i{display:inline-block;width:4px;margin-right:1px}")
+
+def _scoped(css: str, scope: str) -> str:
+    "`css` with every selector under `scope` (the page's `body` rule dropped)."
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", css)
+    return "".join(",".join(f"{scope} {s.strip()}" for s in sel.split(",")) + "{" + body + "}"
+                   for sel, body in rules if sel.strip() != "body")
+
+def card_pane(card: FeatureCard | None, frames: FrameSource | None, # None for either: no pane ("")
+              n: int = 6, # frames per strip
+              width: int = 64) -> str: # displayed width of each frame, in pixels
+    "A card as script-free HTML with its own scoped style: what an explorer shows under its figure, a report's card."
+    if card is None or frames is None: return ""
+    css = _scoped(_CARD_CSS + _PANE_EXTRA, ".vlasteer-pane")
+    return f'<div class="vlasteer-pane"><style>{css}</style>{card_html(card, frames, width=width, n=n, scripts=False)}</div>'
+
+
+# %% ../nbs/03b_cards.ipynb #0641ef96
+class CardExplorer(Explorer):
+    "An explorer whose selection has a feature card: `card()` gives it, drawn with `frames` in the pane under the figure."
+    frames: FrameSource | None = None
+    def card(self) -> FeatureCard | None: return None # the selected unit's card (None: no pane)
+    def extra_html(self) -> str: return card_pane(self.card(), self.frames)
 
 # %% ../nbs/03b_cards.ipynb #64775776
 def card_figure(card: FeatureCard, frames: FrameSource | None = None, # draw the top frames when given

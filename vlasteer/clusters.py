@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_clusters.ipynb #f2f58090
 from __future__ import annotations
-from .cli import Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, read_json, require
+from .cli import atomic_path, check_overwrite, cli_errors, console, from_fields, read_json, require
 from .cli import one_line as _one_line
 import json, re, sys, textwrap, warnings
 from dataclasses import dataclass, asdict
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
+from .cards import CardExplorer, FeatureCard, FrameSource, TopK, topk_cards
 from .ffn import (BUILTIN_POLICIES, NeuronProjection, Projections, TokenSpace,
                           ffn_activations, load_projections, load_token_space, parse_layers,
                           project_to_vocab, token_space)
@@ -26,8 +27,8 @@ __all__ = ['ALGORITHMS', 'CLUSTERS_FORMAT', 'COLOR_BY', 'cluster_main', 'Cluster
            'k_sweep', 'Cluster', 'normalize_token', 'token_summary', 'keyword_score', 'unmatched_keywords',
            'rank_clusters', 'check_semantic', 'ClusterResult', 'cluster_projections', 'plot_k_sweep',
            'clusters_document', 'save_clusters', 'load_clusters', 'ClusterMap', 'cluster_map', 'plot_cluster_map',
-           'save_cluster_map', 'ClusterActivations', 'cluster_activations', 'activation_differences', 'ExplorerState',
-           'explorer_figure', 'ClusterExplorer', 'space_from_args', 'cluster_cli']
+           'save_cluster_map', 'ClusterActivations', 'cluster_activations', 'activation_differences', 'cluster_cards',
+           'ExplorerState', 'explorer_figure', 'ClusterExplorer', 'space_from_args', 'cluster_cli']
 
 # %% ../nbs/05_clusters.ipynb #e7d4d0da
 ALGORITHMS = ("auto", "kmeans", "minibatch")
@@ -447,6 +448,7 @@ class ClusterActivations:
     prompts: list          # [n_samples] instruction of each sample
     values: np.ndarray     # [n_samples n_clusters]
     cluster_ids: list      # column order
+    index: np.ndarray | None = None  # [n_samples] dataset frame indices, when the batches carried them
 
     def by_instruction(self) -> "pandas.DataFrame":
         "Mean activation of each cluster (rows) under each instruction (columns)."
@@ -459,19 +461,23 @@ class ClusterActivations:
 
     def column(self, cluster_id: int) -> np.ndarray: return self.values[:, self.cluster_ids.index(cluster_id)]
 
-def cluster_activations(policy, batches, result: ClusterResult, tokens=None, seed: int = 0) -> ClusterActivations:
+def cluster_activations(policy, batches, # observations, or (observation, extras with `index`) pairs
+                        result: ClusterResult, tokens=None, seed: int = 0) -> ClusterActivations:
     "Run `policy` on `batches` and average each cluster's members' max |activation| per sample."
     if result.tower not in ("vlm", "expert"):
         raise ValueError(f"cluster activations need the tower the projections came from, got {result.tower!r}")
     ids = [c.cluster_id for c in result.clusters]
     members = [torch.tensor(c.members, dtype=torch.long) for c in result.clusters]
-    vals, prompts = [], []
-    for obs in batches:
+    vals, prompts, index = [], [], []
+    for item in batches:  # an observation, or (observation, extras) as `lerobot_obs_batch` gives them
+        obs, extra = item if isinstance(item, tuple) else (item, {})
         a = ffn_activations(policy, obs, result.tower, tokens, seed).cpu()  # [batch depth d_mlp]
         vals.append(torch.stack([a[:, m[:, 0], m[:, 1]].mean(1) for m in members], 1).numpy())
         p = obs["prompt"]; prompts += [p] if isinstance(p, str) else list(p)
+        index.append(np.asarray(extra["index"]) if "index" in extra else None)
     if not vals: raise ValueError("no observation batches to run")
-    return ClusterActivations(prompts, np.concatenate(vals), ids)
+    known = None if any(i is None for i in index) else np.concatenate(index).astype(np.int64)
+    return ClusterActivations(prompts, np.concatenate(vals), ids, known)
 
 def activation_differences(acts: ClusterActivations,
                            pairs: dict, # name -> (positive instruction, negative instruction)
@@ -498,6 +504,25 @@ def activation_differences(acts: ClusterActivations,
             rows.append(dict(cluster=c, pair=name, positive=float(a.mean()), negative=float(b.mean()), difference=diff,
                              cohen_d=diff / pooled if pooled > 0 else float("nan"), p_value=float(p)))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05_clusters.ipynb #f9ef41ef
+def cluster_cards(acts: ClusterActivations, # from batches of dataset frames (with `index`)
+                  result: ClusterResult, frames: FrameSource, # the dataset the indices point into
+                  k: int = 8, sample: int = 8, bins: int = 30, seed: int = 0) -> dict[int, FeatureCard]:
+    "A feature card per cluster (cluster id -> card): top and random frames, values per task, the cluster's tokens."
+    if acts.index is None:
+        raise ValueError("these cluster activations carry no dataset frame indices; run cluster_activations on "
+                         "(observation, extras) batches of dataset frames (FrameSource.obs)")
+    v = torch.as_tensor(acts.values, dtype=torch.float32)
+    tk = TopK(v.shape[1], k=k, sample=sample, seed=seed, bins=bins, n_groups=len(frames.task_names()))
+    tk.update(v, torch.as_tensor(acts.index), torch.as_tensor(frames.groups(acts.index)))
+    cards = topk_cards(tk, [f"cluster {c}" for c in acts.cluster_ids], "ffn_cluster", frames.task_names(),
+                       f"{result.tower}.blocks.*.mlp.hook_post")
+    for card, cid in zip(cards, acts.cluster_ids):
+        c = result.cluster(cid)
+        card.value_tokens = [[t, float(x)] for t, x in c.token_summary[:12]]
+        card.meta.update(cluster_id=int(cid), members=[[int(l), int(n)] for l, n in c.members])
+    return dict(zip(acts.cluster_ids, cards))
 
 # %% ../nbs/05_clusters.ipynb #fe486d71
 @dataclass
@@ -545,11 +570,13 @@ def explorer_figure(result: ClusterResult, cmap: ClusterMap, state: ExplorerStat
                       height=800, legend=dict(font=dict(size=9)))  # width: the page's or the cell's
     return fig
 
-class ClusterExplorer(Explorer):
-    "Dropdowns over `explorer_figure`; a static figure where no widget can run."
+class ClusterExplorer(CardExplorer):
+    "Dropdowns over `explorer_figure`, the selected cluster's card underneath; a static figure where no widget can run."
     def __init__(self, result: ClusterResult, cmap: ClusterMap, acts: ClusterActivations | None = None,
-                 keywords: Sequence[str] | None = None): # start at the best cluster for these
-        self.result, self.cmap, self.acts = result, cmap, acts
+                 keywords: Sequence[str] | None = None, # start at the best cluster for these
+                 frames: FrameSource | None = None, # the dataset the cards' frame indices point into
+                 cards: dict | None = None): # cluster id -> FeatureCard (`cluster_cards`)
+        self.result, self.cmap, self.acts, self.frames, self.cards = result, cmap, acts, frames, cards or {}
         first = result.rank(keywords)[0][0].cluster_id if keywords else result.clusters[0].cluster_id
         self.state = ExplorerState(first, "keyword" if keywords and cmap.keyword_scores is not None else "cluster")
 
@@ -558,6 +585,8 @@ class ClusterExplorer(Explorer):
 
     def describe(self) -> str:
         return f"ClusterExplorer({len(self.result.clusters)} clusters, showing {self.state.cluster_id})"
+
+    def card(self) -> FeatureCard | None: return self.cards.get(self.state.cluster_id)
 
     def widget(self):
         "The interactive view (needs ipywidgets and a kernel)."
@@ -570,7 +599,7 @@ class ClusterExplorer(Explorer):
         out = W.Output()
         def show(*_): self.state = ExplorerState(pick.value, color.value); self.draw(out)
         pick.observe(show, "value"); color.observe(show, "value"); show()
-        return W.VBox([W.HBox([pick, color]), out])
+        return self.layout([pick, color], out)
 
 # %% ../nbs/05_clusters.ipynb #69dada18
 def space_from_args(model_checkpoint: str | None, model_config: str | None, proj: Projections,

@@ -8,6 +8,7 @@ from .cli import (atomic_path, check_overwrite, cli_errors, dashed_flags, dump_j
                           write_json)
 from .sae import (_fidelity_warnings, _require, _set_threads, check_sae_width, decode_direction, fidelity_table,
                           latent_activations, latent_sums, load_sae)
+from .cards import CardExplorer, FeatureCard, FrameSource, TopK, topk_cards
 from .slices import ConceptSlice, layer_dir, load_slice
 from .residuals import atomic_folder, rel_path
 
@@ -26,10 +27,10 @@ __all__ = ['PAIR_KEYS', 'PAIR_FILES', 'SPACES', 'VIEWS', 'PairSpec', 'load_pairs
            'SliceStats', 'split_halves', 'slice_stats', 'cosine', 'PairDirection', 'direction_from_stats',
            'pair_direction', 'compute_directions', 'write_pair_direction', 'load_pair_direction', 'PairwiseStats',
            'pairwise_stats', 'write_pairwise_stats', 'load_pairwise_stats', 'plot_cosines', 'plot_norms', 'PairLatents',
-           'explorer_data', 'explorer_figure', 'LatentExplorer', 'CosineData', 'cosine_data', 'cosine_matrix',
-           'CosineContributions', 'cosine_contributions', 'layer_stability', 'decoded_vs_raw', 'stability_figure',
-           'CosineState', 'default_state', 'cosine_figure', 'CosineExplorer', 'cosine_report_figures', 'sae_source',
-           'write_layer_directions', 'sae_directions_cli', 'sae_directions_main']
+           'explorer_data', 'latent_card', 'direction_card', 'explorer_figure', 'LatentExplorer', 'CosineData',
+           'cosine_data', 'cosine_matrix', 'CosineContributions', 'cosine_contributions', 'layer_stability',
+           'decoded_vs_raw', 'stability_figure', 'CosineState', 'default_state', 'cosine_figure', 'CosineExplorer',
+           'cosine_report_figures', 'sae_source', 'write_layer_directions', 'sae_directions_cli', 'sae_directions_main']
 
 # %% ../nbs/08a_directions.ipynb #f116d681
 PAIR_KEYS = ("name", "positive_label", "positive_path", "negative_label", "negative_path")
@@ -357,6 +358,7 @@ class PairLatents:
     delta: torch.Tensor                # [top] their Δz
     acts: dict[str, torch.Tensor]      # concept -> [n top] their activations
     index: dict[str, torch.Tensor]     # concept -> [n] dataset frame of each row
+    hook: str | None = None            # where the residuals were read
 
 def explorer_data(sae, directions: Sequence[PairDirection], slices: dict[str, ConceptSlice], # concept label -> slice
                   top: int = 10, batch_size: int = 4096, device: str | None = None) -> dict[str, PairLatents]:
@@ -370,8 +372,40 @@ def explorer_data(sae, directions: Sequence[PairDirection], slices: dict[str, Co
         out[d.name] = PairLatents(d.name, ids, d.latent_direction[ids],
                                   {c: latent_activations(sae, s.residuals, ids, batch_size, device) for c,
                                    s in sl.items()},
-                                  {c: s.index for c, s in sl.items()})
+                                  {c: s.index for c, s in sl.items()}, sl[d.positive.concept].hook)
     return out
+
+def latent_card(p: PairLatents, rank: int = 0, # which of the pair's top latents
+                k: int = 8, sample: int = 8, bins: int = 30, seed: int = 0) -> FeatureCard:
+    "The feature card of one of a pair's top latents: its top and random rows over both concepts, values per concept."
+    if not 0 <= rank < len(p.latents): raise ValueError(f"rank {rank} out of range: pair {p.name!r} has {len(p.latents)}")
+    names = list(p.acts)
+    v = torch.cat([p.acts[c][:, rank] for c in names])[:, None].float()
+    tk = TopK(1, k=k, sample=sample, seed=seed, bins=bins, n_groups=len(names))
+    tk.update(v, torch.cat([p.index[c] for c in names]).long(),
+              torch.cat([torch.full((len(p.acts[c]),), g) for g, c in enumerate(names)]))
+    lid = int(p.latents[rank])
+    card = topk_cards(tk, [f"{p.name}: SAE latent {lid}"], "sae_latent", names, p.hook)[0]
+    card.meta.update(pair=p.name, latent=lid, rank=rank, delta=float(p.delta[rank]))
+    return card
+
+def direction_card(d: PairDirection, slices: dict[str, ConceptSlice], # concept label -> slice (both of the pair's)
+                   space: str = "raw", # "raw" (mean difference) or "residual" (Δz @ W_dec)
+                   k: int = 8, sample: int = 8, bins: int = 30, seed: int = 0) -> FeatureCard:
+    "The card of a pair direction: every row of the pair's two concepts projected on the unit direction."
+    dirs = {"raw": d.raw_direction, "residual": d.residual_direction}
+    if space not in dirs: raise ValueError(f"unknown space {space!r}; use 'raw' or 'residual'")
+    names = [d.positive.concept, d.negative.concept]
+    miss = [c for c in names if c not in slices]
+    if miss: raise ValueError(f"pair {d.name!r}: no slice for concept(s) {miss}; have {sorted(slices)}")
+    u = dirs[space].float() / dirs[space].float().norm().clamp_min(1e-12)
+    v = torch.cat([slices[c].residuals.float() @ u for c in names])[:, None]
+    tk = TopK(1, k=k, sample=sample, seed=seed, bins=bins, n_groups=2, active=None)
+    tk.update(v, torch.cat([slices[c].index for c in names]).long(),
+              torch.cat([torch.full((len(slices[c].index),), g) for g, c in enumerate(names)]))
+    card = topk_cards(tk, [f"{d.name}: {space} direction ({names[0]} − {names[1]})"], "direction", names, d.hook)[0]
+    card.meta.update(pair=d.name, space=space, layer=d.layer)
+    return card
 
 def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # None: the first pair
                     rank: int = 0, # which of the pair's top latents (0: largest |Δz|)
@@ -407,20 +441,27 @@ def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # Non
                       title=f"{pair}: latent {lid} (rank {rank}, Δz = {float(p.delta[rank]):.3f})")
     return fig
 
-class LatentExplorer:
-    "Pick a pair and one of its top latents; where no widget can render, it shows the default figure."
-    def __init__(self, data: dict[str, PairLatents], labels: dict | Callable | None = None, n_frames: int = 8):
+class LatentExplorer(CardExplorer):
+    "Pick a pair and one of its top latents; the latent's card (frames) underneath when `frames` is given."
+    def __init__(self, data: dict[str, PairLatents], labels: dict | Callable | None = None, n_frames: int = 8,
+                 frames: FrameSource | None = None): # the dataset the slices' frame indices point into
         if not data: raise ValueError("no pairs to explore")
-        self.data, self.labels, self.n_frames = data, labels, n_frames
+        self.data, self.labels, self.n_frames, self.frames = data, labels, n_frames, frames
         self.state = dict(pair=next(iter(data)), rank=0)
 
-    def figure(self, **state): # -> plotly Figure
-        "The figure for the current state (updated by `state`)."
-        s = {**self.state, **state}
+    def figure(self, state: dict | None = None, **kw): # -> plotly Figure
+        "The figure for the current state, updated by `state` and `kw` (`pair`, `rank`)."
+        s = {**self.state, **(state or {}), **kw}
         return explorer_figure(self.data, s["pair"], s["rank"], self.n_frames, self.labels)
 
+    def describe(self) -> str:
+        return f"LatentExplorer({len(self.data)} pairs, showing {self.state['pair']} rank {self.state['rank']})"
+
+    def card(self) -> FeatureCard | None:
+        return latent_card(self.data[self.state["pair"]], self.state["rank"]) if self.frames is not None else None
+
     def widget(self):
-        "An ipywidgets view: pair and latent dropdowns over the figure."
+        "An ipywidgets view: pair and latent dropdowns over the figure, the latent's card under it."
         import ipywidgets as W
         out = W.Output()
         pair = W.Dropdown(options=list(self.data), value=self.state["pair"], description="pair")
@@ -428,30 +469,15 @@ class LatentExplorer:
             p = self.data[name]
             return [(f"L{int(i)}  Δz={float(v):+.3f}", r) for r, (i, v) in enumerate(zip(p.latents, p.delta))]
         latent = W.Dropdown(options=latent_options(self.state["pair"]), value=self.state["rank"], description="latent")
-        def draw(*_):  # set the Output's message, not displayed: no kernel needed, nothing leaks into the cell
-            fig = self.figure()
-            out.outputs = ({"output_type": "display_data", "metadata": {},
-                            "data": {"application/vnd.plotly.v1+json": {**json.loads(fig.to_json()), "config": {}},
-                                     "text/plain": f"Figure({fig.layout.title.text!r})"}},)
         def on_pair(ch):
             self.state.update(pair=ch["new"], rank=0)
-            latent.options = latent_options(ch["new"]); latent.value = 0; draw()
+            latent.options = latent_options(ch["new"]); latent.value = 0; self.draw(out)
         def on_latent(ch):
-            if ch["new"] is not None: self.state["rank"] = ch["new"]; draw()
+            if ch["new"] is not None: self.state["rank"] = ch["new"]; self.draw(out)
         pair.observe(on_pair, names="value"); latent.observe(on_latent, names="value")
-        draw()
-        return W.VBox([W.HBox([pair, latent]), out])
+        box = self.layout([pair, latent], out); self.draw(out)
+        return box
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        fig = self.figure()
-        static = fig._repr_mimebundle_() or {}
-        static.setdefault("text/html", fig.to_html(include_plotlyjs="cdn", full_html=False))
-        static["text/plain"] = (
-            f"LatentExplorer({len(self.data)} pairs, showing {self.state['pair']} rank {self.state['rank']})"
-        )
-        try: w = self.widget()
-        except ImportError: return static
-        return {**static, **{k: v for k, v in w._repr_mimebundle_().items() if k != "text/plain"}}
 
 # %% ../nbs/08a_directions.ipynb #22401405
 SPACES = {"latent": "latent Δz", "residual": "decoded Δz @ W_dec", "raw": "raw mean difference"}

@@ -5,7 +5,6 @@
 # %% ../nbs/09c_figures.ipynb #94664cd8
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -13,7 +12,8 @@ import numpy as np
 
 from . import sim
 from .default_policy import PAIR_MEASURES
-from .cli import plotly_output, png_data_uri
+from .cards import CardExplorer, FeatureCard, FrameSource
+from .cli import png_data_uri
 from .steering import SpecCompiler, SteeringSpec, steered_rollouts
 from .methods import CONTROLS, DIRECTION_METHODS, LAYERED, POSITIONAL
 from .sweep import (NO_CURVE, Cell, SweepConfig, SweepResult, _fmt_ci, _isnull, _setup_pair,
@@ -21,9 +21,9 @@ from .sweep import (NO_CURVE, Cell, SweepConfig, SweepResult, _fmt_ci, _isnull, 
 
 
 # %% auto #0
-__all__ = ['COLORS', 'best_layer', 'plot_dose_response', 'plot_layers', 'plot_summary', 'filmstrip', 'plot_filmstrip',
-           'filmstrip_html', 'SteeringState', 'explorer_figure', 'explorer_filmstrip', 'SteeringExplorer',
-           'record_films', 'report_sections']
+__all__ = ['COLORS', 'UNIT_KINDS', 'best_layer', 'plot_dose_response', 'plot_layers', 'plot_summary', 'filmstrip',
+           'plot_filmstrip', 'filmstrip_html', 'SteeringState', 'explorer_figure', 'explorer_filmstrip', 'steered_card',
+           'SteeringExplorer', 'record_films', 'report_sections']
 
 # %% ../nbs/09c_figures.ipynb #13c110a8
 COLORS = {"raw": "#1f77b4", "sae": "#d62728", "neurons": "#2ca02c", "random_direction": "#7f7f7f",
@@ -217,10 +217,21 @@ def explorer_filmstrip(state: SteeringState, films: dict | None = None) -> str: 
     film = (films or {}).get((state.pair, state.method, float(state.alpha)))
     return "" if film is None else filmstrip_html(film)
 
-class SteeringExplorer:
-    "Pick pair, method and α; see the curve and the filmstrip."
-    def __init__(self, res: SweepResult, films: dict | None = None, state: SteeringState | None = None):
-        self.res, self.films = res, films or {}
+UNIT_KINDS = {"neurons": "ffn_cluster", "neurons_const": "ffn_cluster", "random_neurons": "ffn_cluster",
+              "sae": "sae_latent", "sae_pos": "sae_latent", "sae_clamp_pos": "sae_latent"}  # others: the direction
+
+def steered_card(cards: dict, # pair -> [FeatureCard]: the units a pair is steered with
+                 pair: str, method: str) -> FeatureCard | None:
+    "The card of the unit `method` steers `pair` with (a cluster, an SAE latent, else the direction); None if absent."
+    want = UNIT_KINDS.get(method, "direction")
+    return next((c for c in cards.get(pair, []) if c.kind == want), None)
+
+class SteeringExplorer(CardExplorer):
+    "Pick pair, method and α; see the curve, the filmstrip and the card of the unit steered with."
+    def __init__(self, res: SweepResult, films: dict | None = None, state: SteeringState | None = None,
+                 cards: dict | None = None, # pair -> [FeatureCard] (`steered_card` picks one per method)
+                 frames: FrameSource | None = None): # the dataset the cards' frame indices point into
+        self.res, self.films, self.cards, self.frames = res, films or {}, cards or {}, frames
         t = res.table()
         self.pairs = list(dict.fromkeys(t.pair))
         self.methods = [m for m in dict.fromkeys(t.method) if m not in NO_CURVE]
@@ -232,35 +243,25 @@ class SteeringExplorer:
         self.state = state
     def figure(self, state: SteeringState | None = None):
         return explorer_figure(self.res, state or self.state, self.films)
+    def describe(self) -> str:
+        return (f"SteeringExplorer({len(self.pairs)} pairs, showing {self.state.pair} / {self.state.method} "
+                f"at α={self.state.alpha:g})")
+    def card(self) -> FeatureCard | None: return steered_card(self.cards, self.state.pair, self.state.method)
+    def extra_html(self) -> str: return explorer_filmstrip(self.state, self.films) + super().extra_html()
     def widget(self):
-        "An ipywidgets box: pair and method dropdowns, an α slider, and the figure in an Output."
+        "An ipywidgets box: pair and method dropdowns, an α slider, the figure, then filmstrip and card."
         import ipywidgets as w
         pair = w.Dropdown(options=self.pairs, value=self.state.pair, description="pair")
         method = w.Dropdown(options=self.methods, value=self.state.method, description="method")
         alpha = w.SelectionSlider(options=self.alphas, value=self.state.alpha, description="α")
-        out, film = w.Output(), w.HTML()
+        out = w.Output()
         def update(_=None):
-            self.state = SteeringState(pair.value, method.value, float(alpha.value))
-            out.outputs = (plotly_output(self.figure()),)
-            film.value = explorer_filmstrip(self.state, self.films)
+            self.state = SteeringState(pair.value, method.value, float(alpha.value)); self.draw(out)
         for c in (pair, method, alpha): c.observe(update, names="value")
-        update()
-        box = w.VBox([w.HBox([pair, method, alpha]), out, film])
-        box.controls, box.out, box.film = (pair, method, alpha), out, film
+        box = self.layout([pair, method, alpha], out); update()
+        box.controls, box.out, box.film = (pair, method, alpha), out, self._pane
         return box
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        "The widget where a frontend can show it, with the static figure of the current state as the fallback."
-        fig = self.figure()
-        bundle = {
-            "text/plain": f"SteeringExplorer({len(self.pairs)} pairs, showing {self.state.pair} / {self.state.method} "
-                  f"at α={self.state.alpha:g})",
-            "application/vnd.plotly.v1+json": json.loads(fig.to_json()),
-            "text/html": fig.to_html(include_plotlyjs="cdn", full_html=False)
-            + explorer_filmstrip(self.state, self.films),
-        }
-        try: w = self.widget()
-        except ImportError: return bundle
-        return {**(w._repr_mimebundle_(include=include, exclude=exclude) or {}), **bundle}
+
 
 # %% ../nbs/09c_figures.ipynb #c5d8a264
 def record_films(policy, res: SweepResult, directions: dict, clusters_path=None, seeds_per_film: int = 1,
@@ -284,7 +285,8 @@ def record_films(policy, res: SweepResult, directions: dict, clusters_path=None,
                                                                  cfg.replan_steps, cfg.max_steps, cfg.seed)
     return films
 
-def report_sections(res: SweepResult, policy=None, films: dict | None = None) -> list[dict]:
+def report_sections(res: SweepResult, policy=None, films: dict | None = None,
+                    cards: dict | None = None, frames: FrameSource | None = None) -> list[dict]: # the explorer's cards
     "Sections (title, text, items) of the steering part of the report."
     goal, summ = res.goal(), res.summary()
     n = int(res.table().n.max())
@@ -316,5 +318,6 @@ def report_sections(res: SweepResult, policy=None, films: dict | None = None) ->
         secs.append(dict(title="Explorer (static)",
                          text="In JupyterLab, `SteeringExplorer(res, films).widget()` lets you pick pair, method and "
                          "α.",
-                         items=[(ex := SteeringExplorer(res, films)).figure(), explorer_filmstrip(ex.state, films)]))
+                         items=[(ex := SteeringExplorer(res, films, cards=cards, frames=frames)).figure(),
+                                ex.extra_html()]))
     return secs

@@ -19,12 +19,12 @@ from .report import REPORT_FORMAT, _fmt, check_report, image_strip, report_figur
 
 
 # %% auto #0
-__all__ = ['VERSIONED', 'REPO_ID', 'PAIR_WORDS', 'STEPS', 'main_job_main', 'MainJobConfig', 'StepResult', 'JobContext',
-           'check_out', 'start_run', 'run_step', 'report_sections', 'finish_run', 'abort_run', 'package_versions',
-           'provenance', 'command', 'kitchen_images', 'step_demos', 'step_dataset', 'success_figure', 'step_policy',
-           'step_ffn', 'step_clusters', 'step_contrast', 'step_residuals', 'sae_train_config', 'step_sae',
-           'step_directions', 'sweep_config', 'step_steering', 'overview_section', 'artefacts_section', 'main_job',
-           'main_job_cli']
+__all__ = ['VERSIONED', 'REPO_ID', 'PAIR_WORDS', 'CARDS_TITLE', 'STEPS', 'main_job_main', 'MainJobConfig', 'StepResult',
+           'JobContext', 'check_out', 'start_run', 'run_step', 'report_sections', 'finish_run', 'abort_run',
+           'package_versions', 'provenance', 'command', 'kitchen_images', 'step_demos', 'step_dataset',
+           'success_figure', 'step_policy', 'step_ffn', 'step_clusters', 'step_contrast', 'step_residuals',
+           'sae_train_config', 'step_sae', 'step_directions', 'sweep_config', 'steered_unit_cards', 'cards_section',
+           'step_steering', 'overview_section', 'artefacts_section', 'main_job', 'main_job_cli']
 
 # %% ../nbs/09e_main.ipynb #175baa5b
 @dataclass
@@ -371,7 +371,7 @@ def step_ffn(ctx: JobContext) -> StepResult:
                                  seed=c.seed),
                      progress=ctx.progress, params=params)
     save_projections(ctx.path("ffn", "projections.json"), proj)
-    ctx.state["projections"] = proj
+    ctx.state.update(projections=proj, obs_files=files)
     rows = []
     for l in proj.layers():
         rec = [r for r in proj.records if r.layer_index == l]
@@ -406,7 +406,9 @@ PAIR_WORDS = {
 
 def step_clusters(ctx: JobContext) -> StepResult:
     "k-means clusters of the probed value vectors, keyword ranking per pair, t-SNE map."
-    from vlasteer.clusters import (ClusterConfig, cluster_map, cluster_projections, clusters_document, plot_cluster_map,
+    from vlasteer.cards import FrameSource
+    from vlasteer.data import load_obs_batch
+    from vlasteer.clusters import (ClusterConfig, cluster_activations, cluster_cards, cluster_map, cluster_projections, clusters_document, plot_cluster_map,
                                    save_cluster_map, save_clusters)
     import pandas as pd
     c = ctx.config
@@ -444,6 +446,10 @@ def step_clusters(ctx: JobContext) -> StepResult:
             "words (the score sums the logits of matching top tokens over a cluster's members); the clusters JSON "
             "(`clusters/clusters.json`) is the seed's format.")
     ctx.state["clusters_path"] = ctx.work / "clusters" / "clusters.json"
+    frames = FrameSource(ctx.state["dataset"])  # every cluster's card from one pass over the probe's frames
+    facts = cluster_activations(ctx.state["policy"], (load_obs_batch(f) for f in ctx.state["obs_files"]), res,
+                                seed=c.seed)
+    ctx.state.update(frames=frames, cluster_cards=cluster_cards(facts, res, frames, seed=c.seed))
     return StepResult([section("Clusters of FFN value vectors", text, [pd.DataFrame(rank).set_index("pair"), tab,
                                                                        fig])],
                       cfg.to_dict(),
@@ -687,18 +693,52 @@ def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> "SweepConfi
     return study_config(policy, compact=True, seeds=seeds, pooled_layers=[int(l) for l in layers], clusters=True,
                         workers=c.steering_workers, seed=c.seed)
 
+def steered_unit_cards(ctx: JobContext, res) -> dict: # pair -> [FeatureCard]
+    "Per steered pair: cards of its pooled raw direction and top SAE latent (at its best pooled layer), and its cluster."
+    from vlasteer.directions import direction_card, explorer_data, latent_card, load_pair_direction
+    from vlasteer.figures import best_layer
+    from vlasteer.slices import layer_dir, load_slices
+    layers, seed, out = ctx.state["layers"], ctx.config.seed, {}
+    for pair in dict.fromkeys(res.table().pair):
+        l = best_layer(res, pair, "raw")
+        l = l if l in layers else layers[len(layers) // 2]
+        slices = load_slices(layer_dir(ctx.work / "residuals" / "slices", l))
+        d = load_pair_direction(ctx.state["directions"][pair][l])
+        top = explorer_data(ctx.state["saes"][l], [d], slices, top=1)[pair]
+        out[pair] = [direction_card(d, slices, seed=seed), latent_card(top, 0, seed=seed)]
+        cl = getattr((res.setups or {}).get(pair), "cluster", None)
+        if cl is not None: out[pair].append(ctx.state["cluster_cards"][cl["cluster_id"]])
+    return out
+
+def cards_section(cards: dict, frames) -> dict:
+    "The report's section of the steered units' feature cards (script-free HTML, frames inline)."
+    from vlasteer.cards import card_pane
+    text = ("What the units the edits use respond to, on the dataset's frames: each pair's pooled raw direction "
+            "(every frame of its two concepts projected on it), the SAE latent that separates them most, and the FFN "
+            "cluster the neuron methods scale. Top and random frames with their values, values per concept or task. "
+            "The same cards, with interactive histograms, are in `cards/steered_units.html`.")
+    return section("The steered units: feature cards", text, [card_pane(c, frames, n=6) for cs in cards.values()
+                                                             for c in cs])
+
+CARDS_TITLE = "vlasteer: the steered units"
+
 def step_steering(ctx: JobContext) -> StepResult:
     "The steering study: where each pair's instruction is read (patching), edit families, controls, ceiling and floor."
     from vlasteer import figures, sim
     from vlasteer.localize import localize, patch_cost, report_sections as answer_sections, site_label
+    from vlasteer.cards import feature_cards, write_cards
     from vlasteer.ffn import kitchen_batches
     policy = ctx.state["policy"]
     cfg = sweep_config(ctx.config, ctx.state["layers"], policy)
     dirs, cl = ctx.state["directions"], ctx.state.get("clusters_path")
     res, doc = localize(policy, ctx.work / "steering", cfg, dirs, cl, progress=ctx.progress)
     films = figures.record_films(policy, res, dirs, cl)
-    details = [s for s in figures.report_sections(res, policy,
-                                                  films) if not s["title"].startswith("Steering: does the best method")]
+    cards, frames = steered_unit_cards(ctx, res), ctx.state["frames"]
+    flat = [c for cs in cards.values() for c in cs]
+    feature_cards(ctx.state["lerobot_root"], ctx.path("cards", "steered_units.html"),
+                  write_cards(flat, ctx.path("cards", "steered_units.json")), repo_id=REPO_ID, title=CARDS_TITLE)
+    details = [s for s in figures.report_sections(res, policy, films, cards, frames)
+               if not s["title"].startswith("Steering: does the best method")]
     for g in doc["goal"]:
         deep = [r for r in doc["answer"][g["pair"]] if r["what"].endswith("block 0's input excluded")]
         ctrl = "n/a" if g["control_max_flip"] is None else f"{g['control_max_flip']:.2f}"
@@ -715,12 +755,15 @@ def step_steering(ctx: JobContext) -> StepResult:
     ctx.say("      patching cost per policy call: " + ", ".join(f"{s} ×{r:.2f}" for s,
                                                                 r in cost["ratio"].items()) + f" (plain call "
             f"{cost['plain'] * 1e3:.0f} ms)")
-    return StepResult(details, cfg.to_dict(),
+    return StepResult([cards_section(cards, frames), *details], cfg.to_dict(),
                       [command("vlasteer_localize", "--out", "$RUN/steering", "--config", "$RUN/steering/config.json",
                                "--directions-root", "$RUN/directions",
-                               "--clusters", "$RUN/clusters/clusters.json")],
+                               "--clusters", "$RUN/clusters/clusters.json"),
+                       command("vlasteer_feature_cards", "--lerobot-root", "$RUN/data/lerobot", "--repo-id", REPO_ID,
+                               "--cards", "$RUN/cards/steered_units.json", "--output", "$RUN/cards/steered_units.html",
+                               "--title", CARDS_TITLE)],
                       dict(sweep="steering/sweep.json", study="steering/localize.json", cells=len(res.cells),
-                           goal=doc["goal"]),
+                           goal=doc["goal"], cards={p: [c.label for c in cs] for p, cs in cards.items()}),
                       lead=answer_sections(doc), timings=dict(patch_cost=cost))
 
 
