@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from fastcore.script import Param, call_parse
 
+from .cards import FeatureCard, TopK, topk_cards, write_cards
 from .hooks import TOWER_PATHS, n_blocks, record, resolve_hook
 from .policy import Policy, PromptTokenizer, tiny_policy
 from .checkpoints import load_default_policy, policy_from_cli
@@ -24,8 +25,8 @@ __all__ = ['FFN_TOWERS', 'TOWER_ALIASES', 'TOWER_SPANS', 'TOKEN_PROJECTION_NOTE'
            'find_observation_files', 'iter_observation_batches', 'kitchen_batches', 'ffn_activations', 'MaxActivations',
            'max_activations', 'top_neurons', 'parse_layers', 'TokenSpace', 'token_space', 'project_to_vocab',
            'top_tokens', 'NeuronProjection', 'Projections', 'save_projections', 'load_projections', 'ProbeConfig',
-           'probe_ffn', 'policy_down_projs', 'vocab_projection', 'load_token_space', 'checkpoint_down_projs',
-           'policy_from_args', 'ffn_probe_cli']
+           'probe_ffn', 'probe_topk', 'neuron_cards', 'policy_down_projs', 'vocab_projection', 'load_token_space',
+           'checkpoint_down_projs', 'policy_from_args', 'ffn_probe_cli']
 
 # %% ../nbs/04_ffn.ipynb #9a3e3916
 FFN_TOWERS = ("vlm", "expert")
@@ -84,13 +85,15 @@ def find_observation_files(pattern: str # a glob, e.g. "runs/obs/batch_*.npz"
 
 def iter_observation_batches(paths: Sequence[Path | str], # .npz files from `save_obs_batch`
                              max_batches: int | None = None, # stop after this many (None: all)
-                            ) -> Iterator[dict]: # observation dicts, one per file
+                             extras: bool = False, # yield (observation, per-frame extras) pairs
+                            ) -> Iterator[dict]: # observation dicts (or pairs), one per file
     "Load observation batches lazily, one file at a time."
     from vlasteer.data import load_obs_batch
     if max_batches is not None and max_batches < 1: raise ValueError(f"max_batches must be >= 1, got {max_batches}")
     for i, p in enumerate(paths):
         if max_batches is not None and i >= max_batches: return
-        yield load_obs_batch(p)[0]
+        obs, extra = load_obs_batch(p)
+        yield (obs, extra) if extras else obs
 
 # %% ../nbs/04_ffn.ipynb #53e33996
 def kitchen_batches(instructions: Sequence[str] | None = None, # None: the six toy-kitchen tasks
@@ -144,15 +147,31 @@ class MaxActivations:
         self.num_batches += 1; self.num_samples += acts.shape[0]
         return self
 
-def max_activations(policy: Policy, batches: Iterable[dict], tower: str = "vlm", tokens=None, seed: int = 0,
+def _feed_cards(cards: TopK, acts: torch.Tensor, extra: dict, i: int):
+    "One batch's activations [batch depth d_mlp] into a running top-k over every neuron (unit layer * d_mlp + neuron)."
+    if "index" not in extra:
+        raise ValueError(f"batch {i} carries no dataset frame indices; feature cards need observation batches of "
+                         "dataset frames (vlasteer_dump_observations, FrameSource.obs)")
+    g = np.asarray(extra["task_index"]) if cards.n_groups > 1 and "task_index" in extra else None
+    cards.update(acts.flatten(1), np.asarray(extra["index"]), g)
+
+def max_activations(policy: Policy, batches: Iterable, # observations, or (observation, extras) pairs
+                    tower: str = "vlm", tokens=None, seed: int = 0,
                     progress: bool = False, # show a tqdm bar
+                    cards: TopK | None = None, # also keep every neuron's top frames, in the same pass
                    ) -> MaxActivations:
     "Max |activation| of every neuron of `tower` over all batches, tokens and samples (streaming)."
     t = canonical_tower(tower); s = ffn_shape(policy, t)
+    if cards is not None and cards.n_units != s.depth * s.d_mlp:
+        raise ValueError(f"the cards' TopK has {cards.n_units} units; the {t} tower has {s.depth} x {s.d_mlp} neurons")
     out = MaxActivations(t, torch.zeros(s.depth, s.d_mlp))
     from tqdm.auto import tqdm
-    for i, obs in enumerate(tqdm(batches, desc=f"probe {t}", unit="batch", disable=not progress)):
-        try: out.update(ffn_activations(policy, obs, t, tokens, seed).cpu())
+    for i, item in enumerate(tqdm(batches, desc=f"probe {t}", unit="batch", disable=not progress)):
+        obs, extra = item if isinstance(item, tuple) else (item, {})
+        try:
+            a = ffn_activations(policy, obs, t, tokens, seed).cpu()
+            out.update(a)
+            if cards is not None: _feed_cards(cards, a, extra, i)
         except ValueError as e: raise ValueError(f"batch {i}: {e}") from None
     if out.num_batches == 0: raise ValueError("no observation batches to probe")
     return out
@@ -359,13 +378,14 @@ def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
               cfg: ProbeConfig | None = None, # neurons, tokens, span, layers (default: `ProbeConfig()`)
               progress: bool = False,
               params: dict | None = None, # extra run parameters recorded in the output
+              cards: TopK | None = None, # filled in the same pass: every neuron's top frames (`neuron_cards`)
              ) -> Projections:
     "Run the FFN probe: the strongest neurons of `tower` on `batches`, with value vectors and top tokens."
     c = ProbeConfig() if cfg is None else cfg
     t = canonical_tower(tower); shape = ffn_shape(policy, t)
     layers, tokens, final_norm = c.layers, c.tokens, c.final_norm
     _layers(layers, shape.depth); _check_tokens(t, tokens)
-    mx = max_activations(policy, batches, t, tokens, c.seed, progress)
+    mx = max_activations(policy, batches, t, tokens, c.seed, progress, cards)
     chosen = top_neurons(mx.values, c.top_k_per_layer, c.min_activation, layers)
     space = token_space(policy) if t == "vlm" else None
     recs = []
@@ -383,6 +403,30 @@ def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
                final_norm=final_norm, d_model=shape.d_model, **(params or {}))
     return Projections(t, recs, TOKEN_PROJECTION_NOTE[final_norm] if t == "vlm" else None, run, shape.depth,
                        shape.d_mlp)
+
+# %% ../nbs/04_ffn.ipynb #d9efb68a
+def probe_topk(policy: Policy, tower: str = "vlm", n_groups: int = 1, # histogram groups (tasks)
+               k: int = 8, sample: int = 8, bins: int = 20, seed: int = 0) -> TopK:
+    "A `TopK` over every FFN neuron of `tower` for `probe_ffn(cards=...)` (a small row buffer: millions of units fit)."
+    s = ffn_shape(policy, canonical_tower(tower))
+    return TopK(s.depth * s.d_mlp, k=k, sample=sample, seed=seed, bins=bins, n_groups=n_groups, buffer=64)
+
+def neuron_cards(cards: TopK, proj: Projections, # the probe that filled `cards`
+                 group_names: Sequence[str] | None = None) -> list[FeatureCard]: # one per group (default "task g")
+    "The feature cards of the probe's kept neurons: top and random frames, values per task, value-vector tokens."
+    if proj.depth is None or cards.n_units != proj.depth * proj.d_mlp:
+        raise ValueError(f"the TopK has {cards.n_units} units, the probe {proj.depth} x {proj.d_mlp} neurons; fill it "
+                         "with probe_ffn(..., cards=probe_topk(policy, tower))")
+    units = [r.layer_index * proj.d_mlp + r.neuron_index for r in proj.records]
+    labels = [""] * cards.n_units
+    for u, r in zip(units, proj.records): labels[u] = f"{proj.tower}.blocks.{r.layer_index}.mlp.hook_post[{r.neuron_index}]"
+    names = list(group_names) if group_names is not None else [f"task {g}" for g in range(cards.n_groups)]
+    out = topk_cards(cards, labels, "ffn_neuron", names, units=units)
+    for c, r in zip(out, proj.records):
+        c.hook = f"{proj.tower}.blocks.{r.layer_index}.mlp.hook_post"
+        c.value_tokens = [[t, float(v)] for t, v in r.top_tokens]
+        c.meta.update(layer=int(r.layer_index), neuron=int(r.neuron_index))
+    return out
 
 # %% ../nbs/04_ffn.ipynb #b7b4a71b
 def policy_down_projs(policy: Policy, tower: str = "vlm", layers: Sequence[int] | None = None
@@ -496,6 +540,14 @@ def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None 
     return BUILTIN_POLICIES[name]().to(device), f"config:{name}"
 
 
+def _n_tasks(files) -> int:
+    "Histogram groups for the cards: one more than the largest task index the batch files hold (1 without any)."
+    top = 0
+    for f in files:
+        with np.load(f) as z:
+            if "task_index" in z.files and len(z["task_index"]): top = max(top, int(z["task_index"].max()) + 1)
+    return max(top, 1)
+
 @call_parse
 def ffn_probe_cli(
     config_name: str = None,  # built-in policy: default, tiny, tiny_pi0 (with --checkpoint-dir: recorded only)
@@ -519,6 +571,7 @@ def ffn_probe_cli(
     tokenizer_path: str = None,  # tokenizer.json or PaliGemma's tokenizer.model (openpi and LeRobot ship none)
     seed: int = 0,  # seeds the policy's noise
     quiet: bool = False,  # no progress bar
+    cards_out: str = None,  # also write the kept neurons' feature cards (JSON for vlasteer_feature_cards) here
 ):
     "Probe a policy's FFN neurons over observation batches; write the projections JSON."
     with cli_errors():
@@ -526,6 +579,9 @@ def ffn_probe_cli(
         out = Path(output_path)
         if not out.parent.is_dir():
             raise FileNotFoundError(f"output folder {out.parent} does not exist; create it first")
+        if cards_out and (all_neurons or not Path(cards_out).parent.is_dir()):
+            raise ValueError("--cards-out needs observation batches (not --all-neurons)" if all_neurons else
+                             f"--cards-out folder {Path(cards_out).parent} does not exist; create it first")
         t = canonical_tower(tower); lay = parse_layers(layers if isinstance(layers, str) else " ".join(layers or []))
         if top_k_per_layer < 1: raise ValueError(f"--top-k-per-layer must be >= 1, got {top_k_per_layer}")
         if max_batches < 0: raise ValueError(f"--max-batches must be >= 0, got {max_batches}")
@@ -561,18 +617,19 @@ def ffn_probe_cli(
             params = dict(source=src, config_name=config_name, observations_glob=observations_glob,
                           files=[f.name for f in use],
                           norm_stats=pol.norm_stats_source)
-            current = [None]
+            current, tk = [None], probe_topk(pol, t, _n_tasks(use), seed=seed) if cards_out else None
             def batches():
-                for f in use: current[0] = f; yield from iter_observation_batches([f])
+                for f in use: current[0] = f; yield from iter_observation_batches([f], extras=tk is not None)
             cfg = ProbeConfig(top_k_per_layer=top_k_per_layer, min_activation=min_activation, top_n_tokens=top_n_tokens,
                               store_value_vectors=store_value_vectors, tokens=token_span, layers=lay,
                               final_norm=not raw_unembedding, seed=seed)
-            try: proj = probe_ffn(pol, batches(), t, cfg, progress=not quiet, params=params)
+            try: proj = probe_ffn(pol, batches(), t, cfg, progress=not quiet, params=params, cards=tk)
             except ValueError as e:
                 if current[0] is None or str(current[0]) in str(e): raise
                 raise ValueError(f"{current[0]}: {re.sub(r'^batch [0-9]+: ', '', _one_line(e))}") from None
             if not proj.records: raise ValueError(f"no neuron is above --min-activation {min_activation}; lower it")
             n = save_projections(out, proj)
+            if tk is not None: write_cards(neuron_cards(tk, proj), cards_out)
     what = (
         "every neuron" if all_neurons else f"{proj.params['num_batches']} batches, {proj.params['num_samples']} samples"
     )

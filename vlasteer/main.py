@@ -357,7 +357,8 @@ def step_policy(ctx: JobContext) -> StepResult:
 def step_ffn(ctx: JobContext) -> StepResult:
     "Observation batches from the dataset, then the FFN probe of the VLM."
     from vlasteer.data import dump_observations
-    from vlasteer.ffn import ProbeConfig, iter_observation_batches, probe_ffn, save_projections
+    from vlasteer.cards import FrameSource, card_pane, write_cards
+    from vlasteer.ffn import ProbeConfig, iter_observation_batches, neuron_cards, probe_ffn, probe_topk, save_projections
     import pandas as pd
     c = ctx.config
     files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"),
@@ -366,12 +367,16 @@ def step_ffn(ctx: JobContext) -> StepResult:
     params = dict(source="config:default", config_name="default", observations_glob="$RUN/ffn/observations/*.npz",
                   files=[f.name for f in files],
                   norm_stats=ctx.state["policy"].norm_stats_source)
-    proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files), "vlm",
+    frames = FrameSource(ctx.state["dataset"])
+    tk = probe_topk(ctx.state["policy"], "vlm", len(frames.task_names()), seed=c.seed)  # filled in the same pass
+    proj = probe_ffn(ctx.state["policy"], iter_observation_batches(files, extras=True), "vlm",
                      ProbeConfig(top_k_per_layer=c.top_k_per_layer, top_n_tokens=10, store_value_vectors=True,
                                  seed=c.seed),
-                     progress=ctx.progress, params=params)
+                     progress=ctx.progress, params=params, cards=tk)
     save_projections(ctx.path("ffn", "projections.json"), proj)
-    ctx.state.update(projections=proj, obs_files=files)
+    cards = neuron_cards(tk, proj, frames.task_names())
+    write_cards(cards, ctx.path("ffn", "neuron_cards.json"))
+    ctx.state.update(projections=proj, obs_files=files, frames=frames)
     rows = []
     for l in proj.layers():
         rec = [r for r in proj.records if r.layer_index == l]
@@ -382,8 +387,11 @@ def step_ffn(ctx: JobContext) -> StepResult:
     text = (f"The VLM's {c.top_k_per_layer} strongest FFN neurons per layer (of {proj.d_mlp}) by max |activation| over "
             f"{proj.params['num_samples']} dataset frames, with each neuron's value vector (its column of "
             f"`down_proj`) and the tokens "
-            "it promotes through the unembedding.")
-    return StepResult([section("FFN probe", text, [pd.DataFrame(rows).set_index("layer")])],
+            "it promotes through the unembedding. The same pass kept every neuron's top frames: the card of the "
+            "strongest neuron follows (all kept neurons' cards: `ffn/neuron_cards.json`).")
+    best = max(range(len(proj.records)), key=lambda j: proj.records[j].max_activation)
+    return StepResult([section("FFN probe", text, [pd.DataFrame(rows).set_index("layer"),
+                                                   card_pane(cards[best], frames)])],
                       dict(batch_size=c.obs_batch_size, max_batches=c.obs_max_batches, tower="vlm",
                            top_k_per_layer=c.top_k_per_layer, seed=c.seed),
                       [command("vlasteer_dump_observations", "--lerobot-root", "$RUN/data/lerobot", "--repo-id",
@@ -394,7 +402,8 @@ def step_ffn(ctx: JobContext) -> StepResult:
                                "$RUN/ffn/observations/*.npz",
                                "--output-path", "$RUN/ffn/projections.json", "--tower", "vlm", "--top-k-per-layer",
                                c.top_k_per_layer,
-                               "--max-batches", 0, "--store-value-vectors", "--seed", c.seed)],
+                               "--max-batches", 0, "--store-value-vectors", "--seed", c.seed,
+                               "--cards-out", "$RUN/ffn/neuron_cards.json")],
                       dict(neurons=len(proj), samples=proj.params["num_samples"], layers=proj.layers()))
 
 # %% ../nbs/09e_main.ipynb #605697ab
@@ -406,7 +415,6 @@ PAIR_WORDS = {
 
 def step_clusters(ctx: JobContext) -> StepResult:
     "k-means clusters of the probed value vectors, keyword ranking per pair, t-SNE map."
-    from vlasteer.cards import FrameSource
     from vlasteer.data import load_obs_batch
     from vlasteer.clusters import (ClusterConfig, cluster_activations, cluster_cards, cluster_map, cluster_projections, clusters_document, plot_cluster_map,
                                    save_cluster_map, save_clusters)
@@ -446,10 +454,9 @@ def step_clusters(ctx: JobContext) -> StepResult:
             "words (the score sums the logits of matching top tokens over a cluster's members); the clusters JSON "
             "(`clusters/clusters.json`) is the seed's format.")
     ctx.state["clusters_path"] = ctx.work / "clusters" / "clusters.json"
-    frames = FrameSource(ctx.state["dataset"])  # every cluster's card from one pass over the probe's frames
     facts = cluster_activations(ctx.state["policy"], (load_obs_batch(f) for f in ctx.state["obs_files"]), res,
-                                seed=c.seed)
-    ctx.state.update(frames=frames, cluster_cards=cluster_cards(facts, res, frames, seed=c.seed))
+                                seed=c.seed)  # every cluster's card from one pass over the probe's frames
+    ctx.state["cluster_cards"] = cluster_cards(facts, res, ctx.state["frames"], seed=c.seed)
     return StepResult([section("Clusters of FFN value vectors", text, [pd.DataFrame(rank).set_index("pair"), tab,
                                                                        fig])],
                       cfg.to_dict(),
