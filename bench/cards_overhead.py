@@ -9,6 +9,9 @@ folder), three variants of the capture loop run interleaved, rep after rep:
            (groups x layers x d_model units, task histograms): one update per batch, as a capture would keep it;
 - +sae:    the same as +dims, plus an SAE-sized unit set per group and layer: ReLU of a 4 x d_model random
            projection, in a second TopK (the encoder's cost is counted: keeping SAE cards runs the encoder).
+- probe / probe+cards: the FFN probe's pass of 04 (`max_activations`) without and with the cards of every neuron
+           of every VLM block (`probe_topk`: top 8, 8 random frames, 20 bins per task), as `vlasteer_ffn_probe
+           --cards-out` runs it; `cards_alone` is the card updates fed the same activations.
 
 Each variant's median seconds per frame over the reps; ratio = variant / capture (goal for +dims: <= 1.05), and
 with the fastest rep of each (`_min`). On a shared machine the spread between reps can exceed the overhead, so the
@@ -28,6 +31,7 @@ from vlasteer.cards import TopK
 from vlasteer.checkpoints import load_default_policy
 from vlasteer.cli import write_json
 from vlasteer.data import convert_libero_to_lerobot, generate_demos, lerobot_obs_batch, load_lerobot_dataset
+from vlasteer.ffn import ffn_activations, max_activations, probe_topk
 from vlasteer.residuals import capture_batch, token_group
 
 
@@ -77,11 +81,27 @@ def measure(a, size: str) -> dict:
         sync()
         return (time.perf_counter() - t0) / n
 
-    variants = ["capture", "+dims", "+sae", "topk_dims", "topk_sae"]
-    for v in variants: run(v)  # warm-up
+    probe_acts = [ffn_activations(pol, obs, "vlm").cpu() for obs, _ in batches]  # for the cards-only timing
+
+    def run_probe(variant: str) -> float:
+        "The FFN probe's pass (`max_activations`), without and with `probe_topk` cards, or the card updates alone."
+        tk = probe_topk(pol, "vlm", n_tasks) if variant != "probe" else None
+        sync(); t0 = time.perf_counter()
+        if variant == "cards_alone":
+            for (_, extra), acts in zip(batches, probe_acts): tk.update(acts.flatten(1), extra["index"], extra["task_index"])
+            tk.flush()
+        else:
+            max_activations(pol, batches, "vlm", cards=tk)
+            if tk is not None: tk.flush()
+        sync()
+        return (time.perf_counter() - t0) / n
+
+    variants = ["capture", "+dims", "+sae", "topk_dims", "topk_sae", "probe", "probe+cards", "cards_alone"]
+    timer = lambda v: run_probe(v) if v.startswith(("probe", "cards")) else run(v)
+    for v in variants: timer(v)  # warm-up
     times = {v: [] for v in variants}
     for _ in range(a.reps):
-        for v in variants: times[v].append(run(v))
+        for v in variants: times[v].append(timer(v))
     med = {v: statistics.median(t) for v, t in times.items()}
     res = {"bench": "cards_overhead", "size": size, "device": dev, "threads": torch.get_num_threads(),
            "torch": torch.__version__, "python": platform.python_version(),
@@ -95,10 +115,17 @@ def measure(a, size: str) -> dict:
            "ratio_dims_min": min(times["+dims"]) / min(times["capture"]), "ratio_sae_min": min(times["+sae"]) / min(times["capture"]),
            # the TopK work alone (fed the same captured rows, no forward pass) over the capture: robust on a busy machine
            "overhead_dims_isolated": med["topk_dims"] / med["capture"], "overhead_sae_isolated": med["topk_sae"] / med["capture"],
+           # the FFN probe as 04 runs it: every neuron's cards kept in the same pass (probe_topk, 20 bins, per-task)
+           "probe_units": int(probe_acts[0][0].numel()),
+           "ratio_probe_cards": med["probe+cards"] / med["probe"],
+           "ratio_probe_cards_min": min(times["probe+cards"]) / min(times["probe"]),
+           "overhead_probe_cards_isolated": med["cards_alone"] / med["probe"],
            "goal": "ratio_dims <= 1.05"}
     print(f"{size} on {dev}: capture {med['capture'] * 1e3:.3f} ms/frame, +dims x{res['ratio_dims']:.3f}, "
           f"+sae x{res['ratio_sae']:.3f}; TopK alone: dims {res['overhead_dims_isolated']:.2%}, "
-          f"sae (with encoder) {res['overhead_sae_isolated']:.2%} of the capture", flush=True)
+          f"sae (with encoder) {res['overhead_sae_isolated']:.2%} of the capture; FFN probe {med['probe'] * 1e3:.3f} ms/frame, "
+          f"+cards of {res['probe_units']} neurons x{res['ratio_probe_cards']:.3f} (cards alone "
+          f"{res['overhead_probe_cards_isolated']:.2%})", flush=True)
     return res
 
 

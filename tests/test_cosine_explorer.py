@@ -1,4 +1,4 @@
-"""`CosineExplorer` (08a_directions) in JupyterLab, driven in a real browser.
+"""`CosineExplorer` (08c_cosines) in JupyterLab, driven in a real browser.
 
 A scratch notebook builds the explorer on synthetic pair directions at three layers; the test picks a layer,
 a space, clicks a cell of the matrix, switches to the across-layers view and hides a pair, reading after each
@@ -14,7 +14,8 @@ SHOTS = ARTIFACTS / "cosine"
 
 SETUP = '''\
 import torch
-from vlasteer.directions import CosineExplorer, LatentMean, PairDirection, cosine_data
+from vlasteer.cosines import CosineExplorer, cosine_data
+from vlasteer.directions import LatentMean, PairDirection
 g = torch.Generator().manual_seed(0)
 noisy = lambda v: v + 0.1 * torch.randn(v.shape, generator=g)
 def direction(name, layer, latent, raw):

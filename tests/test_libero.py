@@ -45,10 +45,11 @@ def policy():
 def batch(policy, drawer_envs):
     "One lockstep batch of the default policy on two drawer envs (episode 0 unsteered, 1 steered), and episode 0 alone."
     import torch
+    from vlasteer.sim import RolloutOptions
     from vlasteer.steering import Edit, SteeringSpec, steered_rollouts
     vec = torch.randn(policy.config.vlm.width, generator=torch.Generator().manual_seed(1)).tolist()
     push = SteeringSpec("push", [Edit("add", layers=[0], tokens="instruction", vector=vec, unit_norm=10.0, alpha=1.0)])
-    kw = dict(max_steps=6, record_frames=True)
+    kw = dict(opts=RolloutOptions(replan_steps=2, max_steps=6, record_frames=True))
     trajs, failed = steered_rollouts(policy, [DRAWER] * 2, [0, 0], [None, push], envs=drawer_envs, **kw)
     alone, _ = steered_rollouts(policy, [DRAWER], [0], [None], envs=drawer_envs[:1], **kw)
     return trajs, failed, alone[0]

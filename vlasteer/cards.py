@@ -352,7 +352,7 @@ def obs(self: FrameSource, index, **kwargs) -> tuple[dict, dict]:
     from vlasteer.data import lerobot_obs_batch
     return lerobot_obs_batch(self.ds, self.positions(index), **kwargs)
 
-# %% ../nbs/03b_cards.ipynb #bff68b69
+# %% ../nbs/03b_cards.ipynb #c0986e32
 def toy_frames(folder, # a folder to create the dataset in (its parent must exist)
                num_demos: int = 2, # scripted demos per task
                image_size: int = 32, seed: int = 0) -> FrameSource:
@@ -545,7 +545,7 @@ def write_cards_html(path, cards: Sequence[FeatureCard], frames: FrameSource, ti
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding="utf-8")
     return Path(path)
 
-# %% ../nbs/03b_cards.ipynb #ac429fdf
+# %% ../nbs/03b_cards.ipynb #d26370de
 _GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 _PANE_EXTRA = (".bars{display:flex;align-items:flex-end;gap:.4em;font-size:.72em;margin:.1em 0}"
                ".bars .g{width:14em;overflow:hidden;white-space:nowrap}.bars .b{display:inline-flex;align-items:flex-end}"
@@ -566,7 +566,7 @@ def card_pane(card: FeatureCard | None, frames: FrameSource | None, # None for e
     return f'<div class="vlasteer-pane"><style>{css}</style>{card_html(card, frames, width=width, n=n, scripts=False)}</div>'
 
 
-# %% ../nbs/03b_cards.ipynb #0641ef96
+# %% ../nbs/03b_cards.ipynb #76f6395d
 class CardExplorer(Explorer):
     "An explorer whose selection has a feature card: `card()` gives it, drawn with `frames` in the pane under the figure."
     frames: FrameSource | None = None

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_cli.ipynb #163ee65f
 from __future__ import annotations
-import dataclasses, json, math, os, re, shutil, sys, tempfile, uuid
+import dataclasses, json, math, os, re, shutil, socket, sys, tempfile, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -203,6 +203,7 @@ def file_digest(path: str | Path, # a file, or a folder (every file under it, by
 
 # %% ../nbs/00a_cli.ipynb #99cff44b
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:tmp|partial)-(?P<pid>\d+)-[^/]+$")
+_HOST_NAME = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-[0-9a-f]{8}-(?P<pid>\d+)@(?P<host>.+)$")  # earlier folders
 
 def _running(pid: int) -> bool:
     try: os.kill(pid, 0)
@@ -216,8 +217,9 @@ def clean_stale(path: str | Path # an output file or folder
     path, out = Path(path), []
     if not path.parent.is_dir(): return out
     for p in path.parent.iterdir():
-        m = _TEMP_NAME.match(p.name)
+        m = _TEMP_NAME.match(p.name) or _HOST_NAME.match(p.name)
         if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or _running(int(m["pid"])): continue
+        if m.groupdict().get("host") not in (None, socket.gethostname()): continue  # another machine's writer
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
         out.append(p)
     return sorted(out)

@@ -505,7 +505,7 @@ def activation_differences(acts: ClusterActivations,
                              cohen_d=diff / pooled if pooled > 0 else float("nan"), p_value=float(p)))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_clusters.ipynb #f9ef41ef
+# %% ../nbs/05_clusters.ipynb #3bc8ed9d
 def cluster_cards(acts: ClusterActivations, # from batches of dataset frames (with `index`)
                   result: ClusterResult, frames: FrameSource, # the dataset the indices point into
                   k: int = 8, sample: int = 8, bins: int = 30, seed: int = 0) -> dict[int, FeatureCard]:

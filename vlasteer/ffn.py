@@ -404,7 +404,7 @@ def probe_ffn(policy: Policy, batches: Iterable[dict], # observation batches
     return Projections(t, recs, TOKEN_PROJECTION_NOTE[final_norm] if t == "vlm" else None, run, shape.depth,
                        shape.d_mlp)
 
-# %% ../nbs/04_ffn.ipynb #d9efb68a
+# %% ../nbs/04_ffn.ipynb #6526d948
 def probe_topk(policy: Policy, tower: str = "vlm", n_groups: int = 1, # histogram groups (tasks)
                k: int = 8, sample: int = 8, bins: int = 20, seed: int = 0) -> TopK:
     "A `TopK` over every FFN neuron of `tower` for `probe_ffn(cards=...)` (a small row buffer: millions of units fit)."

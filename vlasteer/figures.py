@@ -145,8 +145,8 @@ def filmstrip(policy, pair: str, spec: SteeringSpec | None, seed: int, frames: i
               noise_seed: int = 0) -> dict: # {rows: [{label, frames: [png], steps: [t], outcome}]}
     "Matched unsteered and steered rollouts of one seed, as PNG frames at a few time steps."
     a, b = sim.CONCEPT_PAIRS[pair]
-    trajs, failed = steered_rollouts(policy, [a, a], [seed, seed], [None, spec], replan_steps, max_steps,
-                                     record_frames=True, noise_seed=noise_seed)
+    opts = sim.RolloutOptions(replan_steps=replan_steps, max_steps=max_steps, record_frames=True)
+    trajs, failed = steered_rollouts(policy, [a, a], [seed, seed], [None, spec], opts, noise_seed=noise_seed)
     rows = []
     for label, tr, f in (("unsteered", trajs[0], failed.get(0)), (f"steered: {spec.name if spec else 'none'}", trajs[1],
                                                                   failed.get(1))):

@@ -634,7 +634,8 @@ def step_sae(ctx: JobContext) -> StepResult:
 def step_directions(ctx: JobContext) -> StepResult:
     "Each pair's latent / residual / raw directions per layer, split-half checks, cosines across pairs."
     from vlasteer import sim
-    from vlasteer.directions import (PairSpec, cosine_report_figures, sae_source, write_layer_directions,
+    from vlasteer.cosines import cosine_report_figures
+    from vlasteer.directions import (PairSpec, sae_source, write_layer_directions,
                                      write_pairs_config)
     from vlasteer.slices import layer_dir, load_slices, slice_path
     import pandas as pd
@@ -675,7 +676,7 @@ def step_directions(ctx: JobContext) -> StepResult:
     text = ("Per layer and pair: the split-half cosines of the latent, residual and raw directions (near 1: the "
             "direction does not depend on which rows estimated it), the cosine between `Δz @ W_dec` and the raw "
             "difference (near 1 when the SAE reconstructs the concepts well), and the directions' norms. Then the "
-            "cosine explorer's default views (`08a_directions`): the cosines between the pairs at every layer in each "
+            "cosine explorer's default views (`08c_cosines`): the cosines between the pairs at every layer in each "
             "space (hover: split-half ranges), the first two pairs' cosine through depth, and each pair's raw "
             "direction across layers with decoded against raw.")
     figs = cosine_report_figures(by_layer)

@@ -5,7 +5,7 @@
 # %% ../nbs/07_residuals.ipynb #7f20844e
 from __future__ import annotations
 
-import contextlib, hashlib, json, os, pickle, re, shutil, socket, uuid
+import contextlib, hashlib, json, os, pickle, re, shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,8 +15,7 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import (atomic_path, check_overwrite, cli_errors, console, file_digest, from_fields, read_json,
-                          reading, write_json)
+from .cli import atomic_dir, atomic_path, cli_errors, console, file_digest, from_fields, read_json, reading, write_json
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, check_concept_map, lerobot_tasks, load_concept_map
 
@@ -25,9 +24,8 @@ __all__ = ['TOKEN_GROUPS', 'CAPTURE_TOWERS', 'RUN_FORMAT', 'BUILTIN_POLICIES', '
            'TokenGroup', 'token_group', 'CaptureConfig', 'frame_noise', 'forward_only', 'capture_batch',
            'adarms_conditioning', 'select_frames', 'chunk_bounds', 'shard_chunks', 'chunk_file', 'policy_fingerprint',
            'dataset_identity', 'rel_path', 'input_digests', 'write_tensors', 'load_pt', 'check_finite', 'read_chunk',
-           'stale_temp_dirs', 'check_folder_target', 'atomic_folder', 'CaptureRun', 'capture_residuals',
-           'missing_chunks', 'finalize_run', 'merge_runs', 'launcher_shard', 'wait_for_all_shards', 'ResidualRun',
-           'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli']
+           'CaptureRun', 'capture_residuals', 'missing_chunks', 'finalize_run', 'merge_runs', 'launcher_shard',
+           'wait_for_all_shards', 'ResidualRun', 'load_capture_policy', 'save_residuals_cli', 'merge_residuals_cli']
 
 # %% ../nbs/07_residuals.ipynb #d06e1964
 TOKEN_GROUPS = ("instructions", "decision")
@@ -370,55 +368,6 @@ def read_chunk(path, device: str = "cpu"
     return out
 
 
-# %% ../nbs/07_residuals.ipynb #b8633977
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-[0-9a-f]{8}-(?P<pid>\d+)@(?P<host>.+)$")
-
-def _alive(pid: int) -> bool:
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def stale_temp_dirs(target) -> list[Path]: # temp folders beside `target` that no live process is writing
-    "What killed runs writing `target` left beside it: its temp folders whose process is gone (or of another machine)."
-    target, host, out = Path(target), socket.gethostname(), []
-    legacy = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial-|tmp)[A-Za-z0-9_]{{8}}$")  # earlier versions' names
-    if not target.parent.is_dir(): return out
-    for p in sorted(target.parent.iterdir()):
-        if not p.name.startswith(f".{target.name}.") or not p.is_dir(): continue
-        m = _TEMP_NAME.match(p.name)
-        if m and m["name"] == target.name and not (m["host"] == host and _alive(int(m["pid"]))): out.append(p)
-        elif not m and legacy.match(p.name): out.append(p)
-    return out
-
-def check_folder_target(target, overwrite: bool = False, flag: str = "--output-dir") -> Path:
-    "Check before any work that a command may write folder `target` (parent present; replaced only with `overwrite`)."
-    target = Path(target)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{flag} {target}: its parent folder {target.parent} does not exist; create it first")
-    if target.exists() and not target.is_dir(): raise FileExistsError(f"{flag} {target} is a file; give a folder")
-    return check_overwrite(target, overwrite)
-
-@contextlib.contextmanager
-def atomic_folder(target, # the folder to produce; its parent must exist
-                  overwrite: bool = False, # replace an existing (non-empty) target
-                  flag: str = "--output-dir"): # how messages name the target
-    "Yield an empty temp sibling of `target` to fill; on success it becomes `target`, on failure it is removed."
-    target = check_folder_target(target, overwrite, flag)
-    for p in stale_temp_dirs(target): shutil.rmtree(p, ignore_errors=True)
-    tag = f"{uuid.uuid4().hex[:8]}-{os.getpid()}@{socket.gethostname()}"
-    work, old = target.with_name(f".{target.name}.partial-{tag}"), target.with_name(f".{target.name}.old-{tag}")
-    work.mkdir()
-    try:
-        yield work
-        if target.exists():
-            check_overwrite(target, overwrite)  # written by someone else meanwhile?
-            target.rename(old)
-        work.rename(target)
-    finally:
-        for p in (work, old): shutil.rmtree(p, ignore_errors=True)
-
-
 # %% ../nbs/07_residuals.ipynb #4d918387
 def _identity(x): return x
 
@@ -670,7 +619,8 @@ def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or 
     for k in ("checkpoint", "lerobot_root"):  # recorded relative to the first shard: rebase on the new run
         if isinstance(prov.get(k), str) and (shard_dirs[0] / prov[k]).exists():
             prov[k] = rel_path(shard_dirs[0] / prov[k], run_dir)
-    with atomic_folder(run_dir, overwrite, "--run-dir") as work:
+    with atomic_dir(run_dir, "--run-dir", overwrite) as work:
+        work.mkdir()
         write_json({**specs[0], "provenance": prov}, work / "capture.json")
         for d in shard_dirs:
             for k, g, l, f in _expected(d, specs[0]["spec"]):

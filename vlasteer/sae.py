@@ -6,7 +6,8 @@
 from __future__ import annotations
 from .cli import (cli_errors, dashed_flags, file_digest, from_fields, read_json, reading, write_json,
                           one_line as _one_line)
-from .residuals import ResidualRun, atomic_folder, check_finite, check_folder_target, load_pt, rel_path
+from .cli import atomic_dir, check_output_dir
+from .residuals import ResidualRun, check_finite, load_pt, rel_path
 from .slices import ConceptSlice, load_slices, slice_files
 
 import contextlib, functools, os, sys, tempfile, time, warnings
@@ -488,7 +489,8 @@ def save_sae(sae, path: str | Path, # a SAELens inference SAE (or a training one
              extra: dict | None = None, # JSON written as vlasteer.json beside cfg.json
              overwrite: bool = False) -> Path: # replace an existing directory
     "Write `sae` as a SAELens directory (`cfg.json` + `sae_weights.safetensors`) atomically (a temp folder renamed)."
-    with atomic_folder(path, overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        tmp.mkdir()
         (sae.save_inference_model if hasattr(sae, "save_inference_model") else sae.save_model)(str(tmp))
         if extra is not None: write_json(extra, tmp / "vlasteer.json")
     return Path(path)
@@ -723,7 +725,7 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
         if bool(slices) == bool(run_dir):
             raise ValueError("give --slices (concept slice files or folders) or --run-dir (a residual run), not both")
         _set_threads(threads)
-        out = check_folder_target(output_dir, overwrite)
+        out = check_output_dir(output_dir, overwrite)
         cfg = SAETrainConfig(architecture=architecture, d_sae=d_sae, expansion=expansion, l1_coefficient=l1_coefficient,
                              k=k, lr=lr,
                              steps=steps, batch_size=batch_size, normalize_activations=normalize_activations,

@@ -16,8 +16,9 @@ from fastcore.script import Param, call_parse
 
 from .cli import atomic_path, cli_errors, console, file_digest, reading, write_json
 from .contrast import check_indices_in, concept_indices, load_concept_map
-from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, atomic_folder,
-                                check_folder_target, load_pt, read_chunk, write_tensors)
+from .cli import atomic_dir, check_output_dir
+from .residuals import (TOKEN_GROUPS, ResidualRun, _json_digest, token_group, load_pt, read_chunk,
+                                write_tensors)
 
 
 # %% auto #0
@@ -179,7 +180,7 @@ def slice_run(run_dir, # a complete run directory
     "Cut a run into one `layerNN/<concept>.safetensors` per concept and layer."
     run = ResidualRun.open(run_dir)
     if not isinstance(concept_map, dict): concept_map = load_concept_map(concept_map)
-    check_folder_target(output_dir, overwrite)  # before reading any chunk
+    check_output_dir(output_dir, overwrite)  # before reading any chunk
     token_type = "instructions" if token_type == "instruction" else token_type
     if (token_type, tower) not in run.groups:
         raise ValueError(f"run {run.path} has no {token_type!r} rows of the {tower} tower; it has {run.groups} "
@@ -221,7 +222,8 @@ def slice_run(run_dir, # a complete run directory
     written = []
     run_ref = os.path.relpath(os.path.abspath(run.path),
                               os.path.abspath(output_dir))  # relative: the pair moves together
-    with atomic_folder(output_dir, overwrite) as work:
+    with atomic_dir(output_dir, overwrite=overwrite) as work:
+        work.mkdir()
         for (l, c), (x, i, missing) in out.items():
             (work / f"layer{l:02d}").mkdir(parents=True, exist_ok=True)
             hook = group.hook(l) if group else f"{tower}.blocks.{l}.hook_resid_post"

@@ -19,10 +19,10 @@ from .hooks import (HookName, intervene, resolve_hook, set_neurons, scale_neuron
 from . import sim
 
 # %% auto #0
-__all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec', 'split_ref',
-           'read_direction', 'spec_files', 'spec_inputs', 'PatchCache', 'SpecCompiler', 'sae_clamp', 'steer',
-           'patch_from', 'sae_clamp_positions', 'clean_pass', 'patched_infer', 'EpisodeSteering', 'either_task',
-           'steered_rollouts', 'mean_resid_norm']
+__all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'STEERED_ROLLOUTS', 'Edit', 'SteeringSpec', 'save_spec', 'load_spec',
+           'split_ref', 'read_direction', 'spec_files', 'spec_inputs', 'PatchCache', 'SpecCompiler', 'sae_clamp',
+           'steer', 'patch_from', 'sae_clamp_positions', 'clean_pass', 'patched_infer', 'EpisodeSteering',
+           'either_task', 'steered_rollouts', 'mean_resid_norm']
 
 # %% ../nbs/09_steering.ipynb #e97e67c0
 EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp", "add_pos", "sae_clamp_pos", "patch")
@@ -557,14 +557,14 @@ class _Either(sim.Task):
     other: sim.Task | None = None
     def success(self, progress: dict) -> bool: return sim.Task.success(self, progress) or self.other.success(progress)
 
+STEERED_ROLLOUTS = sim.RolloutOptions(replan_steps=2, max_steps=60, record_frames=False)  # the sweeps' default
+
 def steered_rollouts(
     policy,
     tasks: Sequence,  # the task of each episode (instruction or `vlasteer.sim.Task`, e.g. `either_task`)
     seeds: Sequence[int],  # each episode's initial-state (and noise) seed
     specs: Sequence[SteeringSpec | None],  # each episode's spec (None: unsteered)
-    replan_steps: int = 2,
-    max_steps: int = 60,
-    record_frames: bool = False,
+    opts: sim.RolloutOptions | None = None,  # replanning, step budget, frames (None: `STEERED_ROLLOUTS`)
     noise_seed: int = 0,
     compiler: SpecCompiler | None = None,
     envs: Sequence
@@ -575,9 +575,8 @@ def steered_rollouts(
     if not (len(tasks) == len(seeds) == len(specs)):
         raise ValueError(f"{len(tasks)} tasks, {len(seeds)} seeds and {len(specs)} specs; give one of each per episode")
     st = EpisodeSteering(policy, specs, seeds, noise_seed, compiler)
-    opts = sim.RolloutOptions(record_frames=record_frames, replan_steps=replan_steps, max_steps=max_steps,
-                              stop_on_success=True)
-    trajs = sim.rollout_batch(st, list(tasks), list(seeds), opts, row_intervention=st, envs=envs, prompts=prompts)
+    trajs = sim.rollout_batch(st, list(tasks), list(seeds), opts or STEERED_ROLLOUTS, row_intervention=st, envs=envs,
+                              prompts=prompts)
     return trajs, st.failed
 
 

@@ -326,8 +326,7 @@ def _run_cells(policy, cells: list, setups: dict, cfg: SweepConfig, cells_dir: P
             [tasks[c][0] for c, _ in part],
             [s for _, s in part],
             [specs[c] for c, _ in part],
-            cfg.replan_steps,
-            cfg.max_steps,
+            sim.RolloutOptions(replan_steps=cfg.replan_steps, max_steps=cfg.max_steps, record_frames=False),
             noise_seed=cfg.seed,
             compiler=compiler,
             prompts=[tasks[c][1] for c, _ in part],
@@ -659,8 +658,9 @@ def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: S
                                  f"({', '.join(sorted(_inputs(sp, out))) or 'none'}); use a new --out (or delete "
                                  f"{out}) to run again")
             if cell is None:
-                trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds),
-                                                 replan_steps, max_steps, compiler=compiler)
+                opts = sim.RolloutOptions(replan_steps=replan_steps, max_steps=max_steps, record_frames=False)
+                trajs, failed = steered_rollouts(policy, [task] * len(seeds), list(seeds), [sp] * len(seeds), opts,
+                                                 compiler=compiler)
                 eps = [episode_record(tr, pair, other, failed.get(j)) for j, tr in enumerate(trajs)]
                 cell = dict(task=task, other=other, alpha=a, units=spec.units(), spec=(sp or spec.scaled(0)).to_dict(),
                             inputs=_inputs(sp, out), episodes=eps)
