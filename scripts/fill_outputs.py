@@ -1,17 +1,17 @@
 """Run notebooks in place so their committed outputs (what the docs site shows) are fresh, small and clean.
 
 Cells run as `nbdev_test` runs them (execnb's shell in the notebook's folder, cells flagged with a
-`tst_flags` flag skipped), with plotly figures stored as their JSON plus a div that loads plotly.js
-(never the library itself), tqdm silenced, and no widget state kept; `nbdev_clean` runs afterwards.
+`tst_flags` flag skipped), with plotly figures stored once, as their JSON (JupyterLab draws it; the docs step adds
+the HTML: `vlasteer.report.plotly_docs_html`), tqdm silenced, and no widget state kept; `nbdev_clean` runs afterwards.
 The random ids plotly gives its divs and ipywidgets their models are replaced by ids derived from the
 notebook's name and the cell's position, so filling a notebook twice gives the same bytes.
 tests/test_notebook_outputs.py holds the result to the output rules.
 
 Usage: python scripts/fill_outputs.py nbs/05_clusters.ipynb [...]   (no argument: every notebook)
-       python scripts/fill_outputs.py --ids-only [...]   (only make the committed outputs' ids stable)
+       python scripts/fill_outputs.py --ids-only [...]   (only tidy the committed outputs: stable ids, figures once)
 """
 import os, re, sys, uuid
-os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook_connected")
+os.environ.setdefault("PLOTLY_RENDERER", "plotly_mimetype")
 os.environ["TQDM_DISABLE"] = "1"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 import subprocess
@@ -24,11 +24,15 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
 def stable_ids(cells, name: str) -> None:
     "Replace the random ids in `cells`' outputs (plotly div ids in HTML, widget model ids) with name-derived ones."
     for i, c in enumerate(cells):
         for j, o in enumerate(c.get("outputs") or []):
             data = o.get("data") or {}
+            if PLOTLY_MIME in data: data.pop("text/html", None)  # a figure is stored once: its JSON
             seen = {}
             def fixed(m):
                 if m.group(0) not in seen: seen[m.group(0)] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vlasteer:{name}:{i}:{j}:{len(seen)}"))

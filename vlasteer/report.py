@@ -13,8 +13,8 @@ import numpy as np
 from .cli import atomic_path, png_data_uri
 
 # %% auto #0
-__all__ = ['REPORT_FORMAT', 'section', 'text_html', 'table_html', 'figure_id', 'item_html', 'report_html', 'write_report',
-           'image_strip', 'check_report', 'report_figure_ids']
+__all__ = ['REPORT_FORMAT', 'PLOTLY_MIME', 'section', 'text_html', 'table_html', 'figure_id', 'item_html', 'report_html',
+           'write_report', 'image_strip', 'check_report', 'report_figure_ids', 'plotly_docs_html']
 
 # %% ../nbs/00b_report.ipynb #e08284a1
 REPORT_FORMAT = "vlasteer.main_job/1"
@@ -40,6 +40,7 @@ def text_html(text: str) -> str:
         else: out.append(f"<p>{_inline(' '.join(l.strip() for l in lines))}</p>")
     return "\n".join(out)
 
+# %% ../nbs/00b_report.ipynb #fce490de
 def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "" if not np.isfinite(v) else f"{v:.4g}"
@@ -62,6 +63,7 @@ def item_html(item, div_id: str) -> str:
     raise TypeError(f"a report item must be a plotly Figure, a pandas DataFrame or an HTML string, got "
                     f"{type(item).__name__}")
 
+# %% ../nbs/00b_report.ipynb #254b96bf
 def _slug(s: str) -> str: return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "section"
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;
@@ -101,6 +103,7 @@ def write_report(path, # the .html file to write (atomically; its folder must ex
     with atomic_path(path) as tmp: tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
+# %% ../nbs/00b_report.ipynb #4dcca128
 def image_strip(images: Sequence[tuple[str, np.ndarray]], # (caption, [H W 3] uint8) pairs
                 width: int = 160) -> str:
     "Raw HTML: images side by side with captions, embedded as data URIs."
@@ -123,3 +126,14 @@ def report_figure_ids(sections: Sequence[dict]) -> list[str]:
     "The div ids the report gives the figures of `sections`."
     return [figure_id(i, j) for i, s in enumerate(sections) for j,
             it in enumerate(s.get("items") or []) if hasattr(it, "to_plotly_json")]
+
+# %% ../nbs/00b_report.ipynb #a8e4bdaf
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+def plotly_docs_html(cell): # an nbdev notebook cell (processed in place)
+    "nbdev docs processor: each plotly output stored as JSON only gets the HTML that draws it on the site."
+    import plotly.io as pio
+    for o in cell.get("outputs") or []:
+        d = o.get("data") or {}
+        if PLOTLY_MIME in d and "text/html" not in d:
+            d["text/html"] = pio.to_html(d[PLOTLY_MIME], include_plotlyjs="cdn", full_html=False)
