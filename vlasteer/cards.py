@@ -14,8 +14,8 @@ import torch
 from fastcore.basics import patch
 from fastcore.script import call_parse
 
-from .cli import (Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, png_data_uri, read_json,
-                          reading, write_json)
+from .cli import (Explorer, atomic_path, check_overwrite, cli_errors, console, from_fields, png_data_uri,
+                          read_json, reading, write_json)
 
 # %% auto #0
 __all__ = ['TOPK_FORMAT', 'CARD_KINDS', 'CARDS_FORMAT', 'FRAME_CAMERAS', 'feature_cards_main', 'row_keys', 'TopK', 'save_topk',
@@ -548,7 +548,8 @@ def write_cards_html(path, cards: Sequence[FeatureCard], frames: FrameSource, ti
 # %% ../nbs/03b_cards.ipynb #d26370de
 _GROUP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 _PANE_EXTRA = (".bars{display:flex;align-items:flex-end;gap:.4em;font-size:.72em;margin:.1em 0}"
-               ".bars .g{width:14em;overflow:hidden;white-space:nowrap}.bars .b{display:inline-flex;align-items:flex-end}"
+               ".bars .g{width:14em;overflow:hidden;white-space:nowrap}"
+               ".bars .b{display:inline-flex;align-items:flex-end}"
                ".bars i{display:inline-block;width:4px;margin-right:1px}")
 
 def _scoped(css: str, scope: str) -> str:
@@ -563,12 +564,13 @@ def card_pane(card: FeatureCard | None, frames: FrameSource | None, # None for e
     "A card as script-free HTML with its own scoped style: what an explorer shows under its figure, a report's card."
     if card is None or frames is None: return ""
     css = _scoped(_CARD_CSS + _PANE_EXTRA, ".vlasteer-pane")
-    return f'<div class="vlasteer-pane"><style>{css}</style>{card_html(card, frames, width=width, n=n, scripts=False)}</div>'
+    body = card_html(card, frames, width=width, n=n, scripts=False)
+    return f'<div class="vlasteer-pane"><style>{css}</style>{body}</div>'
 
 
 # %% ../nbs/03b_cards.ipynb #76f6395d
 class CardExplorer(Explorer):
-    "An explorer whose selection has a feature card: `card()` gives it, drawn with `frames` in the pane under the figure."
+    "An explorer whose selection has a feature card: `card()` gives it, drawn with `frames` under the figure."
     frames: FrameSource | None = None
     def card(self) -> FeatureCard | None: return None # the selected unit's card (None: no pane)
     def extra_html(self) -> str: return card_pane(self.card(), self.frames)

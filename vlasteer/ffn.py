@@ -419,7 +419,8 @@ def neuron_cards(cards: TopK, proj: Projections, # the probe that filled `cards`
                          "with probe_ffn(..., cards=probe_topk(policy, tower))")
     units = [r.layer_index * proj.d_mlp + r.neuron_index for r in proj.records]
     labels = [""] * cards.n_units
-    for u, r in zip(units, proj.records): labels[u] = f"{proj.tower}.blocks.{r.layer_index}.mlp.hook_post[{r.neuron_index}]"
+    for u, r in zip(units, proj.records):
+        labels[u] = f"{proj.tower}.blocks.{r.layer_index}.mlp.hook_post[{r.neuron_index}]"
     names = list(group_names) if group_names is not None else [f"task {g}" for g in range(cards.n_groups)]
     out = topk_cards(cards, labels, "ffn_neuron", names, units=units)
     for c, r in zip(out, proj.records):

@@ -94,6 +94,7 @@ def plot_dose_response(res: SweepResult, pair: str, methods: Sequence[str] | Non
                                  font=dict(size=13)))
     return fig
 
+# %% ../nbs/09c_figures.ipynb #ccea52dd
 def plot_layers(res: SweepResult, pair: str, methods: Sequence[str] = LAYERED): # -> plotly Figure
     "Flip rate against α for the layered methods at every layer."
     import plotly.graph_objects as go
@@ -220,12 +221,14 @@ def explorer_filmstrip(state: SteeringState, films: dict | None = None) -> str: 
 UNIT_KINDS = {"neurons": "ffn_cluster", "neurons_const": "ffn_cluster", "random_neurons": "ffn_cluster",
               "sae": "sae_latent", "sae_pos": "sae_latent", "sae_clamp_pos": "sae_latent"}  # others: the direction
 
+# %% ../nbs/09c_figures.ipynb #dd50579a
 def steered_card(cards: dict, # pair -> [FeatureCard]: the units a pair is steered with
                  pair: str, method: str) -> FeatureCard | None:
     "The card of the unit `method` steers `pair` with (a cluster, an SAE latent, else the direction); None if absent."
     want = UNIT_KINDS.get(method, "direction")
     return next((c for c in cards.get(pair, []) if c.kind == want), None)
 
+# %% ../nbs/09c_figures.ipynb #0b48ced6
 class SteeringExplorer(CardExplorer):
     "Pick pair, method and α; see the curve, the filmstrip and the card of the unit steered with."
     def __init__(self, res: SweepResult, films: dict | None = None, state: SteeringState | None = None,
@@ -261,7 +264,6 @@ class SteeringExplorer(CardExplorer):
         box = self.layout([pair, method, alpha], out); update()
         box.controls, box.out, box.film = (pair, method, alpha), out, self._pane
         return box
-
 
 # %% ../nbs/09c_figures.ipynb #c5d8a264
 def record_films(policy, res: SweepResult, directions: dict, clusters_path=None, seeds_per_film: int = 1,

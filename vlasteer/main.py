@@ -358,7 +358,8 @@ def step_ffn(ctx: JobContext) -> StepResult:
     "Observation batches from the dataset, then the FFN probe of the VLM."
     from vlasteer.data import dump_observations
     from vlasteer.cards import FrameSource, card_pane, write_cards
-    from vlasteer.ffn import ProbeConfig, iter_observation_batches, neuron_cards, probe_ffn, probe_topk, save_projections
+    from vlasteer.ffn import (ProbeConfig, iter_observation_batches, neuron_cards, probe_ffn, probe_topk,
+                              save_projections)
     import pandas as pd
     c = ctx.config
     files = dump_observations(ctx.state["lerobot_root"], REPO_ID, ctx.path("ffn", "observations"),
@@ -416,8 +417,8 @@ PAIR_WORDS = {
 def step_clusters(ctx: JobContext) -> StepResult:
     "k-means clusters of the probed value vectors, keyword ranking per pair, t-SNE map."
     from vlasteer.data import load_obs_batch
-    from vlasteer.clusters import (ClusterConfig, cluster_activations, cluster_cards, cluster_map, cluster_projections, clusters_document, plot_cluster_map,
-                                   save_cluster_map, save_clusters)
+    from vlasteer.clusters import (ClusterConfig, cluster_activations, cluster_cards, cluster_map, cluster_projections,
+                                   clusters_document, plot_cluster_map, save_cluster_map, save_clusters)
     import pandas as pd
     c = ctx.config
     cfg = ClusterConfig(num_clusters=c.num_clusters, random_seed=c.seed)
@@ -702,7 +703,7 @@ def sweep_config(c: MainJobConfig, layers: Sequence[int], policy) -> "SweepConfi
                         workers=c.steering_workers, seed=c.seed)
 
 def steered_unit_cards(ctx: JobContext, res) -> dict: # pair -> [FeatureCard]
-    "Per steered pair: cards of its pooled raw direction and top SAE latent (at its best pooled layer), and its cluster."
+    "Per steered pair: cards of its pooled raw direction and top SAE latent (its best pooled layer), and its cluster."
     from vlasteer.directions import direction_card, explorer_data, latent_card, load_pair_direction
     from vlasteer.figures import best_layer
     from vlasteer.slices import layer_dir, load_slices

@@ -40,7 +40,7 @@ def text_html(text: str) -> str:
         else: out.append(f"<p>{_inline(' '.join(l.strip() for l in lines))}</p>")
     return "\n".join(out)
 
-# %% ../nbs/00b_report.ipynb #fce490de
+# %% ../nbs/00b_report.ipynb #be8f6d68
 def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "" if not np.isfinite(v) else f"{v:.4g}"
@@ -63,7 +63,7 @@ def item_html(item, div_id: str) -> str:
     raise TypeError(f"a report item must be a plotly Figure, a pandas DataFrame or an HTML string, got "
                     f"{type(item).__name__}")
 
-# %% ../nbs/00b_report.ipynb #254b96bf
+# %% ../nbs/00b_report.ipynb #72dc5096
 def _slug(s: str) -> str: return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-") or "section"
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1150px;margin:2em auto;
@@ -103,7 +103,7 @@ def write_report(path, # the .html file to write (atomically; its folder must ex
     with atomic_path(path) as tmp: tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
-# %% ../nbs/00b_report.ipynb #4dcca128
+# %% ../nbs/00b_report.ipynb #58a22458
 def image_strip(images: Sequence[tuple[str, np.ndarray]], # (caption, [H W 3] uint8) pairs
                 width: int = 160) -> str:
     "Raw HTML: images side by side with captions, embedded as data URIs."
@@ -127,7 +127,7 @@ def report_figure_ids(sections: Sequence[dict]) -> list[str]:
     return [figure_id(i, j) for i, s in enumerate(sections) for j,
             it in enumerate(s.get("items") or []) if hasattr(it, "to_plotly_json")]
 
-# %% ../nbs/00b_report.ipynb #a8e4bdaf
+# %% ../nbs/00b_report.ipynb #682b312c
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 def plotly_docs_html(cell): # an nbdev notebook cell (processed in place)
