@@ -234,8 +234,8 @@ def check_output_dir(target: str | Path, overwrite: bool = False, # the command'
     return check_overwrite(target, overwrite, name=flag)
 
 @contextmanager
-def atomic_dir(target: str
-               | Path, # the folder to produce: absent or empty (or any, with `overwrite`); its parent must exist
+def atomic_dir(
+               target: str | Path, # the folder to produce: absent or empty (any, with `overwrite`); parent must exist
                flag: str = "--output-dir", # how error messages name the target
                overwrite: bool = False): # replace an existing folder (the command's --overwrite)
     "Yield a not-yet-existing work path next to `target`; rename it to `target` on success, delete it on failure."

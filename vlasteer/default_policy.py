@@ -109,8 +109,7 @@ class TakeoverConfig:
 
 def collect_takeovers(policy, # anything `sim.rollout_batch` can run
                       output_dir, # folder for a `<task words>_demo.hdf5` per task (absent or empty; parent must exist)
-                      cfg: TakeoverConfig
-                      | None = None, # episodes, takeovers per rollout, noise (default: `TakeoverConfig()`)
+                      cfg: TakeoverConfig | None = None, # episodes, takeovers, noise (None: `TakeoverConfig()`)
                       round: int = 1, # DAgger round: picks the rollout seeds (TAKEOVER_SEEDS + 1000 round + j)
                       seed: int = 0, # seeds where the takeovers start
                       tasks: Sequence[str] | None = None, # instructions (default: every toy-kitchen task)
@@ -179,8 +178,7 @@ class TrainingRecipe:
     def from_dict(cls, d: dict): return from_fields(cls, d)
 
 def train_default_policy(out, # checkpoint folder to create (absent or empty)
-                         recipe: TrainingRecipe
-                         | None = None, # demos, steps, EMA, takeover rounds (default: `TrainingRecipe()`)
+                         recipe: TrainingRecipe | None = None, # demos, steps, EMA, takeovers (None: `TrainingRecipe()`)
                          init=None, # start from this checkpoint (weights, normalisation, sizes), not a fresh policy
                          config: PolicyConfig | None = None, # the policy's sizes (default: `default_config()`)
                          last_step_out=None, # with `ema`: also save the last step's weights here, from the same run

@@ -121,15 +121,15 @@ class SliceStats:
         s, n = (self.resid_sums.sum(0), self.count) if half is None else (self.resid_sums[half], int(self.counts[half]))
         return (s / max(n, 1)).float()
 
-# %% ../nbs/08a_directions.ipynb #cab01ce3
+# %% ../nbs/08a_directions.ipynb #16e73d76
 def split_halves(n: int, seed: int = 0) -> torch.Tensor: # [n] 0 or 1
     "A seeded random split of `n` rows into two halves (sizes differ by at most one)."
     g = torch.zeros(n, dtype=torch.long)
     g[torch.randperm(n, generator=torch.Generator().manual_seed(seed))[n // 2:]] = 1
     return g
 
-def slice_stats(sae, sl: ConceptSlice, batch_size: int = 4096, split_seed: int = 0, device: str
-                | None = None) -> SliceStats:
+def slice_stats(sae, sl: ConceptSlice, batch_size: int = 4096, split_seed: int = 0,
+                device: str | None = None) -> SliceStats:
     "Encode one slice (streamed) and keep the sums a direction needs."
     check_sae_width(sae.cfg.d_in, sl.d_model, f"the SAE (for {sl._what()})")
     halves = split_halves(sl.n, split_seed)
@@ -137,7 +137,7 @@ def slice_stats(sae, sl: ConceptSlice, batch_size: int = 4096, split_seed: int =
     rs = torch.zeros(2, sl.d_model, dtype=torch.float64).index_add_(0, halves, sl.residuals.double())
     return SliceStats(sl.concept, ls, rs, counts, sl.layer, sl.hook)
 
-# %% ../nbs/08a_directions.ipynb #c553b116
+# %% ../nbs/08a_directions.ipynb #d85ddf2f
 def cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> float:
     "Cosine of two vectors; 0 when either is zero."
     a, b = a.double().flatten(), b.double().flatten()
@@ -171,7 +171,7 @@ class PairDirection:
                     residual_vs_raw_cosine=cosine(self.residual_direction, self.raw_direction),
                     d_sae=len(self.latent_direction), d_model=len(self.residual_direction))
 
-# %% ../nbs/08a_directions.ipynb #95e1bb03
+# %% ../nbs/08a_directions.ipynb #6ba1ff4c
 def direction_from_stats(sae, name: str, pos: SliceStats, neg: SliceStats,
                          positive_label: str | None = None, negative_label: str | None = None) -> PairDirection:
     "Combine two slices' statistics into the pair's directions."
@@ -195,9 +195,9 @@ def pair_direction(sae, positive: ConceptSlice, negative: ConceptSlice, name: st
                                 slice_stats(sae, positive, batch_size, split_seed, device),
                                 slice_stats(sae, negative, batch_size, split_seed, device))
 
-# %% ../nbs/08a_directions.ipynb #abecc44b
-def compute_directions(sae, pairs: Sequence[PairSpec], slices: dict
-                       | None = None, # resolved path -> ConceptSlice; None: read
+# %% ../nbs/08a_directions.ipynb #fe4fce30
+def compute_directions(sae, pairs: Sequence[PairSpec],
+                       slices: dict | None = None, # resolved path -> ConceptSlice; None: read
                        batch_size: int = 4096, split_seed: int = 0, device: str | None = None,
                        progress: bool = False) -> list[PairDirection]:
     "Directions of every pair; each slice is read and encoded once, however many pairs use it."
@@ -300,7 +300,7 @@ def pairwise_stats(directions: Sequence[PairDirection]) -> PairwiseStats:
                          torch.tensor([[d.split_half[k] for k in ("latent", "residual", "raw")] for d in ds]),
                          torch.tensor([[d.positive.count, d.negative.count] for d in ds]))
 
-# %% ../nbs/08a_directions.ipynb #147015b8
+# %% ../nbs/08a_directions.ipynb #c89a705b
 def write_pairwise_stats(stats: PairwiseStats, folder: str | Path) -> Path:
     "Write `pairwise_stats.safetensors` and `pairwise_stats.json` into `folder`."
     from safetensors.torch import save_file
@@ -319,7 +319,7 @@ def load_pairwise_stats(folder: str | Path) -> PairwiseStats:
          safe_open(str(f), framework="pt") as h:
         return PairwiseStats(json.loads(h.metadata()["names"]), *(h.get_tensor(k) for k in PairwiseStats.TENSORS))
 
-# %% ../nbs/08a_directions.ipynb #77fc9f1b
+# %% ../nbs/08a_directions.ipynb #3b06581f
 def plot_cosines(stats: PairwiseStats): # -> plotly Figure
     "Heatmaps of the latent, residual and raw-difference cosine matrices."
     import plotly.graph_objects as go
@@ -379,7 +379,7 @@ def explorer_data(sae, directions: Sequence[PairDirection], slices: dict[str, Co
                                   {c: s.index for c, s in sl.items()}, sl[d.positive.concept].hook)
     return out
 
-# %% ../nbs/08a_directions.ipynb #492df952
+# %% ../nbs/08a_directions.ipynb #9ba1cd65
 def latent_card(p: PairLatents, rank: int = 0, # which of the pair's top latents
                 k: int = 8, sample: int = 8, bins: int = 30, seed: int = 0) -> FeatureCard:
     "The feature card of one of a pair's top latents: its top and random rows over both concepts, values per concept."
@@ -413,7 +413,7 @@ def direction_card(d: PairDirection, slices: dict[str, ConceptSlice], # concept 
     card.meta.update(pair=d.name, space=space, layer=d.layer)
     return card
 
-# %% ../nbs/08a_directions.ipynb #dc466767
+# %% ../nbs/08a_directions.ipynb #9c840a01
 def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # None: the first pair
                     rank: int = 0, # which of the pair's top latents (0: largest |Δz|)
                     n_frames: int = 8, # frames listed
@@ -448,7 +448,7 @@ def explorer_figure(data: dict[str, PairLatents], pair: str | None = None, # Non
                       title=f"{pair}: latent {lid} (rank {rank}, Δz = {float(p.delta[rank]):.3f})")
     return fig
 
-# %% ../nbs/08a_directions.ipynb #1b1b00cb
+# %% ../nbs/08a_directions.ipynb #8eef1314
 class LatentExplorer(CardExplorer):
     "Pick a pair and one of its top latents; the latent's card (frames) underneath when `frames` is given."
     def __init__(self, data: dict[str, PairLatents], labels: dict | Callable | None = None, n_frames: int = 8,

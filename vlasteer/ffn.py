@@ -523,8 +523,7 @@ def _check_device(device: str) -> str:
 
 def policy_from_args(config_name: str | None = None, checkpoint_dir: str | None = None, device: str = "cpu",
                      norm_stats: str | None = None, no_norm_stats: bool = False, asset_id: str | None = None,
-                     tokenizer_path: str
-                     | None = None, # the checkpoint's statistics and tokenizer flags (`policy_from_cli`)
+                     tokenizer_path: str | None = None, # statistics and tokenizer flags (`policy_from_cli`)
                     ) -> tuple[Policy, str]: # (policy on `device`, a description of its source)
     "The policy a CLI names: a checkpoint directory, else a built-in config (default: `default`)."
     _check_device(device)

@@ -94,7 +94,7 @@ def plot_dose_response(res: SweepResult, pair: str, methods: Sequence[str] | Non
                                  font=dict(size=13)))
     return fig
 
-# %% ../nbs/09c_figures.ipynb #ccea52dd
+# %% ../nbs/09c_figures.ipynb #38d353e7
 def plot_layers(res: SweepResult, pair: str, methods: Sequence[str] = LAYERED): # -> plotly Figure
     "Flip rate against α for the layered methods at every layer."
     import plotly.graph_objects as go
@@ -203,8 +203,8 @@ class SteeringState:
     method: str
     alpha: float
 
-def explorer_figure(res: SweepResult, state: SteeringState, films: dict
-                    | None = None): # (pair, method, alpha) -> filmstrip; -> plotly Figure
+def explorer_figure(res: SweepResult, state: SteeringState,
+                    films: dict | None = None): # (pair, method, alpha) -> filmstrip; -> plotly Figure
     "The dose–response of the state's pair with its (method, α) marked; the subtitle says if a filmstrip goes with it."
     fig = plot_dose_response(res, state.pair, highlight=(state.method, state.alpha))
     has = (state.pair, state.method, float(state.alpha)) in (films or {})
@@ -221,14 +221,14 @@ def explorer_filmstrip(state: SteeringState, films: dict | None = None) -> str: 
 UNIT_KINDS = {"neurons": "ffn_cluster", "neurons_const": "ffn_cluster", "random_neurons": "ffn_cluster",
               "sae": "sae_latent", "sae_pos": "sae_latent", "sae_clamp_pos": "sae_latent"}  # others: the direction
 
-# %% ../nbs/09c_figures.ipynb #dd50579a
+# %% ../nbs/09c_figures.ipynb #ab9efc71
 def steered_card(cards: dict, # pair -> [FeatureCard]: the units a pair is steered with
                  pair: str, method: str) -> FeatureCard | None:
     "The card of the unit `method` steers `pair` with (a cluster, an SAE latent, else the direction); None if absent."
     want = UNIT_KINDS.get(method, "direction")
     return next((c for c in cards.get(pair, []) if c.kind == want), None)
 
-# %% ../nbs/09c_figures.ipynb #0b48ced6
+# %% ../nbs/09c_figures.ipynb #5428f914
 class SteeringExplorer(CardExplorer):
     "Pick pair, method and α; see the curve, the filmstrip and the card of the unit steered with."
     def __init__(self, res: SweepResult, films: dict | None = None, state: SteeringState | None = None,

@@ -227,13 +227,11 @@ def _step_selected(steps, ctx):
 @contextmanager
 def record(model: nn.Module, # a vlasteer policy
            names: str | Iterable[str], # hook names (see `hook_names`)
-           tokens: str
-           | Sequence[str] | None = None, # span(s) to keep: image, instruction, state, action; None: all valid
+           tokens: str | Sequence[str] | None = None, # spans kept: image, instruction, state, action; None: all valid
            reduce: str | None = None, # None, "max_abs", "mean" or "last" over the kept tokens
            device: str | torch.device | None = "cpu", # where records live; None keeps the model's device
            dtype: torch.dtype | None = torch.float32, # records' dtype; None keeps the activation's
-           steps: int | Sequence[int] | str
-           | None = None, # expert denoising steps to keep ("last", int, list); None: all
+           steps: int | Sequence[int] | str | None = None, # expert steps kept ("last", int, list); None: all
           ):
     "Record activations at `names` while the block runs; yields an `ActivationCache`."
     if reduce not in REDUCTIONS: raise ValueError(f"unknown reduce {reduce!r}; choose one of {REDUCTIONS}")

@@ -307,8 +307,7 @@ def _md(s: str) -> str:
 # %% ../nbs/09d_localize.ipynb #141efb87
 def localize(policy, out, # the study folder (a rerun with the same config resumes)
              config: SweepConfig | None = None, # None: study_config(policy)
-             directions: dict
-             | None = None, # pooled directions (08_sae pair folders) for the raw / sae / random_direction methods
+             directions: dict | None = None, # pooled pair folders for raw / sae / random_direction
              clusters_path=None, progress: bool = True) -> tuple: # (SweepResult, the localize.json document)
     "Run or resume the localisation and steering study and write its answer to out/localize.json."
     cfg = config or study_config(policy)

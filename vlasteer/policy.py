@@ -765,8 +765,8 @@ def infer(self: Policy, obs: dict, # openpi observation: image, (image_mask), st
 
 @patch
 def loss(self: Policy, obs: dict, actions, # [batch horizon dim] un-normalised
-         noise: torch.Tensor | None = None, time: torch.Tensor
-         | None = None) -> torch.Tensor: # [batch horizon action_dim]
+         noise: torch.Tensor | None = None,
+         time: torch.Tensor | None = None) -> torch.Tensor: # [batch horizon action_dim]
     "Flow-matching loss, unreduced (openpi's PyTorch `forward`): MSE of the velocity against noise − actions."
     inp = self.prepare(obs)
     a = np.asarray(actions, dtype=np.float32) if not torch.is_tensor(actions) else actions.detach().cpu().numpy()

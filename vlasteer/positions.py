@@ -24,8 +24,7 @@ def calibration_observations(policy, tasks: Sequence, # instructions (or tasks) 
                              seeds: Sequence[int], # initial-state seeds of the rollouts
                              every: int = 4, # keep every `every`-th frame of each episode
                              replan_steps: int = 2, max_steps: int = 50,
-                             envs: Sequence
-                             | None = None, # environments, one per (task, seed) episode (default: toy kitchens)
+                             envs: Sequence | None = None, # one per (task, seed) episode (None: toy kitchens)
                             ) -> dict: # batched observation without prompts: image {camera: [n H W 3]}, state [n 8]
     "Frames of unsteered rollouts of each task from each seed, as one batched observation."
     from vlasteer import sim

@@ -130,10 +130,16 @@ def report_figure_ids(sections: Sequence[dict]) -> list[str]:
 # %% ../nbs/00b_report.ipynb #682b312c
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
+def _joined_sources(o):
+    "`o` with every `source` list joined back into its string (nbdev's notebook reader splits any key of that name)."
+    if isinstance(o, dict):
+        return {k: "".join(v) if k == "source" and isinstance(v, list) else _joined_sources(v) for k, v in o.items()}
+    return [_joined_sources(v) for v in o] if isinstance(o, list) else o
+
 def plotly_docs_html(cell): # an nbdev notebook cell (processed in place)
     "nbdev docs processor: each plotly output stored as JSON only gets the HTML that draws it on the site."
     import plotly.io as pio
     for o in cell.get("outputs") or []:
         d = o.get("data") or {}
         if PLOTLY_MIME in d and "text/html" not in d:
-            d["text/html"] = pio.to_html(d[PLOTLY_MIME], include_plotlyjs="cdn", full_html=False)
+            d["text/html"] = pio.to_html(_joined_sources(d[PLOTLY_MIME]), include_plotlyjs="cdn", full_html=False)

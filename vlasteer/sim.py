@@ -605,8 +605,7 @@ def expert_rollout(task: Task | str,        # the task
                    record_frames: bool = True,        # keep agent-view and wrist frames
                    stop_on_success: bool = True,      # end at the first success
                    miss: bool = False,                # start from `miss_start` (gripper closed on nothing)
-                   start_state: np.ndarray
-                   | None = None,  # take over from this simulator state (`get_state()`, e.g. one a policy reached)
+                   start_state: np.ndarray | None = None,  # take over from this simulator state (`get_state()`)
                    ) -> Trajectory:
     "One scripted-expert episode as a `Trajectory` (demonstrations for `vlasteer.data`)."
     task, own = get_task(task), env is None
@@ -649,8 +648,7 @@ def rollout_batch(policy,                     # `infer(batched obs) -> {"actions
                   intervention: Callable | None = None,  # `policy -> context manager`, entered around the batch
                   envs: Sequence | None = None,  # reuse these environments (one per episode) instead
                   prompts: Sequence[str] | None = None,  # prompt with these instead of the tasks' instructions
-                  row_intervention: Callable
-                  | None = None,  # `(policy, rows' episode indices) -> context manager`, entered around each `infer`
+                  row_intervention: Callable | None = None,  # `(policy, rows) -> context manager` around `infer`
                   ) -> list:                  # one `Trajectory` per episode
     "Run `policy` on several episodes at once, one batched `infer` call per replanning step."
     seeds = [int(s) for s in seeds]
