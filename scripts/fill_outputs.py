@@ -27,12 +27,33 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
+def _joined(o):
+    "`o` with `source` lists joined back into strings."
+    if isinstance(o, dict): return {k: "".join(v) if k == "source" and isinstance(v, list) else _joined(v) for k, v in o.items()}
+    return [_joined(v) for v in o] if isinstance(o, list) else o
+
+
+def _has_source(o) -> bool:
+    if isinstance(o, dict): return "source" in o or any(_has_source(v) for v in o.values())
+    return isinstance(o, list) and any(_has_source(v) for v in o)
+
+
+def figure_once(data: dict) -> None:
+    """Keep one copy of a plotly figure: its JSON, or its HTML when the JSON holds a `source` key (images): nbdev's and
+    execnb's notebook writers split every `source` string into lines, which breaks both the figure and their reader."""
+    if PLOTLY_MIME not in data: return
+    if _has_source(data[PLOTLY_MIME]):
+        import plotly.io as pio
+        data["text/html"] = pio.to_html(_joined(data.pop(PLOTLY_MIME)), include_plotlyjs="cdn", full_html=False)
+    else: data.pop("text/html", None)
+
+
 def stable_ids(cells, name: str) -> None:
-    "Replace the random ids in `cells`' outputs (plotly div ids in HTML, widget model ids) with name-derived ones."
+    "Store each figure once (`figure_once`), then replace the random ids in outputs (plotly divs, widget models)."
     for i, c in enumerate(cells):
         for j, o in enumerate(c.get("outputs") or []):
             data = o.get("data") or {}
-            if PLOTLY_MIME in data: data.pop("text/html", None)  # a figure is stored once: its JSON
+            figure_once(data)
             seen = {}
             def fixed(m):
                 if m.group(0) not in seen: seen[m.group(0)] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"vlasteer:{name}:{i}:{j}:{len(seen)}"))

@@ -45,6 +45,9 @@ def problems(path: Path) -> list:
         if o.get("output_type") == "error": found.append(f"cell {i}: an error output")
         if {"application/vnd.plotly.v1+json", "text/html"} <= set(o.get("data") or {}):
             found.append(f"cell {i}: a figure stored twice (plotly JSON and HTML); keep the JSON (scripts/fill_outputs.py)")
+        if '"source"' in json.dumps((o.get("data") or {}).get("application/vnd.plotly.v1+json", {})):
+            found.append(f"cell {i}: a plotly JSON with a 'source' key (images), which nbdev's notebook writer splits; "
+                         "store that figure as HTML (scripts/fill_outputs.py does)")
         for mime, t in texts(o):
             if mime == "application/vnd.jupyter.widget-state+json": found.append(f"cell {i}: widget state in an output")
             if "* plotly.js v" in t or "Copyright 2012-20" in t and "Plotly, Inc" in t:
@@ -75,12 +78,13 @@ def test_rules_catch_bad_outputs(tmp_path):
         {"output_type": "display_data", "metadata": {}, "data": {"text/plain": "x" * (ONE_OUTPUT + 1)}},
         {"output_type": "display_data", "metadata": {}, "data": {"text/html": '<div id="3d6fb069-7a1f-4060-825b-81ee571ec1d0"></div>'}},
         {"output_type": "display_data", "metadata": {}, "data": {WIDGET_VIEW: {"model_id": "5e541e9dd3904e86a733abb161f3cff9"}}},
-        {"output_type": "display_data", "metadata": {}, "data": {"application/vnd.plotly.v1+json": {"data": []}, "text/html": "<div></div>"}}]}],
+        {"output_type": "display_data", "metadata": {}, "data": {"application/vnd.plotly.v1+json": {"data": []}, "text/html": "<div></div>"}},
+        {"output_type": "display_data", "metadata": {}, "data": {"application/vnd.plotly.v1+json": {"data": [{"type": "image", "source": ["data:"]}]}}}]}],
         "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}}, "nbformat": 4, "nbformat_minor": 5}
     p = tmp_path / "bad.ipynb"; p.write_text(json.dumps(bad))
     got = " | ".join(problems(p))
     for what in ("widget state", "progress bar", "plotly.js embedded", "absolute path", "one output of", "random id in an HTML",
-                 "random widget model id", "stored twice"):
+                 "random widget model id", "stored twice", "'source' key"):
         assert what in got, (what, got)
     ok = {**bad, "metadata": {}, "cells": [{"cell_type": "code", "source": "", "metadata": {}, "outputs": [
         {"output_type": "stream", "name": "stdout", "text": "done: 20 episodes in runs/demo\n"}]}]}
