@@ -157,6 +157,7 @@ def kmeans(X: np.ndarray, # [n d] float32 (normalise first for cosine k-means)
     return KMeansResult(km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32), float(km.inertia_),
                         int(km.n_iter_), algo)
 
+# %% ../nbs/05_clusters.ipynb #12b16e25
 def cluster_quality(X: np.ndarray, labels: np.ndarray, seed: int = 0, sample_size: int = 5000) -> dict:
     "Silhouette (mean and per cluster) and Davies-Bouldin index of a clustering."
     from sklearn.metrics import davies_bouldin_score, silhouette_samples
@@ -222,6 +223,7 @@ def token_summary(records: Sequence[NeuronProjection], top_n: int | None = 10 # 
     best = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
     return [(t, s / max(1, len(records))) for t, s in best]
 
+# %% ../nbs/05_clusters.ipynb #abffe8d5
 def keyword_score(tokens: Sequence[tuple[str, float]], keywords: Sequence[str]) -> float:
     "Sum of the scores of `tokens` that match a keyword."
     kw = {normalize_token(k) for k in keywords}
@@ -232,6 +234,7 @@ def unmatched_keywords(items: Sequence[Cluster | NeuronProjection], keywords: Se
     seen = {normalize_token(t) for x in items for t, _ in (x.token_summary if isinstance(x, Cluster) else x.top_tokens)}
     return [k for k in keywords if normalize_token(k) not in seen]
 
+# %% ../nbs/05_clusters.ipynb #fa4e20ce
 def rank_clusters(clusters: Sequence[Cluster], keywords: Sequence[str]) -> list[tuple[Cluster, float]]: # best first
     "Clusters ordered by keyword score (ties: smaller id first)."
     if not keywords: raise ValueError("no keywords to rank by; pass --keywords open close drawer")
@@ -271,6 +274,7 @@ class ClusterResult:
     def members_of(self, cluster_id: int) -> list[NeuronProjection]:
         return [r for r, l in zip(self.records, self.labels) if l == cluster_id]
 
+# %% ../nbs/05_clusters.ipynb #de6b365e
 def cluster_projections(proj: Projections, config: ClusterConfig = ClusterConfig(),
                         space: TokenSpace | None = None, # needed for the semantic space
                         summary_size: int = 10, # tokens in each cluster's summary
@@ -390,6 +394,7 @@ def cluster_map(result: ClusterResult, keywords: Sequence[str] | None = None, ma
 
 COLOR_BY = ("cluster", "layer", "keyword")
 
+# %% ../nbs/05_clusters.ipynb #226ddce8
 def plot_cluster_map(m: ClusterMap, color_by: str = "cluster", # "cluster", "layer" or "keyword"
                      highlight: int | None = None, # a cluster id to draw on top, in red
                      title: str | None = None) -> "plotly.graph_objects.Figure":
@@ -479,6 +484,7 @@ def cluster_activations(policy, batches, # observations, or (observation, extras
     known = None if any(i is None for i in index) else np.concatenate(index).astype(np.int64)
     return ClusterActivations(prompts, np.concatenate(vals), ids, known)
 
+# %% ../nbs/05_clusters.ipynb #afbbf72f
 def activation_differences(acts: ClusterActivations,
                            pairs: dict, # name -> (positive instruction, negative instruction)
                           ) -> "pandas.DataFrame": # one row per (cluster, pair)
@@ -570,6 +576,7 @@ def explorer_figure(result: ClusterResult, cmap: ClusterMap, state: ExplorerStat
                       height=800, legend=dict(font=dict(size=9)))  # width: the page's or the cell's
     return fig
 
+# %% ../nbs/05_clusters.ipynb #b39f8927
 class ClusterExplorer(CardExplorer):
     "Dropdowns over `explorer_figure`, the selected cluster's card underneath; a static figure where no widget can run."
     def __init__(self, result: ClusterResult, cmap: ClusterMap, acts: ClusterActivations | None = None,

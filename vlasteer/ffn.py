@@ -132,6 +132,7 @@ def ffn_activations(policy: Policy, obs: dict, # an observation batch (or a sing
         raise ValueError(f"the policy cannot take this observation batch ({_one_line(e)})") from None
     return torch.stack([cache.stack(n).amax(0) for n in names], dim=1)
 
+# %% ../nbs/04_ffn.ipynb #ba018bd5
 @dataclass
 class MaxActivations:
     "Running max |activation| of every neuron of one tower."
@@ -327,6 +328,7 @@ class Projections:
         return {"format": PROJECTIONS_FORMAT, "tower": self.tower, "token_projection": self.token_projection,
                 "depth": self.depth, "d_mlp": self.d_mlp, "params": self.params}
 
+# %% ../nbs/04_ffn.ipynb #6babe39f
 def save_projections(path: str | Path, proj: Projections,
                      records: Iterable[NeuronProjection] | None = None, # stream these instead of `proj.records`
                     ) -> int: # records written
