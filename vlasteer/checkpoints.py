@@ -136,6 +136,7 @@ def untie(shapes: dict[str, tuple]) -> dict[str, tuple]:
         if a in out or b in out: out.setdefault(a, out.get(b)); out.setdefault(b, out.get(a))
     return out
 
+# %% ../nbs/01a_checkpoints.ipynb #5a8cfcd9
 def _tensors_to_save(policy: Policy) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items() if k not in OPTIONAL_KEYS}
 
@@ -166,12 +167,14 @@ def save_policy(policy: Policy, path: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
 
+# %% ../nbs/01a_checkpoints.ipynb #dd0a75a2
 def _shapes(file: Path) -> dict[str, tuple]:
     from safetensors import safe_open
     try:
         with safe_open(str(file), framework="pt") as f: return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception as e: raise ValueError(f"cannot read {file}: {e}; is it a complete safetensors file?") from None
 
+# %% ../nbs/01a_checkpoints.ipynb #66e2b7fc
 _VISION_HEADS = {1152: 16, 768: 12, 1024: 16}  # SigLIP's published widths -> heads
 
 def _vision_heads(width: int) -> int:
@@ -213,6 +216,7 @@ def config_from_checkpoint(meta: dict, shapes: dict[str, tuple], **overrides) ->
         if k in meta: d[k] = meta[k]
     return PolicyConfig(**{**d, **overrides})
 
+# %% ../nbs/01a_checkpoints.ipynb #6651569c
 def check_keys(policy: Policy, shapes: dict[str, tuple]):
     "Raise one error listing missing, unexpected and mis-shaped keys (a tied pair is present through either name)."
     want, shapes = {k: tuple(v.shape) for k, v in policy.state_dict().items()}, untie(shapes)
@@ -253,6 +257,7 @@ def _find_tokenizer(root: Path) -> Path | None:
         if hits: return hits[0]
     return None
 
+# %% ../nbs/01a_checkpoints.ipynb #a44e7eca
 def load_policy(path: str | Path, # a checkpoint directory (openpi or LeRobot layout)
                 device: str = "cpu", precision: str | None = None, # None: the checkpoint's
                 tokenizer_path: str | Path | None = None,
@@ -313,6 +318,7 @@ def _check_norm_modes(policy: Policy, where):
                              f"{policy.config.kind} "
                              f"normalisation ({'quantile' if q else 'z-score'}) needs")
 
+# %% ../nbs/01a_checkpoints.ipynb #a303c329
 def policy_from_cli(checkpoint: str | Path, # --checkpoint-dir
                     norm_stats: str | Path | None = None, # --norm-stats PATH
                     no_norm_stats: bool = False, # --no-norm-stats

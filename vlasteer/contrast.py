@@ -147,6 +147,7 @@ class DemoSegment:
     episode_length: int | None = None  # steps in the whole demo (checked against the dataset)
     task_text: str | None = None  # the dataset's instruction when `task` is another label
 
+# %% ../nbs/06_contrast.ipynb #3a94f448
 _SEG_KEYS = ("task", "file", "demo", "start_step", "end_step", "axis_delta", "axis_values")
 
 def _finite_numbers(xs) -> bool:
@@ -198,6 +199,7 @@ class ContrastManifest:
         axis = AxisSummary(**{k: ax.get(k) for k in AxisSummary.__dataclass_fields__})
         return cls(axis, segs, dict(d.get("params") or {}))
 
+# %% ../nbs/06_contrast.ipynb #58ef4f41
 def _check_window(progress_frac: float, pad: int, min_abs_delta: float, segments_per_task: int | None):
     "Refuse window settings no manifest can be cut with (the flags' names in the messages)."
     if not 0 < progress_frac <= 1: raise ValueError(f"--progress-frac must be in (0, 1], got {progress_frac}")
@@ -241,6 +243,7 @@ def build_manifest(a: TaskEpisodes, b: TaskEpisodes, # the two tasks (a: the pos
                   state_key=a.state_key, demos_available=available)
     return ContrastManifest(axis, segs, params)
 
+# %% ../nbs/06_contrast.ipynb #a687eecd
 def save_manifest(m: ContrastManifest, path) -> Path:
     "Write a manifest JSON atomically."
     return write_json(m.to_dict(), path, indent=2)
@@ -261,6 +264,7 @@ def lerobot_frame_table(ds, # a LeRobotDataset
     cols = ds.hf_dataset.with_format("numpy", columns=list(columns))[:]
     return {c: np.asarray(cols[c]) for c in columns}
 
+# %% ../nbs/06_contrast.ipynb #53cea6be
 def lerobot_tasks(ds) -> dict: # task text -> task index
     "The tasks of a LeRobot dataset."
     t = ds.meta.tasks
@@ -283,6 +287,7 @@ def resolve_task(ds, text: str | None = None, index: int | None = None) -> tuple
     if key is None: raise ValueError(f"task {text!r} is not in dataset {ds.repo_id}; its tasks are {sorted(tasks)}")
     return key, tasks[key]
 
+# %% ../nbs/06_contrast.ipynb #fae5d8ba
 def _episode_rows(table: dict) -> dict: # episode -> row positions ordered by frame_index
     ep, fr = table["episode_index"], table["frame_index"]
     order = np.lexsort((fr, ep))
@@ -358,6 +363,7 @@ def mjcf_joints(xml: str) -> list[tuple[str, str]]: # (name, type) in qpos order
     if bad: raise ValueError(f"model_file has joints of unknown type {bad[0]!r}")
     return out
 
+# %% ../nbs/06_contrast.ipynb #26f2225e
 def qpos_layout(env_name: str, # the file's data.attrs["env_name"]
                 n_states: int, # width of the demo's `states`
                 model_file: str | None = None, # the demo's MJCF (LIBERO stores it per demo)
@@ -386,6 +392,7 @@ def qpos_layout(env_name: str, # the file's data.attrs["env_name"]
                          f"{1 + nq + nv}; cannot locate qpos: use --state-key states")
     return 1, _qpos_names(joints)
 
+# %% ../nbs/06_contrast.ipynb #edeba8af
 def converted_episode_offsets(folder) -> dict: # .hdf5 path -> global episode index of its first demo
     "The episode numbering `vlasteer.data.convert_libero_to_lerobot` gives a folder of LIBERO files (all demos)."
     out, k = {}, 0
@@ -432,6 +439,7 @@ def hdf5_task_episodes(path, # a LIBERO .hdf5 file (one task)
     return TaskEpisodes(label or info.instruction, states, {d: path.name for d in states},
                         {d: episode_offset + j for j, d in enumerate(states)}, state_key, names, info.instruction)
 
+# %% ../nbs/06_contrast.ipynb #f2abfca5
 def find_task_file(folder, # a folder of LIBERO .hdf5 files
                    text: str, # the task's instruction
                    instruction_from_filename: bool = False) -> Path:
@@ -463,6 +471,7 @@ class ContrastTask:
 def _task(t: ContrastTask | str | None) -> ContrastTask:
     return t if isinstance(t, ContrastTask) else ContrastTask(text=t)
 
+# %% ../nbs/06_contrast.ipynb #684d1919
 @dataclass
 class ContrastConfig:
     "How each demo is cut to its interaction window, and how many demos each task gives."
@@ -476,6 +485,7 @@ class ContrastConfig:
     @classmethod
     def from_dict(cls, d: dict): return from_fields(cls, d)
 
+# %% ../nbs/06_contrast.ipynb #cafe98f7
 def contrast_from_lerobot(lerobot_root, # dataset root (or a parent holding <repo_id>/)
                           task_a: ContrastTask | str | None = None, # the first task (the positive concept), or its text
                           task_b: ContrastTask | str | None = None, # the second task, or its text
@@ -500,6 +510,7 @@ def contrast_from_lerobot(lerobot_root, # dataset root (or a parent holding <rep
     m.params = dict(backend="lerobot", lerobot_root=str(lerobot_root), repo_id=repo_id, **m.params)
     return m
 
+# %% ../nbs/06_contrast.ipynb #46ff4626
 def contrast_from_hdf5(input_dir=None, # folder of LIBERO .hdf5 files (the one converted to the LeRobot dataset)
                        task_a: ContrastTask | str | None = None, # the first task (its text or file), or its text
                        task_b: ContrastTask | str | None = None, # the second task, or its text
@@ -547,6 +558,7 @@ def parse_task_map(pairs: Sequence[str] | None # "MANIFEST TASK=DATASET TASK" st
         out[k.strip()] = v.strip()
     return out
 
+# %% ../nbs/06_contrast.ipynb #05cd818f
 def _check_label(label: str):
     if not label or "/" in label or "\x00" in label or label in (".", ".."):
         raise ValueError(f"concept label {label!r} cannot name a file (layerNN/<label>.safetensors); rename it with "
@@ -623,6 +635,7 @@ def build_concept_map(manifest: ContrastManifest, # segments with episode indice
             "concept_samples": {k: int(sum(x["length"] for x in v)) for k, v in concepts.items()},
             "concepts": concepts}
 
+# %% ../nbs/06_contrast.ipynb #a2b7bf47
 def save_concept_map(cmap: dict, path) -> Path:
     "Write a concept map JSON atomically."
     return write_json(cmap, path, indent=2)
@@ -643,6 +656,7 @@ def check_concept_map(cmap: dict, where: str = "concept map") -> dict:
                                  f"a valid range")
     return cmap
 
+# %% ../nbs/06_contrast.ipynb #622b8219
 def load_concept_map(path) -> dict:
     "Read and check a concept map JSON."
     with reading(path, "concept map", "build it again with vlasteer_map_concept_samples"):
@@ -655,6 +669,7 @@ def concept_indices(cmap: dict) -> dict: # label -> sorted unique int64 global i
                                                    int(r["end_index"]) + 1) for r in v])).astype(np.int64)
             for k, v in cmap["concepts"].items()}
 
+# %% ../nbs/06_contrast.ipynb #b83dec93
 def check_indices_in(cmap: dict, num_frames: int, # frames of the dataset (or run) it is used with
                      what: str = "the dataset") -> dict: # label -> indices
     "Concept indices, checked to lie inside a dataset of `num_frames` frames."
@@ -756,6 +771,7 @@ def build_contrasting_pairs_cli(
               f"({ta}: mean delta {ax.mean_delta_per_task[ta]:+.4f}; {tb}: {ax.mean_delta_per_task[tb]:+.4f}); "
               f"segments {ta}={len(m.segments_of(ta))}, {tb}={len(m.segments_of(tb))}")
 
+# %% ../nbs/06_contrast.ipynb #d44a6293
 @call_parse
 def map_concept_samples_cli(
         manifest_path: str = None, # contrast manifest JSON

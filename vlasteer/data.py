@@ -150,7 +150,7 @@ def libero_file_stem(instruction: str  # the task's language instruction
     if not words: raise ValueError(f"instruction {instruction!r} has no words to name a file after")
     return "_".join(words)
 
-
+# %% ../nbs/03_data.ipynb #b130ae71
 def _check_new_file(path, overwrite: bool = False) -> Path:
     path = Path(path)
     if not path.parent.is_dir(): raise FileNotFoundError(f"output folder {path.parent} does not exist; create it first")
@@ -228,7 +228,7 @@ class LiberoFileInfo:
     @property
     def total(self) -> int: return int(sum(self.num_samples))
 
-
+# %% ../nbs/03_data.ipynb #bf2eda9e
 def _attr_text(v) -> str:
     if isinstance(v, bytes): return v.decode("utf-8")
     if isinstance(v, np.ndarray) and v.shape == (): v = v.item()
@@ -248,7 +248,7 @@ def instruction_from_filename(path  # e.g. .../KITCHEN_SCENE3_turn_on_the_stove_
     stem = re.sub(r"^(?:[A-Z][A-Z0-9]*_)*SCENE\d+_", "", stem)
     return " ".join(w for w in stem.split("_") if w)
 
-
+# %% ../nbs/03_data.ipynb #7d77aa3e
 @contextlib.contextmanager
 def _open_h5(path):
     path = Path(path)
@@ -266,7 +266,7 @@ _H5_FIX = "it may be truncated or damaged: re-download or regenerate it"
 def _file_info(f, path: Path, from_filename: bool = False, need_instruction: bool = True) -> LiberoFileInfo:
     with reading(path, "LIBERO .hdf5 file", _H5_FIX): return _read_info(f, path, from_filename, need_instruction)
 
-
+# %% ../nbs/03_data.ipynb #43fea6c7
 def _read_info(f, path: Path, from_filename: bool, need_instruction: bool) -> LiberoFileInfo:
     where = f"{path}"
     if not isinstance(f.get("data"), h5py.Group):
@@ -318,7 +318,7 @@ def read_libero_info(path,  # a LIBERO .hdf5 demo file
     "Check a LIBERO demo file's schema from its metadata and describe it (reads no frames)."
     with _open_h5(path) as f: return _file_info(f, Path(path), instruction_from_filename)
 
-
+# %% ../nbs/03_data.ipynb #126891b1
 def _read_demo(f, path: Path, name: str) -> LiberoDemo:
     try:
         ep = f["data"][name]
@@ -345,7 +345,7 @@ def iter_libero_demos(path,  # a LIBERO .hdf5 demo file
         info = _file_info(f, path, need_instruction=False)
         for n in info.demo_names[:max_demos]: yield n, _read_demo(f, path, n)
 
-
+# %% ../nbs/03_data.ipynb #c13eb4ee
 @dataclass
 class LiberoFile:
     "A whole LIBERO demo file in memory."
@@ -379,7 +379,7 @@ def demo_from_trajectory(traj  # a successful `vlasteer.sim.Trajectory` recorded
              "joint_states": ld["robot0_joint_pos"][:T]},
         states=traj.sim_states[:T], robot_states=np.hstack([grip, pos, quat]))
 
-
+# %% ../nbs/03_data.ipynb #36af7116
 def _toy_task(name):
     from vlasteer import sim
     for cand in (name, str(name).replace("_", " ")):
@@ -419,7 +419,7 @@ def generate_task_demos(task,  # a toy-kitchen task: instruction, short name, or
     raise ValueError(f"only {len(demos)} of {num_demos} demos of {task.instruction!r} succeeded in {limit} attempts; "
                      f"lower --noise")
 
-
+# %% ../nbs/03_data.ipynb #abe0e417
 def _finished_task_file(path: Path, num_demos: int) -> bool:
     "A task file a killed run completed: written atomically, so whole if present (its metadata is checked anyway)."
     if not path.is_file(): return False
@@ -522,7 +522,7 @@ def _lerobot():
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
     return LeRobotDataset
 
-
+# %% ../nbs/03_data.ipynb #49e7b2f9
 def resolve_lerobot_root(root,  # a dataset root, or a parent folder holding <repo_id>/
                          repo_id: str,  # the dataset's repo id
                         ) -> Path:  # the folder holding meta/info.json
@@ -533,7 +533,7 @@ def resolve_lerobot_root(root,  # a dataset root, or a parent folder holding <re
     raise FileNotFoundError(f"no LeRobot dataset at {root} (nor {root / repo_id}): meta/info.json is missing; "
                             f"convert demos first with vlasteer_convert_libero or point at the dataset root")
 
-
+# %% ../nbs/03_data.ipynb #882b2de9
 LEROBOT_FIX = "convert the demos again with vlasteer_convert_libero (or download the dataset again)"
 
 def _check_lerobot_files(root: Path):
@@ -546,7 +546,7 @@ def _check_lerobot_files(root: Path):
     for f in sorted(root.glob("meta/**/*.parquet")) + sorted(root.glob("data/**/*.parquet")):
         with reading(f, "LeRobot dataset file", LEROBOT_FIX): pq.read_metadata(f)
 
-
+# %% ../nbs/03_data.ipynb #e7add890
 @contextlib.contextmanager
 def _quiet_datasets():
     "Keep Hugging Face datasets' own error log lines off the console (the one-line error says it all)."
@@ -567,7 +567,6 @@ def load_lerobot_dataset(root,  # dataset root, or a parent holding <repo_id>/
     LeRobotDataset = _lerobot()
     with hf_offline(), _quiet_datasets(), reading(root, "LeRobot dataset", LEROBOT_FIX):
         return LeRobotDataset(repo_id, root=root, **kwargs)
-
 
 # %% ../nbs/03_data.ipynb #0b49a41f
 def list_libero_files(input_dir  # a folder of LIBERO *.hdf5 demo files
@@ -673,7 +672,7 @@ def save_obs_batch(path,  # the .npz file to write (folder must exist)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh: np.savez(fh, **arrays)
     return path
 
-
+# %% ../nbs/03_data.ipynb #e6e45114
 def load_obs_batch(path  # a .npz written by save_obs_batch
                   ) -> tuple[dict, dict]:  # (policy observation dict, extras dict of arrays)
     "Load an observation batch: the dict the policy's `infer` takes, and the per-frame extras."
@@ -748,7 +747,7 @@ def lerobot_obs_batch(
                          "repair the source demos and convert them again")
     return obs, extra
 
-
+# %% ../nbs/03_data.ipynb #02e77dc3
 def dump_observations(lerobot_root,  # dataset root (or a parent holding <repo_id>/)
                       repo_id: str,  # the dataset's repo id
                       output_dir,  # batch folder to create: absent or empty (see overwrite), parent must exist
@@ -803,7 +802,7 @@ def convert_libero_cli(input_dir: str = None,  # folder of LIBERO .hdf5 demo fil
     print(f"wrote {info['total_episodes']} episodes, {info['total_frames']} frames, {info['total_tasks']} tasks to "
           f"{root}")
 
-
+# %% ../nbs/03_data.ipynb #2f1d90e6
 @call_parse
 def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or a parent holding <repo-id>/)
                           repo_id: str = "vlasteer/toy_kitchen",  # the dataset's repo id
@@ -821,7 +820,7 @@ def dump_observations_cli(lerobot_root: str = None,  # LeRobot dataset root (or 
                                   max_batches=max_batches or None, seed=seed, progress=not quiet, overwrite=overwrite)
     print(f"wrote {len(files)} batches of up to {batch_size} frames to {output_dir}")
 
-
+# %% ../nbs/03_data.ipynb #bc220102
 @call_parse
 def generate_demos_cli(output_dir: str = None,  # folder for the .hdf5 files (created if absent; its parent must exist)
                        num_demos: int = 50,  # successful demos per task
