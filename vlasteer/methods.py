@@ -22,7 +22,7 @@ __all__ = ['SITE_ALIASES', 'PATCH_SPANS', 'METHODS', 'DEFAULT_METHODS', 'LAYERED
            'sae_clamp_pos_latents', 'random_pos_direction', 'wrong_pair_pos_direction', 'neurons_constant', 'PatchSite',
            'patch_site']
 
-# %% ../nbs/09a_methods.ipynb #972a67df
+# %% ../nbs/09a_methods.ipynb #1f190dfa
 @dataclass
 class PairSetup:
     "Everything the methods need for one concept pair."
@@ -43,6 +43,7 @@ class PairSetup:
     ramp: int | None = None       # schedule of the per-position edits (None: constant)
     num_steps: int = 10           # the expert's denoising steps (for "last")
 
+# %% ../nbs/09a_methods.ipynb #22096180
 def _direction_edit(s: PairSetup, layer: int, ref: str, sign: float, unit_what: str) -> Edit:
     return Edit("add", tower=s.tower, layers=[layer], tokens=s.tokens, direction=ref, alpha=sign,
                 unit_norm=s.unit_norms[layer],
@@ -64,6 +65,7 @@ def sae_direction(s: PairSetup, layer: int) -> SteeringSpec:
     return SteeringSpec(f"{s.pair}/sae/L{layer}", [_direction_edit(s, layer, _pair_file(s, layer) + ":direction", -1.0,
                                                                    "SAE-decoded")])
 
+# %% ../nbs/09a_methods.ipynb #5f2e3c55
 def random_direction(s: PairSetup, layer: int) -> SteeringSpec:
     "Control: a seeded random direction, scaled like the others."
     w = len(read_direction(_pair_file(s, layer) + ":raw_difference"))
@@ -75,6 +77,7 @@ def random_direction(s: PairSetup, layer: int) -> SteeringSpec:
              f"{s.unit_norms[layer]:.3g} (random direction)")
     return SteeringSpec(f"{s.pair}/random_direction/L{layer}", [e])
 
+# %% ../nbs/09a_methods.ipynb #cc073f6c
 def _need_cluster(s: PairSetup):
     if s.cluster is None:
         raise ValueError(f"pair {s.pair!r} has no cluster for the neuron methods (no clusters JSON given)")
@@ -89,6 +92,7 @@ def cluster_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
                                                    unit=f"mean activation of cluster {c['cluster_id']} under B = "
                                                    f"{c['unit']:.3g}")])
 
+# %% ../nbs/09a_methods.ipynb #2f080610
 def random_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
     "Control: as many random neurons on the same layers, set like the cluster."
     _need_cluster(s)
@@ -104,7 +108,6 @@ def random_neurons(s: PairSetup, layer: int | None = None) -> SteeringSpec:
                                                           alpha=1.0, unit_norm=c["unit"],
                                                          unit=f"mean activation of cluster {c['cluster_id']} under B "
                                                           f"= {c['unit']:.3g} (random neurons)")])
-
 
 # %% ../nbs/09a_methods.ipynb #fcb644db
 @torch.no_grad()
@@ -131,7 +134,7 @@ def choose_cluster(policy, clusters_path, task_a: str, task_b: str, batches_a: d
     best["d_mlp"] = int(aa.shape[-1])
     return best
 
-# %% ../nbs/09a_methods.ipynb #9059ff35
+# %% ../nbs/09a_methods.ipynb #16b6dd46
 def blocks_of(where: int | str, depth: int) -> list[int]:
     "The blocks of a block set: one block (`2`), a window (`\"1-3\"`) or every block (`\"all\"`)."
     w = str(where).strip()
@@ -143,6 +146,7 @@ def blocks_of(where: int | str, depth: int) -> list[int]:
     if bad or not out: raise ValueError(f"block set {where!r} is out of range: the VLM has blocks 0..{depth - 1}")
     return out
 
+# %% ../nbs/09a_methods.ipynb #3dd01462
 def _pos_edit(s: PairSetup, where, kind: str, what: str) -> Edit:
     if not s.positions: raise ValueError(f"pair {s.pair!r} has no per-position directions (give the sweep pos_layers)")
     return Edit("add_pos", tower="vlm", layers=blocks_of(where, s.depth), site=s.pos_site, tokens="instruction",
@@ -158,6 +162,7 @@ def sae_pos_direction(s: PairSetup, where) -> SteeringSpec:
     return SteeringSpec(f"{s.pair}/sae_pos/{where}", [_pos_edit(s, where, "sae",
                                                                 "per-position SAE-decoded difference")])
 
+# %% ../nbs/09a_methods.ipynb #f5823d1c
 def sae_clamp_pos_latents(s: PairSetup, where) -> SteeringSpec:
     "Clamp, per position, the latents that differ most between A and B toward B's mean values."
     if not s.positions or not s.token_saes:
@@ -168,6 +173,7 @@ def sae_clamp_pos_latents(s: PairSetup, where) -> SteeringSpec:
                                                                  alpha=1.0, ramp=s.ramp,
         unit="fraction of the way to B's mean latents (α = 1: there)")])
 
+# %% ../nbs/09a_methods.ipynb #deed3ec9
 def random_pos_direction(s: PairSetup, where) -> SteeringSpec:
     "Control: Gaussian directions with the raw direction's norm at every position and block."
     return SteeringSpec(f"{s.pair}/random_pos/{where}", [_pos_edit(s, where, "random",
@@ -178,6 +184,7 @@ def wrong_pair_pos_direction(s: PairSetup, where) -> SteeringSpec:
     return SteeringSpec(f"{s.pair}/wrong_pair_pos/{where}", [_pos_edit(s, where, "wrong",
                                                                        "another pair's direction, norm-matched")])
 
+# %% ../nbs/09a_methods.ipynb #f947ddc0
 def neurons_constant(s: PairSetup, layer=None) -> SteeringSpec:
     "Häon et al.'s protocol: B's cluster set to a constant at every position of every forward pass, across its layers."
     _need_cluster(s)
@@ -188,8 +195,7 @@ def neurons_constant(s: PairSetup, layer=None) -> SteeringSpec:
                                                          unit=f"the constant {s.neuron_value:g} (Häon et al.), every "
                                                          f"token")])
 
-
-# %% ../nbs/09a_methods.ipynb #9c43d8ca
+# %% ../nbs/09a_methods.ipynb #341e74fa
 SITE_ALIASES = {"pre": "hook_resid_pre", "mid": "hook_resid_mid", "post": "hook_resid_post", "kv": "attn.hook_kv",
                 "mlp": "mlp.hook_post", "z": "attn.hook_z"}
 PATCH_SPANS = {"vision": ("image", "all"), "vlm": ("image", "instruction", "state", "all"),
@@ -249,6 +255,7 @@ class PatchSite:
                     if self.span == "all" else self.span,
                     steps=st, source=source, alpha=alpha, unit="fraction patched (1: the clean pass's activations)")
 
+# %% ../nbs/09a_methods.ipynb #87d38175
 def patch_site(s: PairSetup, where) -> SteeringSpec:
     "Activation patching at `where` from the clean pass under B (B into A: is the site sufficient?)."
     return SteeringSpec(f"{s.pair}/patch/{where}", [PatchSite.parse(where).edit(s.depth, s.num_steps, s.task_b)])
@@ -265,4 +272,3 @@ POSITIONAL = ("raw_pos", "sae_pos", "sae_clamp_pos", "random_pos", "wrong_pair_p
 CONTROLS = ("random_direction", "random_neurons", "random_pos", "wrong_pair_pos")
 DIRECTION_METHODS = ("raw", "sae", "raw_pos", "sae_pos", "sae_clamp_pos")  # what the goal is judged on (not patching)
 BASELINES = ("prompt_b", "blank")   # no edit: the prompt swap (the ceiling) and an empty instruction
-

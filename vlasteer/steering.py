@@ -24,7 +24,7 @@ __all__ = ['EDIT_KINDS', 'NEURON_KINDS', 'TOKEN_SPANS', 'STEERED_ROLLOUTS', 'Edi
            'steer', 'patch_from', 'sae_clamp_positions', 'clean_pass', 'patched_infer', 'EpisodeSteering',
            'either_task', 'steered_rollouts', 'mean_resid_norm']
 
-# %% ../nbs/09_steering.ipynb #e97e67c0
+# %% ../nbs/09_steering.ipynb #932d143f
 EDIT_KINDS = ("add", "set_neurons", "scale_neurons", "ablate", "sae_clamp", "add_pos", "sae_clamp_pos", "patch")
 NEURON_KINDS = ("set_neurons", "scale_neurons", "ablate")
 TOKEN_SPANS = ("image", "instruction", "state", "action")
@@ -103,6 +103,7 @@ class Edit:
         if isinstance(d, dict) and "kind" not in d: raise ValueError("an edit needs a kind")
         return from_fields(cls, d, "edit")
 
+# %% ../nbs/09_steering.ipynb #7be72e30
 @dataclass
 class SteeringSpec:
     "A named list of edits applied together."
@@ -139,6 +140,7 @@ class SteeringSpec:
                                        f"{e.unit or ('1' if e.unit_norm is None else f'{e.unit_norm:.3g}')}"
                                        for e in self.edits))
 
+# %% ../nbs/09_steering.ipynb #912e5a48
 def save_spec(spec: SteeringSpec, path) -> Path:
     "Write a spec as JSON (atomically)."
     return write_json(spec.to_dict(), path)
@@ -154,7 +156,7 @@ def load_spec(path) -> SteeringSpec:
         if e.cluster: e.cluster = {**e.cluster, "path": rel(e.cluster["path"])}
     return spec
 
-# %% ../nbs/09_steering.ipynb #4fb7a8a9
+# %% ../nbs/09_steering.ipynb #70e555ee
 def _hook_width(policy, tower: str, site: str) -> int | None:
     "Width of the activation at a hook site, from the config (None when the site's width is not a config number)."
     size = getattr(policy.config, tower)
@@ -163,6 +165,7 @@ def _hook_width(policy, tower: str, site: str) -> int | None:
     if site == "attn.hook_kv": return int(2 * size.num_kv_heads * size.head_dim)
     return None
 
+# %% ../nbs/09_steering.ipynb #c816ef5d
 def split_ref(ref: str) -> tuple[str, str | None]: # (file, tensor key or None)
     "Split `FILE.safetensors:KEY` into its file and key."
     return tuple(ref.rsplit(":", 1)) if re.search(r"\.safetensors:[^/\\]+$", ref) else (ref, None)
@@ -190,6 +193,7 @@ def read_direction(ref: str, # "FILE.safetensors" or "FILE.safetensors:KEY"
         raise ValueError(f"direction {ref} has shape {tuple(v.shape)}; expected {want}")
     return v.float()
 
+# %% ../nbs/09_steering.ipynb #45cd71b2
 def spec_files(spec: SteeringSpec) -> list[str]:
     "The files and folders a spec reads (directions, SAEs, clusters), `{layer}` filled in."
     out = []
@@ -212,6 +216,7 @@ def spec_inputs(spec: SteeringSpec | None) -> dict: # path -> content digest
     "What a result computed with `spec` depends on: the digest of every file it reads."
     return {} if spec is None else {p: _digest(p) for p in spec_files(spec)}
 
+# %% ../nbs/09_steering.ipynb #cbfc537d
 class PatchCache:
     "Activations of the clean pass of activation patching, keyed by hook and denoising step."
     def __init__(self): self.acts, self.ctx, self.pos = {}, {}, None
@@ -234,6 +239,7 @@ class PatchCache:
         if not isinstance(j, slice) and bool((j < 0).any()): raise ValueError("a patched row has no clean pass")
         return self.acts[key][j], self.ctx[key].mask(tokens)[j]
 
+# %% ../nbs/09_steering.ipynb #2e075d1c
 class SpecCompiler:
     "Turns specs into hook functions for one policy, reading each file once."
     def __init__(self, policy):
@@ -345,6 +351,7 @@ class SpecCompiler:
             out.append((name, sae_clamp(sae, e.latents or [], [e.alpha * v for v in vals], tok, steps)))
         return out
 
+# %% ../nbs/09_steering.ipynb #750409fe
 def sae_clamp(sae, # a SAELens SAE over the hooked space
               latents: Sequence[int], # latent ids to set
               values: Sequence[float], # their new values
@@ -376,8 +383,7 @@ def steer(policy, spec: SteeringSpec, compiler: SpecCompiler | None = None):
     if not hooks: yield policy; return
     with intervene(policy, hooks): yield policy
 
-
-# %% ../nbs/09_steering.ipynb #c82ccf06
+# %% ../nbs/09_steering.ipynb #d4275f52
 def patch_from(cache: PatchCache, alpha: float = 1.0, tokens=None, steps=None) -> Callable:
     "Move the selected tokens toward the clean pass's activations: `act + alpha (clean - act)`."
     def fn(act, hook):
@@ -393,6 +399,7 @@ def patch_from(cache: PatchCache, alpha: float = 1.0, tokens=None, steps=None) -
         return torch.where(m, act + alpha * (src.to(act) - act), act)
     return fn
 
+# %% ../nbs/09_steering.ipynb #e5be1b5f
 def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targets, NaN = leave alone
                         alpha: float = 1.0, tokens=None, steps=None) -> Callable:
     "Per position, move the targeted latents toward their targets, decode, and add back the reconstruction error."
@@ -412,6 +419,7 @@ def sae_clamp_positions(sae, targets: torch.Tensor, # [n_pos d_sae] latent targe
         return out
     return fn
 
+# %% ../nbs/09_steering.ipynb #322d7bee
 def clean_pass(policy, obs: dict, noise: torch.Tensor, names: Sequence[str]):
     "Run the clean pass: the prefix alone when every patched site is in the vision tower or VLM, else a whole `infer`."
     if all(HookName.parse(n).tower != "expert" for n in names): policy.prefix_cache(policy.prepare(obs))
@@ -432,8 +440,7 @@ def patched_infer(policy, spec: SteeringSpec, obs: dict, # an observation (batch
         with intervene(policy, {n: c.patches.recorder() for n in names}): clean_pass(policy, clean, noise, names)
     with (intervene(policy, hooks) if hooks else contextlib.nullcontext()): return policy.infer(obs, noise=noise)
 
-
-# %% ../nbs/09_steering.ipynb #90a08eba
+# %% ../nbs/09_steering.ipynb #ae8cce92
 class _RowsView:
     "What a hook function sees for a subset of the batch rows."
     def __init__(self, hook, rows): self._hook, self.rows = hook, rows
@@ -463,6 +470,7 @@ def _rowwise(groups: list, gate: Callable = lambda: True) -> Callable:
         return None if out is act else out
     return fn
 
+# %% ../nbs/09_steering.ipynb #e19592df
 def _subset(obs: dict, rows: Sequence[int], prompts: Sequence[str]) -> dict:
     "Rows `rows` of a batched observation, with new prompts."
     r = list(rows)
@@ -547,6 +555,7 @@ class EpisodeSteering:
             if i in self.failed: a[j] = 0.0
         return {"actions": a}
 
+# %% ../nbs/09_steering.ipynb #634de9fa
 def either_task(task: sim.Task | str, other: sim.Task | str) -> sim.Task:
     "`task` whose episode also ends when `other`'s goal is met (success: either): it stops at whichever comes first."
     t, o = sim.get_task(task), sim.get_task(other)
@@ -557,6 +566,7 @@ class _Either(sim.Task):
     other: sim.Task | None = None
     def success(self, progress: dict) -> bool: return sim.Task.success(self, progress) or self.other.success(progress)
 
+# %% ../nbs/09_steering.ipynb #d1a8c8f4
 STEERED_ROLLOUTS = sim.RolloutOptions(replan_steps=2, max_steps=60, record_frames=False)  # the sweeps' default
 
 def steered_rollouts(
@@ -578,7 +588,6 @@ def steered_rollouts(
     trajs = sim.rollout_batch(st, list(tasks), list(seeds), opts or STEERED_ROLLOUTS, row_intervention=st, envs=envs,
                               prompts=prompts)
     return trajs, st.failed
-
 
 # %% ../nbs/09_steering.ipynb #8bc33bdd
 @torch.no_grad()

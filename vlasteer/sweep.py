@@ -30,7 +30,7 @@ __all__ = ['NO_CURVE', 'steer_main', 'steering_sweep_main', 'SweepConfig', 'Cell
            'SweepResult', 'pd_concat', 'load_sweep', 'check_prompt_layout', 'check_sweep', 'run_sweep',
            'steer_spec_sweep', 'steer_cli', 'directions_from_root', 'replace_other_sweep', 'steering_sweep_cli']
 
-# %% ../nbs/09b_sweep.ipynb #2781761f
+# %% ../nbs/09b_sweep.ipynb #17828516
 @dataclass
 class SweepConfig:
     "What a steering sweep runs."
@@ -105,6 +105,7 @@ class SweepConfig:
     def from_dict(cls, d: dict) -> SweepConfig:
         return from_fields(cls, d, "sweep config")
 
+# %% ../nbs/09b_sweep.ipynb #f580de4e
 @dataclass(frozen=True)
 class Cell:
     "One point of a sweep."
@@ -142,7 +143,7 @@ def sweep_cells(cfg: SweepConfig) -> list[Cell]:
             out += [Cell(p, m, l, a) for l in layers for a in alphas if a != 0.0]
     return out
 
-# %% ../nbs/09b_sweep.ipynb #a6aa5216
+# %% ../nbs/09b_sweep.ipynb #85f5cc8c
 def episode_record(tr, task_a, # the pair's A (instruction or Task); a pair name with task_b the other side also works
                    task_b, failed: str | None = None) -> dict:
     "What a sweep keeps of one episode: which of A's and B's goals it met first, and how far it moved toward B."
@@ -165,6 +166,7 @@ def episode_record(tr, task_a, # the pair's A (instruction or Task); a pair name
                 measure=m1, measure_name=m, toward_b=(m1 - m0) / (tb.goal - m0) if abs(tb.goal - m0) > 1e-9 else 0.0,
                 speed=float(speed.mean()), height=float(eef[:, 2].mean()), steps=int(tr.steps), failed=failed)
 
+# %% ../nbs/09b_sweep.ipynb #8a324f9f
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     "Percentile bootstrap interval of the mean."
@@ -175,6 +177,7 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, level: float = 0.9
     means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
     return (float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, 1 - (1 - level) / 2)))
 
+# %% ../nbs/09b_sweep.ipynb #9a6f70fe
 def cell_stats(episodes: Sequence[dict]) -> dict:
     "Rates with Wilson intervals and means with bootstrap intervals over a cell's episodes."
     n = len(episodes)
@@ -192,9 +195,7 @@ def cell_stats(episodes: Sequence[dict]) -> dict:
 
 def _fmt_ci(ci) -> str: return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
 
-
-
-# %% ../nbs/09b_sweep.ipynb #83d669a9
+# %% ../nbs/09b_sweep.ipynb #23c48bf2
 def _toy_pair_order() -> list[str]: return list(sim.CONCEPT_PAIRS)
 
 def calibrate_positions(policy, cfg: SweepConfig, out, # the sweep folder: positions/ and token_saes/ are written there
@@ -243,6 +244,7 @@ def calibrate_positions(policy, cfg: SweepConfig, out, # the sweep folder: posit
             P.save_positions(dirs[p], files[p])
     return {p: dict(positions=str(files[p]), token_saes=None if sae_dir is None else str(sae_dir)) for p in cfg.pairs}
 
+# %% ../nbs/09b_sweep.ipynb #6be99d7b
 def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepConfig, compiler: SpecCompiler,
                 calibration: dict | None = None) -> PairSetup: # calibration: `calibrate_positions`' entry of this pair
     from vlasteer.ffn import kitchen_batches
@@ -268,6 +270,7 @@ def _setup_pair(policy, pair: str, directions: dict, clusters_path, cfg: SweepCo
                      ramp=cfg.ramp,
                      num_steps=policy.config.num_steps)
 
+# %% ../nbs/09b_sweep.ipynb #d3de38f2
 def _mirror(setup: PairSetup) -> PairSetup:
     "The pair seen from B: instructed B, steered (patched) toward A."
     return dataclasses.replace(setup, task_a=setup.task_b, task_b=setup.task_a)
@@ -284,8 +287,7 @@ def cell_task(setup: PairSetup,
     prompt = {"prompt_b": b, "blank": ""}.get(cell.method)
     return either_task(a, b), prompt
 
-
-# %% ../nbs/09b_sweep.ipynb #6386d4ac
+# %% ../nbs/09b_sweep.ipynb #297f482d
 def _saved(p: Path) -> dict | None:
     "A saved cell or config, or None when it is missing or damaged (a damaged cell is recomputed)."
     try: return read_json(p)
@@ -306,6 +308,7 @@ def portable_spec(spec: SteeringSpec, base) -> dict:
         if e["cluster"]: e["cluster"] = {**e["cluster"], "path": _relative(str(e["cluster"]["path"]), base)}
     return d
 
+# %% ../nbs/09b_sweep.ipynb #5d3689b7
 def _inputs(spec: SteeringSpec | None, base: Path) -> dict: # relative path -> digest
     return {_relative(p, base): d for p, d in spec_inputs(spec).items()}
 
@@ -347,6 +350,7 @@ def _run_cells(policy, cells: list, setups: dict, cfg: SweepConfig, cells_dir: P
         bar.update(len(part))
     bar.close()
 
+# %% ../nbs/09b_sweep.ipynb #ce728e64
 def _worker(args):
     "A sweep process: plain data in (so it works whichever module defined the caller's classes), cell files out."
     ckpt, cells, setups, cfg_d, cells_dir = args
@@ -364,8 +368,7 @@ def _fresh(c: Cell, cells_dir: Path, setups: dict) -> bool:
     if d is None: return False
     return d.get("inputs") == _inputs(cell_spec(setups[c.pair], c), cells_dir.parent)
 
-
-# %% ../nbs/09b_sweep.ipynb #58da8d71
+# %% ../nbs/09b_sweep.ipynb #4bce7281
 NO_CURVE = ("none", "patch") + BASELINES  # methods without a dose-response curve
 
 def _isnull(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
@@ -468,6 +471,7 @@ class SweepResult:
                              met=bool(b.flip >= 0.8 and b.flip_at_0 == 0 and not (cmax > 0.1))))
         return pd.DataFrame(rows)
 
+# %% ../nbs/09b_sweep.ipynb #a30125c8
 def pd_concat(frames):
     import pandas as pd
     return pd.concat([f for f in frames if len(f)], ignore_index=True)
@@ -492,8 +496,7 @@ def load_sweep(out_dir, cells: Sequence[Cell] | None = None) -> SweepResult:
                          f"them")
     return SweepResult(got, cfg, out=str(out))
 
-
-# %% ../nbs/09b_sweep.ipynb #a67efb80
+# %% ../nbs/09b_sweep.ipynb #40a7fc87
 def check_prompt_layout(policy, task_a: str, task_b: str, what: str = "patching"):
     "Refuse two prompts whose tokens would sit at different positions (patching needs one layout)."
     if policy.tokenizer is None: return
@@ -535,6 +538,7 @@ def check_sweep(policy, cfg: SweepConfig, directions: dict, clusters_path=None):
     if any(m in ("neurons", "random_neurons", "neurons_const") for m in cfg.methods) and clusters_path is None:
         raise ValueError("the neuron methods need a clusters JSON (--clusters), or drop them from --methods")
 
+# %% ../nbs/09b_sweep.ipynb #5945ea1c
 def run_sweep(policy, directions: dict, # pair -> {layer: `sae.write_pair_direction` folder} ({} without pooled methods)
               clusters_path=None, # clusters JSON of the VLM (05_clusters) for the neuron methods
               out_dir="steering", # cells/, config.json and sweep.json go here; a rerun resumes
@@ -623,8 +627,7 @@ def run_sweep(policy, directions: dict, # pair -> {layer: `sae.write_pair_direct
     )
     return res
 
-
-# %% ../nbs/09b_sweep.ipynb #8297c883
+# %% ../nbs/09b_sweep.ipynb #85ea5838
 def _task_pair(task: str) -> tuple[str, str]: # (pair, the pair's other instruction)
     if task not in sim.TASKS: raise ValueError(f"unknown task {task!r}; the toy kitchen has {list(sim.TASKS)}")
     t = sim.get_task(task)
@@ -669,6 +672,7 @@ def steer_spec_sweep(policy, spec: SteeringSpec, tasks: Sequence[str], alphas: S
     write_json(dict(spec=spec.to_dict(), rows=rows), out / "summary.json", sort_keys=True)
     return rows
 
+# %% ../nbs/09b_sweep.ipynb #58bad1b8
 @call_parse
 def steer_cli(spec: str = None, # steering spec JSON (see `SteeringSpec`)
               tasks: Param("instructions to give (toy-kitchen tasks)", str, nargs="+") = None,
@@ -699,7 +703,7 @@ def steer_cli(spec: str = None, # steering spec JSON (see `SteeringSpec`)
 
 steer_main = console(steer_cli)
 
-# %% ../nbs/09b_sweep.ipynb #48f7d8cf
+# %% ../nbs/09b_sweep.ipynb #8bcf92f2
 def directions_from_root(root, # folder holding layerNN/<pair>/ pair folders
                          pairs: Sequence[str] | None = None) -> dict: # pair -> {layer: folder}
     "Find the pair folders of a directions root."
@@ -726,6 +730,7 @@ def replace_other_sweep(out, cfg: SweepConfig, policy, overwrite: bool = False):
         check_overwrite(out, overwrite, "--overwrite (it holds a sweep with another config or policy)")
         import shutil; shutil.rmtree(out)
 
+# %% ../nbs/09b_sweep.ipynb #2eda2121
 @call_parse
 def steering_sweep_cli(directions_root: str = None, # folder with layerNN/<pair>/ pair folders (vlasteer_sae_directions)
                        clusters: str = None, # VLM clusters JSON (05) for neuron methods (none: direction methods only)
