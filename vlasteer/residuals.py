@@ -131,6 +131,7 @@ def frame_noise(policy, index: Sequence[int], # global frame indices of the batc
                                                                               cfg.action_dim)) for i in index])
     return torch.from_numpy(x.astype(np.float32)).to(policy.device)
 
+# %% ../nbs/07_residuals.ipynb #c3aecd7a
 def _needs_expert(groups) -> bool: return any(g.tower == "expert" for g in groups)
 
 @torch.no_grad()
@@ -142,6 +143,7 @@ def forward_only(policy, obs: dict, # a batched observation
     if expert: return policy.sample_actions(inp, noise if noise is not None else policy.make_noise(inp.tokens.shape[0]))
     return policy.prefix_cache(inp)
 
+# %% ../nbs/07_residuals.ipynb #49b9b45e
 @torch.no_grad()
 def capture_batch(policy, obs: dict, # a batched observation (`lerobot_obs_batch`)
                   groups: Sequence[TokenGroup], # what to keep
@@ -227,6 +229,7 @@ def policy_fingerprint(policy) -> str:
         h.update(x[::max(1, x.numel() // 4096)][:4096].float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
+# %% ../nbs/07_residuals.ipynb #7d56ae5f
 def dataset_identity(ds, root=None) -> dict:
     "What identifies a LeRobot dataset's content: sizes, tasks, features and a fingerprint of them."
     info = ds.meta.info
@@ -248,6 +251,7 @@ def _policy_spec(policy) -> dict:
 def _frames_sha(idx: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(idx, dtype=np.int64).tobytes()).hexdigest()[:16]
 
+# %% ../nbs/07_residuals.ipynb #26bd7d76
 def _spec_mismatch(old: dict, new: dict, where, # how the message names the other run
                    hint: str = "run the same command as before to resume it, or use a new --output-dir",
                    stale: str = "use a new --output-dir, or delete it to capture again") -> str | None:
@@ -272,10 +276,12 @@ def _spec_mismatch(old: dict, new: dict, where, # how the message names the othe
         else: diff.append(k)
     return f"{where} holds a capture with other settings ({', '.join(diff)} differ); {hint}"
 
+# %% ../nbs/07_residuals.ipynb #d1d6f651
 def rel_path(path, base) -> str:
     "`path` relative to the folder `base`: how a run records the files it came from, so that they can move together."
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
+# %% ../nbs/07_residuals.ipynb #5b276287
 BUILTIN_POLICIES = ("default", "tiny")  # the names load_capture_policy knows without a checkpoint path
 
 def _is_checkpoint_path(checkpoint) -> bool:
@@ -291,7 +297,6 @@ def input_digests(dataset_root, # the dataset folder (the one holding meta/info.
     out = dict(dataset=file_digest(dataset_root))
     if _is_checkpoint_path(checkpoint): out["checkpoint"] = file_digest(checkpoint)
     return out
-
 
 # %% ../nbs/07_residuals.ipynb #834c7a44
 def write_tensors(path, tensors: dict, metadata: dict | None = None) -> Path:
@@ -316,6 +321,7 @@ def load_pt(path, what: str = "file", # what the file should be, for the message
                      "(torch.save of a tensor "
                      "or a dict of tensors, or .safetensors)")
 
+# %% ../nbs/07_residuals.ipynb #41b25982
 _PT_ROWS = ("residuals", "activations", "acts")
 _PT_INDEX = ("index", "indices", "sample_indices", "global_index")
 _CHUNK_FIX = "is it a complete residual chunk? Delete it and run the capture again to recompute it"
@@ -329,6 +335,7 @@ def check_finite(x: torch.Tensor, what) -> torch.Tensor:
                          "recapture them (in float32 if bfloat16 overflowed) or drop those frames")
     return x
 
+# %% ../nbs/07_residuals.ipynb #63b09be5
 def read_chunk(path, device: str = "cpu"
               ) -> dict: # residuals [n d] float32; index, episode_index, task_index [n] int64 or None; metadata
     "Read one chunk file: vlasteer's `.safetensors` or the seed's `.pt`; non-finite residuals are refused."
@@ -367,7 +374,6 @@ def read_chunk(path, device: str = "cpu"
         raise ValueError(f"{path} has {len(x)} rows but {len(out['index'])} indices")
     return out
 
-
 # %% ../nbs/07_residuals.ipynb #4d918387
 def _identity(x): return x
 
@@ -384,6 +390,7 @@ def _iter_batches(ds, batches, cameras, num_workers):
     yield from torch.utils.data.DataLoader(_Batches(ds, batches, cameras), batch_size=None, shuffle=False,
                                            num_workers=num_workers, collate_fn=_identity, prefetch_factor=2)
 
+# %% ../nbs/07_residuals.ipynb #2fc9a8a5
 def _policy_cameras(policy) -> dict:
     cams = {c: k for c, k in POLICY_CAMERAS.items() if c in policy.config.cameras}
     if not cams:
@@ -409,6 +416,7 @@ def _open_run(out: Path, spec: dict, provenance: dict):
     out.mkdir(exist_ok=True)
     write_json({"spec": spec, "provenance": provenance}, cap)
 
+# %% ../nbs/07_residuals.ipynb #411478c9
 @dataclass
 class CaptureRun:
     "How one process runs a capture: nothing here changes what the run holds."
@@ -542,6 +550,7 @@ def missing_chunks(run_dir) -> list: # chunk numbers with at least one file miss
     "The chunks of a run whose files are not all written yet."
     return sorted({k for k, _, _, f in _expected(run_dir, _run_spec(run_dir)["spec"]) if not f.is_file()})
 
+# %% ../nbs/07_residuals.ipynb #5ce17665
 def _header(path) -> tuple[tuple, dict, dict]: # (shape of residuals, {"index": ...}, metadata)
     from safetensors import safe_open
     with reading(path, "residual chunk", _CHUNK_FIX), safe_open(str(path), framework="pt") as f:
@@ -561,6 +570,7 @@ def _chunk_header(path, spec: dict, tower: str):
                          f"{want}); the run directory mixes captures: delete the chunk and run the capture again")
     return shape, t, meta
 
+# %% ../nbs/07_residuals.ipynb #0f339311
 def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (else return None)
                 ) -> dict | None: # metadata.json's content
     "Check a run directory and write its `metadata.json` once every chunk file exists."
@@ -603,6 +613,7 @@ def finalize_run(run_dir, strict: bool = True # raise when chunks are missing (e
     write_json(meta, run_dir / "metadata.json")
     return meta
 
+# %% ../nbs/07_residuals.ipynb #4ecc706c
 def merge_runs(run_dir, # the run to produce: a new folder (with shard_dirs) or a shared run directory
                shard_dirs: Sequence | None = None, # run directories of the shards, when they wrote separately
                overwrite: bool = False, # with shard_dirs: replace an existing run_dir
@@ -797,6 +808,7 @@ def load_capture_policy(checkpoint_path: str | None = None, # a checkpoint folde
     if precision: pol.to_precision(precision)
     return pol.to(device).eval(), src
 
+# %% ../nbs/07_residuals.ipynb #5726a080
 @call_parse
 def save_residuals_cli(
         checkpoint_path: str = None, # pi0/pi0.5 checkpoint folder or model.safetensors (default: the embedded policy)
@@ -863,6 +875,7 @@ def save_residuals_cli(
               f"of other shards missing; the last shard to finish writes metadata.json (or run "
               f"vlasteer_merge_residuals)")
 
+# %% ../nbs/07_residuals.ipynb #d08a96ab
 @call_parse
 def merge_residuals_cli(
         run_dir: str = None, # the run: a shared run directory, or the new folder to join --shard-dirs into
@@ -879,4 +892,3 @@ def merge_residuals_cli(
 save_residuals_main = console(save_residuals_cli)  # console entry point (dashed flags)
 
 merge_residuals_main = console(merge_residuals_cli)  # console entry point (dashed flags)
-

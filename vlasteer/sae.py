@@ -51,6 +51,7 @@ def read_sae_cfg(path: str | Path) -> dict:
         raise ValueError(f"{path / SAE_CFG} has no integer d_in and d_sae; is it a SAELens config?")
     return cfg
 
+# %% ../nbs/08_sae.ipynb #e85017df
 def check_sae_width(d_in: int, d_model: int | None, what: str = "the SAE"):
     "Refuse an SAE whose `d_in` differs from the residual width."
     if d_model is not None and d_in != d_model:
@@ -74,6 +75,7 @@ def sae_from_disk(path: str | Path, # a SAELens directory
     except ValueError: raise
     except Exception as e: raise ValueError(f"SAELens cannot load the SAE in {path}: {_one_line(e)[:300]}") from None
 
+# %% ../nbs/08_sae.ipynb #b119988d
 def sae_from_pretrained(release: str, # SAELens release, e.g. "gemma-2b-it-res-jb"
                         sae_id: str,  # id inside the release, e.g. "blocks.12.hook_resid_post"
                         device: str = "cpu"):
@@ -106,6 +108,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
                          f"({', '.join(STANDARD_KEYS)})")
     return sd
 
+# %% ../nbs/08_sae.ipynb #bf4e47e9
 def apply_state(sae, state: dict[str, torch.Tensor], # keys a subset of `sae.state_dict()`
                 source: str = "state dict"):
     "Overwrite `sae`'s weights with those in `state` (shapes checked, unknown keys refused)."
@@ -132,6 +135,7 @@ def sae_from_state(state: dict[str, torch.Tensor], source: str = "state dict", d
     sae = sl.StandardSAE(sl.StandardSAEConfig(d_in=d_in, d_sae=d_sae, device=device))
     return apply_state(sae, state, source)
 
+# %% ../nbs/08_sae.ipynb #1c8fa9a0
 def load_sae(release: str | None = None, sae_id: str | None = None, # a SAELens release and id
              path: str | Path | None = None,            # or a local SAELens directory
              finetuned_path: str | Path | None = None,  # a state dict laid over the base (or standing alone)
@@ -288,6 +292,7 @@ class DiskRows:
             if n >= max_rows: break
         return (s / n).float()
 
+# %% ../nbs/08_sae.ipynb #b8ac87fd
 def disk_rows(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
               d_model: int | None = None) -> DiskRows:
     "The rows of concept slices on disk, for streaming (`.safetensors` only: a `.pt` file cannot be read in pieces)."
@@ -347,7 +352,6 @@ def run_rows(run_dir, # a complete residual run (vlasteer's)
         layer,
     )
 
-
 # %% ../nbs/08_sae.ipynb #079d1ab4
 def stream_batches(src: DiskRows, batch_size: int, seed: int = 0, # seeds the piece order and the shuffles
                    buffer_rows: int = 1 << 16, # rows in the shuffle buffer (memory about 2 x rows x d_model x 4 bytes)
@@ -394,6 +398,7 @@ def activation_batches(x: torch.Tensor, # [n d_model]
         perm = torch.randperm(n, generator=g)
         for i in range(0, n - batch_size + 1, batch_size): yield x[perm[i:i + batch_size]]
 
+# %% ../nbs/08_sae.ipynb #c2da082b
 @contextlib.contextmanager
 def _quiet_sae_lens(progress: bool):
     "Silence SAETrainer's progress bars (they are created inside `fit`)."
@@ -437,6 +442,7 @@ def _training_sae(sl, cfg: SAETrainConfig, d_in: int, init, mean: torch.Tensor, 
     sae.load_state_dict({k: v.detach().to(cfg.device, torch.float32) for k, v in init.state_dict().items()})
     return sae
 
+# %% ../nbs/08_sae.ipynb #e0e0ceac
 def train_sae(residuals, # [n d_model] tensor, a ConceptSlice, a dict of them, or DiskRows (streamed from disk)
               cfg: SAETrainConfig = None, # knobs; None: the defaults
               init=None,                  # an SAE to fine-tune; None: train from scratch
@@ -514,6 +520,7 @@ def decode_direction(sae, dz: torch.Tensor # [... d_sae] a latent code or a diff
     if getattr(sae.cfg, "rescale_acts_by_decoder_norm", False): dz = dz / W.norm(dim=-1).to(dz)
     return dz.to(W.device, W.dtype) @ W
 
+# %% ../nbs/08_sae.ipynb #bd0de800
 def encode_chunks(sae, x, batch_size: int = 4096, device: str | None = None # None: the SAE's device
                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: # ([rows d_model], [rows d_sae]) on `device`
     "Encode `x` chunk by chunk under `no_grad`."
@@ -541,6 +548,7 @@ def latent_sums(sae, x, groups: torch.Tensor | None = None, # [n] group of each 
     if groups is not None and at != len(groups): raise ValueError(f"groups has {len(groups)} entries for {at} rows")
     return sums, counts
 
+# %% ../nbs/08_sae.ipynb #0f0a5fdd
 def latent_mean(sae, x, batch_size: int = 4096, device: str | None = None) -> torch.Tensor: # [d_sae] float32
     "Mean latent code of `x`, streamed."
     s, n = latent_sums(sae, x, batch_size=batch_size, device=device)
@@ -578,6 +586,7 @@ def sae_fidelity(sae, x, # [n d_model] or a stream of chunks
                 cosine=cos / n, l0=l0 / n, dead=int((fires == 0).sum()), dense=int((rate > dense_threshold).sum()),
                 d_sae=sae.cfg.d_sae)
 
+# %% ../nbs/08_sae.ipynb #cd9d93bf
 def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] tensor; or DiskRows (streamed, per label)
                    batch_size: int = 4096, dense_threshold: float = 0.1, device: str | None = None):
     "A `pandas.DataFrame` of `sae_fidelity` per concept, plus the pooled row `all`."
@@ -597,6 +606,7 @@ def fidelity_table(sae, slices: dict, # concept -> ConceptSlice or [n d_model] t
     rows.append(dict(concept="all", **sae_fidelity(sae, iter(mats.values()), batch_size, dense_threshold, device)))
     return pd.DataFrame(rows).set_index("concept")
 
+# %% ../nbs/08_sae.ipynb #feed7672
 def check_fidelity(table, min_variance_explained: float = 0.9) -> list[str]: # concepts below the threshold
     "Warn (`FidelityWarning`) about every row of `table` whose variance explained is below the threshold."
     low = [str(c) for c, v in table["variance_explained"].items() if not v >= min_variance_explained]
@@ -608,6 +618,7 @@ def check_fidelity(table, min_variance_explained: float = 0.9) -> list[str]: # c
                       FidelityWarning, stacklevel=2)
     return low
 
+# %% ../nbs/08_sae.ipynb #84bc833c
 def plot_fidelity(table, min_variance_explained: float | None = 0.9): # -> plotly Figure
     "Bars of variance explained (with the threshold) and L0 per concept."
     import plotly.graph_objects as go
@@ -671,6 +682,7 @@ def _fidelity_warnings(table, threshold: float) -> list[str]:
     for m in w: _warn_line(str(m.message))
     return low
 
+# %% ../nbs/08_sae.ipynb #9614f9ec
 def holdout_split(slices: dict[str, ConceptSlice], fraction: float,
                   seed: int = 0) -> tuple[dict, dict]: # (train, held out)
     "Split every concept's rows at random into training and held-out slices (each keeps at least one row)."
@@ -684,6 +696,7 @@ def holdout_split(slices: dict[str, ConceptSlice], fraction: float,
         if k: held[c] = mk(perm[:k])
     return train, held
 
+# %% ../nbs/08_sae.ipynb #7e77905c
 def _common(slices: dict[str, ConceptSlice], attr: str):
     vals = {getattr(s, attr) for s in slices.values()} - {None}
     return vals.pop() if len(vals) == 1 else None
@@ -762,7 +775,7 @@ def train_sae_cli(slices: Param("concept slice files or folders holding them (la
     _fidelity_warnings(table, min_variance_explained)
     print(f"wrote {out}")
 
+# %% ../nbs/08_sae.ipynb #6f8180c7
 def train_sae_main():
     "Console entry point `vlasteer_train_sae`."
     sys.argv[1:] = dashed_flags(sys.argv[1:]); train_sae_cli()
-

@@ -73,6 +73,7 @@ class ConceptSlice:
         return (f"ConceptSlice({self.concept!r}, n={self.n}, d_model={self.d_model}, layer={self.layer}, "
                 f"hook={self.hook!r})")
 
+# %% ../nbs/07a_slices.ipynb #54fe88d7
 def slice_path(root: str | Path, # root of the slices (or of the outputs)
                layer: int, concept: str) -> Path:
     "Where the slice of `concept` at `layer` lives: `root/layerNN/<concept>.safetensors`."
@@ -83,6 +84,7 @@ def layer_dir(root: str | Path, layer: int) -> Path:
     if layer is None or int(layer) < 0: raise ValueError(f"layer must be a non-negative block index, got {layer!r}")
     return Path(root) / f"layer{int(layer):02d}"
 
+# %% ../nbs/07a_slices.ipynb #da61a4e7
 def save_slice(sl: ConceptSlice, path: str | Path) -> Path:
     "Write `sl` as a `.safetensors` concept slice (atomically)."
     from safetensors.torch import save_file
@@ -137,6 +139,7 @@ def load_slice(path: str | Path, # a `.safetensors` slice or one of the seed's `
                          "was it captured at another hook or from another model?")
     return sl
 
+# %% ../nbs/07a_slices.ipynb #b9902e30
 def slice_files(sources: str | Path | Sequence[str | Path], # slice files and/or folders holding them
                ) -> list[Path]:
     "The slice files `sources` name: files as given, folders' `.safetensors` and `.pt` files sorted."
@@ -260,6 +263,7 @@ def episode_halves(index: np.ndarray, # [n] global frame indices of a concept's 
     a = np.isin(ep_of, list(first))
     return a, (ep_of >= 0) & ~a
 
+# %% ../nbs/07a_slices.ipynb #d2b5752c
 def auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     "P(a positive score exceeds a negative one), ties counting half."
     pos, neg = np.asarray(pos, dtype=np.float64), np.asarray(neg, dtype=np.float64)
@@ -282,12 +286,14 @@ def pair_separation(pos: torch.Tensor, neg: torch.Tensor, # [n d_model] rows of 
     return dict(direction=direction, auroc=auroc(pp, nn), d_prime=float((pp.mean() - nn.mean()) / pooled),
                 pos_proj=pp, neg_proj=nn, norm=float(direction.norm()))
 
+# %% ../nbs/07a_slices.ipynb #e2d8a2c5
 def cosine_matrix(directions: dict) -> tuple[list, np.ndarray]: # (names, [k k] cosines)
     "Cosine similarity between every two directions."
     names = list(directions)
     m = torch.stack([directions[n] / directions[n].norm().clamp_min(1e-12) for n in names])
     return names, (m @ m.T).numpy()
 
+# %% ../nbs/07a_slices.ipynb #5acfa498
 def plot_projections(reports: dict, # pair -> pair_separation(...) (with the concepts' labels under "labels")
                      bins: int = 30): # -> plotly Figure
     "Histograms of each pair's held-out projections onto its mean-difference direction."
