@@ -15,7 +15,8 @@ import torch
 from fastcore.script import Param, call_parse
 
 from .hooks import intervene, record, resolve_hook
-from .cli import atomic_dir, atomic_path, cli_errors, console, file_digest, from_fields, read_json, reading, write_json
+from .cli import (atomic_dir, atomic_path, cli_errors, console, file_digest, from_fields, read_json, reading,
+                          write_json)
 from .data import POLICY_CAMERAS, lerobot_obs_batch, load_lerobot_dataset, resolve_lerobot_root
 from .contrast import check_indices_in, check_concept_map, lerobot_tasks, load_concept_map
 
