@@ -76,6 +76,7 @@ class HookName:
             raise ValueError(f"unknown site {m['site']!r} in hook name {name!r}; valid sites: {SITES}")
         return cls(m["tower"], int(m["layer"]), m["site"])
 
+# %% ../nbs/00_hooks.ipynb #cb2c98ae
 def _blocks(model, tower) -> nn.ModuleList:
     try: return model.get_submodule(TOWER_PATHS[tower])
     except AttributeError:
@@ -86,6 +87,7 @@ def n_blocks(model: nn.Module, # a vlasteer policy (or any module with the same 
     "Number of blocks of `tower` in `model`."
     return len(_blocks(model, tower))
 
+# %% ../nbs/00_hooks.ipynb #737cacd9
 def resolve_hook(model: nn.Module, name: str) -> tuple[HookName, nn.Module,
                                                        str]: # (canonical name, module, 'input'|'output')
     "Validate `name` against `model` and return its canonical form, module and which tensor to hook."
@@ -147,6 +149,7 @@ class Record:
     tokens: str | Sequence[str] | None
     reduce: str | None
 
+# %% ../nbs/00_hooks.ipynb #5906002f
 REDUCTIONS = (None, "max_abs", "mean", "last")
 
 def _span_cols(mask: torch.Tensor # bool [batch pos]
@@ -176,6 +179,7 @@ def reduce_tokens(acts: torch.Tensor, # [batch pos ...]
     _check_span(mask)
     return _reduce(acts, mask, reduce)
 
+# %% ../nbs/00_hooks.ipynb #32236efb
 class ActivationCache:
     "Records gathered by `record`, looked up by hook name (negative layers allowed)."
     def __init__(self, model: nn.Module): self.model, self.records = model, []
@@ -219,6 +223,7 @@ def _attach(model, name, fn):
         return None if new is None else (new, *args[1:])
     return mod.register_forward_pre_hook(pre)
 
+# %% ../nbs/00_hooks.ipynb #6fe8563c
 def _step_selected(steps, ctx):
     if steps is None or ctx.step is None: return True
     if steps == "last": return ctx.num_steps is not None and ctx.step == ctx.num_steps - 1
@@ -265,6 +270,7 @@ def record(model: nn.Module, # a vlasteer policy
     finally:
         for hd in handles: hd.remove()
 
+# %% ../nbs/00_hooks.ipynb #2a1ac692
 def active_hooks(model: nn.Module) -> int:
     "How many forward hooks and pre-hooks are registered anywhere in `model`."
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
@@ -279,6 +285,7 @@ class HookInfo:
     def step(self): return self.ctx.step
     def mask(self, tokens=None): return self.ctx.mask(tokens)
 
+# %% ../nbs/00_hooks.ipynb #15e5be9a
 def _where(act, hook, tokens, steps, new):
     "Replace `act` by `new(act)` on the selected tokens of the selected steps."
     if not _step_selected(steps, hook.ctx): return None
@@ -297,6 +304,7 @@ def add(direction: torch.Tensor, # [d] a direction in the hooked space
         return _where(act, hook, tokens, steps, lambda a: a + alpha * d)
     return fn
 
+# %% ../nbs/00_hooks.ipynb #2143f6a6
 def _ids(ids, width, what):
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     if len(ids) and (ids.min() < -width or ids.max() >= width):
@@ -312,6 +320,7 @@ def scale_neurons(ids: Sequence[int], # neuron (coordinate) indices
         return _where(act, hook, tokens, steps, new)
     return fn
 
+# %% ../nbs/00_hooks.ipynb #b7f0985a
 def set_neurons(ids: Sequence[int], value: float, tokens=None, steps=None) -> Callable:
     "Set the selected neurons to the constant `value` (Häon et al. 2025)."
     def fn(act, hook):
@@ -326,6 +335,7 @@ def ablate(ids: Sequence[int] | None = None, # None: every coordinate
     if ids is None: return lambda act, hook: _where(act, hook, tokens, steps, torch.zeros_like)
     return set_neurons(ids, 0.0, tokens, steps)
 
+# %% ../nbs/00_hooks.ipynb #af17a29a
 @contextmanager
 def intervene(model: nn.Module, # a vlasteer policy
               edits: dict[str, Callable | Sequence[Callable]], # hook name -> fn(act, hook) or a list of them

@@ -121,6 +121,7 @@ def clean_text(text: str) -> str:
     "openpi's prompt cleaning: strip, underscores and newlines to spaces."
     return text.strip().replace("_", " ").replace("\n", " ")
 
+# %% ../nbs/01_policy.ipynb #b401e064
 def discretize_state(state: np.ndarray # normalised state, ideally in [-1, 1]
                     ) -> np.ndarray: # ints in 0..255 (below -1 gives -1, as openpi)
     "openpi's 256-bin discretisation of the state for the pi0.5 prompt."
@@ -129,6 +130,7 @@ def discretize_state(state: np.ndarray # normalised state, ideally in [-1, 1]
 def _in_span(offsets, start, end):
     return np.array([s < end and e > start for s, e in offsets], dtype=bool)
 
+# %% ../nbs/01_policy.ipynb #1825389e
 class SentencePieceTokenizer:
     "PaliGemma's SentencePiece model (as openpi loads it) behind the few `tokenizers.Tokenizer` methods vlasteer uses."
     def __init__(self, path: str | Path):
@@ -148,6 +150,7 @@ class SentencePieceTokenizer:
     def get_vocab_size(self) -> int: return self.sp.get_piece_size()
     def save(self, path): shutil.copyfile(self.path, Path(path).with_suffix(".model"))
 
+# %% ../nbs/01_policy.ipynb #bc4fd45c
 class PromptTokenizer:
     "Prompt formats of pi0 / pi0.5 on top of a `tokenizers.Tokenizer`."
     def __init__(self, tokenizer, # a `tokenizers.Tokenizer`
@@ -299,6 +302,7 @@ class NormStats:
         else: x[..., :d] = x[..., :d] * (self.std[:d] + 1e-6) + self.mean[:d]
         return x
 
+# %% ../nbs/01_policy.ipynb #20390bb0
 def _stats_of(d, where: str) -> dict[str, NormStats]:
     if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
         raise ValueError(f"{where} is not a norm_stats.json: expected "
@@ -327,12 +331,14 @@ class AdaRMSNorm(nn.Module):
         scale, shift, gate = self.dense(cond.to(self.dense.weight.dtype))[:, None, :].float().chunk(3, dim=-1)
         return (n * (1 + scale) + shift).to(x.dtype), gate.to(x.dtype)
 
+# %% ../nbs/01_policy.ipynb #e8a1f295
 def apply_norm(norm: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     "Run a plain Gemma RMSNorm (gate None) or an `AdaRMSNorm` uniformly."
     return norm(x, cond) if isinstance(norm, AdaRMSNorm) else (norm(x), None)
 
 def gated_residual(x, y, gate): return x + y if gate is None else x + y * gate
 
+# %% ../nbs/01_policy.ipynb #a3e8a3fb
 def posemb_sincos(t: torch.Tensor, # [batch] flow-matching time
                   dim: int, min_period: float = 4e-3, max_period: float = 4.0) -> torch.Tensor: # [batch dim] float32
     "openpi's sine-cosine embedding of the flow-matching time."
@@ -342,6 +348,7 @@ def posemb_sincos(t: torch.Tensor, # [batch] flow-matching time
     arg = t.to(torch.float64)[:, None] * (2 * math.pi / period)[None, :]
     return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1).float()
 
+# %% ../nbs/01_policy.ipynb #d67486d9
 def make_att_2d_masks(pad: torch.Tensor, # bool [batch pos]: real tokens
                       ar: torch.Tensor, # int [batch pos]: 1 starts a new causal block
                      ) -> torch.Tensor: # bool [batch pos pos]: query i may attend key j
@@ -388,6 +395,7 @@ def _expert_config(cfg: PolicyConfig):
                        vocab_size=1, hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6, rope_theta=10000.0,
                        initializer_range=cfg.initializer_range)
 
+# %% ../nbs/01_policy.ipynb #08bb178f
 class PaliGemmaWithExpert(nn.Module):
     "The two language towers of pi0 / pi0.5 and the vision tower, under openpi's parameter names."
     def __init__(self, cfg: PolicyConfig):
@@ -481,6 +489,7 @@ def _batched(obs: dict) -> bool:
     if st is not None: return np.ndim(st) == 2
     return np.ndim(next(iter(obs["image"].values()))) == 4
 
+# %% ../nbs/01_policy.ipynb #d23b3af7
 @patch
 def missing_norm_stats(self: Policy) -> list[str]:
     "The statistics this policy uses and lacks: `state` (when the state reaches the model) and `actions`."
@@ -496,6 +505,7 @@ def check_norm_stats(self: Policy):
                               "load_policy(norm_stats_path=...)) or run un-normalised on purpose (--no-norm-stats, "
                               "no_norm_stats=True)")
 
+# %% ../nbs/01_policy.ipynb #57851a14
 @patch
 def prepare(self: Policy, obs: dict) -> ModelInputs:
     "Turn an observation dict (batched or not) into `ModelInputs` on the policy's device."
@@ -584,6 +594,7 @@ def embed_images(self: Policy, images: torch.Tensor, # [cams batch 3 S S]
     x = self.paligemma_with_expert.paligemma.model.multi_modal_projector(vm.post_layernorm(x))
     return view(x)
 
+# %% ../nbs/01_policy.ipynb #f23403ef
 @patch
 def embed_prefix(self: Policy, inp: ModelInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # (emb, pad, ar)
     "Image tokens then text tokens; sets the hooks' VLM spans."
@@ -638,6 +649,7 @@ def _cache_kv(hook: HookPoint, k: torch.Tensor, v: torch.Tensor) -> tuple: # k, 
     kc, vc = kv.split(H * D, dim=-1)
     return kc.reshape(B, T, H, D).transpose(1, 2), vc.reshape(B, T, H, D).transpose(1, 2)
 
+# %% ../nbs/01_policy.ipynb #e7855e78
 @patch
 def run_blocks(self: Policy, xs: list, # [prefix or None, suffix or None], each [batch pos d]
                att: torch.Tensor, # bool [batch q k]: queries = the given streams, keys = cache + streams
@@ -687,6 +699,7 @@ def run_blocks(self: Policy, xs: list, # [prefix or None, suffix or None], each 
         xs = out
     return xs, new_kv
 
+# %% ../nbs/01_policy.ipynb #44920368
 @patch
 def action_head(self: Policy, suffix_out: torch.Tensor, cond) -> torch.Tensor: # [batch horizon action_dim]
     "Final expert norm, then `action_out_proj` on the last `horizon` tokens (in float32)."
@@ -705,6 +718,7 @@ def prefix_cache(self: Policy, inp: ModelInputs):
     _, kv = self.run_blocks([emb, None], make_att_2d_masks(pad, ar), torch.cumsum(pad.long(), 1) - 1, keep_kv=True)
     return pad, kv
 
+# %% ../nbs/01_policy.ipynb #10df308b
 @patch
 def suffix_velocity(self: Policy, inp: ModelInputs, prefix_pad, kv, x_t, t, step=None, num_steps=None):
     "The expert pass over the cached prefix: velocity [batch horizon action_dim]."
@@ -715,6 +729,7 @@ def suffix_velocity(self: Policy, inp: ModelInputs, prefix_pad, kv, x_t, t, step
     (_, out), _ = self.run_blocks([None, emb], att, pos, cond, past_kv=kv)
     return self.action_head(out, cond)
 
+# %% ../nbs/01_policy.ipynb #67b8bb42
 @patch
 def velocity(self: Policy, obs, # an observation dict or `ModelInputs`
              x_t: torch.Tensor, # [batch horizon action_dim]
@@ -731,6 +746,7 @@ def velocity(self: Policy, obs, # an observation dict or `ModelInputs`
     (_, out), _ = self.run_blocks([pemb, semb], make_att_2d_masks(pad, ar), torch.cumsum(pad.long(), 1) - 1, cond)
     return self.action_head(out, cond)
 
+# %% ../nbs/01_policy.ipynb #b212ed2f
 @patch
 def sample_actions(self: Policy, inp: ModelInputs, noise: torch.Tensor, # [batch horizon action_dim] at t = 1
                    num_steps: int | None = None) -> torch.Tensor: # normalised actions [batch horizon action_dim]
@@ -748,6 +764,7 @@ def make_noise(self: Policy, batch: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator(device="cpu").manual_seed(seed)
     return torch.randn(batch, self.config.action_horizon, self.config.action_dim, generator=g).to(self.device)
 
+# %% ../nbs/01_policy.ipynb #2ea389e6
 @patch
 @torch.no_grad()
 def infer(self: Policy, obs: dict, # openpi observation: image, (image_mask), state, prompt
@@ -763,6 +780,7 @@ def infer(self: Policy, obs: dict, # openpi observation: image, (image_mask), st
     if self.config.output_action_dim: x = x[..., :self.config.output_action_dim]
     return {"actions": x if inp.batched else x[0]}
 
+# %% ../nbs/01_policy.ipynb #f7026b0a
 @patch
 def loss(self: Policy, obs: dict, actions, # [batch horizon dim] un-normalised
          noise: torch.Tensor | None = None,

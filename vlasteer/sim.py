@@ -137,6 +137,7 @@ def _renderer(size: int) -> tuple:  # (render model, mujoco.Renderer)
         _RENDERERS[size] = (m, r)
     return _RENDERERS[size]
 
+# %% ../nbs/02_sim.ipynb #4b6c2d63
 class ToyKitchenEnv:
     "The toy kitchen, LIBERO-like: `reset(seed)`, `step(action)`, `check_success()`, `get_state()`/`set_state()`."
     camera_names = ("agentview", "robot0_eye_in_hand")
@@ -187,6 +188,7 @@ def grasped(self: ToyKitchenEnv) -> str | None:  # `drawer`, `knob`, `bowl` or N
         if self.data.eq_active[i]: return k
     return None
 
+# %% ../nbs/02_sim.ipynb #5a56371a
 @patch(as_prop=True)
 def gripper_opening(self: ToyKitchenEnv) -> float:  # 1 open, 0 closed
     "How far the fingers are open, in [0, 1]."
@@ -210,6 +212,7 @@ def progress(self: ToyKitchenEnv) -> dict:  # name -> float
     p["task_progress"] = self.task.fraction(p)
     return p
 
+# %% ../nbs/02_sim.ipynb #6baf4794
 @patch
 def check_success(self: ToyKitchenEnv) -> bool:  # whether the current task's goal is met
     "Whether the current state meets the current task's goal (as LIBERO's `env.check_success()`)."
@@ -238,6 +241,7 @@ def _obs(self: ToyKitchenEnv) -> dict:
             obs[key] = r.render().copy()  # MuJoCo's Renderer returns upright rows
     return obs
 
+# %% ../nbs/02_sim.ipynb #08066e7e
 @patch
 def reset(self: ToyKitchenEnv,
           seed: int = 0,       # initial-state seed: the same seed gives the same state for every task
@@ -261,6 +265,7 @@ def reset(self: ToyKitchenEnv,
     self.steps = 0
     return self._obs()
 
+# %% ../nbs/02_sim.ipynb #2d07f9e6
 @patch
 def _try_grasp(self: ToyKitchenEnv):
     "Switch on the grasp constraint of the nearest grasp point within `GRASP_RADIUS`, if any."
@@ -297,6 +302,7 @@ def step(self: ToyKitchenEnv,
     info = {"success": success, "grasped": self.grasped, "steps": self.steps}
     return self._obs(), float(success), bool(success or self.steps >= self.max_steps), info
 
+# %% ../nbs/02_sim.ipynb #339cf7b8
 @patch
 def get_state(self: ToyKitchenEnv) -> np.ndarray:  # [n] float64
     "The flat simulator state (as LIBERO's `states`); `set_state` restores it exactly."
@@ -366,6 +372,7 @@ def _plan_drawer(env, eef, task):
         return handle + out * (q_goal - q), True
     return _approach(env, eef, handle, 0.06 * out)
 
+# %% ../nbs/02_sim.ipynb #1ca5e0ed
 def _plan_stove(env, eef, task):
     tip = env.site_pos("knob_tip_site")
     if env.grasped == "knob":
@@ -389,6 +396,7 @@ def _plan_bowl(env, eef, task, carry=0.15):
     if task.polarity * (p["bowl_front"] - task.goal) >= 0: return eef + np.array([0.0, 0.0, 0.04]), False   # done: rise
     return _approach(env, eef, rim, np.array([0.0, 0.0, 0.06]))
 
+# %% ../nbs/02_sim.ipynb #fde6920d
 _PLANS = {"drawer": _plan_drawer, "stove": _plan_stove, "bowl": _plan_bowl}
 
 class ScriptedExpert:
@@ -499,6 +507,7 @@ class Trajectory:
     @property
     def steps(self) -> int: return len(self.actions)  # number of executed steps
 
+# %% ../nbs/02_sim.ipynb #d7ceb258
 class _Recorder:
     "Collects one episode's observations and actions into a `Trajectory`."
     def __init__(self, instruction, seed, record_frames):
@@ -529,6 +538,7 @@ class _Recorder:
                           np.stack(self.frames) if self.record_frames else None,
                           np.stack(self.wrist) if self.record_frames else None)
 
+# %% ../nbs/02_sim.ipynb #4a72874c
 def _chunk(out, batch: int | None) -> np.ndarray:
     "The first 7 action dimensions of a policy output `{'actions': [horizon, d]}` (or `[B, horizon, d]`)."
     if not isinstance(out, dict) or "actions" not in out:
@@ -545,6 +555,7 @@ def _chunk(out, batch: int | None) -> np.ndarray:
 def _context(intervention, policy):
     return contextlib.nullcontext() if intervention is None else intervention(policy)
 
+# %% ../nbs/02_sim.ipynb #af4e5ba1
 def _episode(env, task, prompt):
     "(`Task` or None, prompt) of an episode: a toy task is resolved; on another env `task` is only the prompt."
     if isinstance(env, ToyKitchenEnv):
@@ -597,6 +608,7 @@ def rollout(policy,                       # anything with `infer(obs) -> {"actio
     finally:
         if own: env.close()
 
+# %% ../nbs/02_sim.ipynb #f7378bce
 def expert_rollout(task: Task | str,        # the task
                    seed: int = 0,           # initial-state seed, also the expert's noise seed
                    noise: float = 0.1,      # expert noise
