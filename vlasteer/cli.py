@@ -216,7 +216,10 @@ def clean_stale(path: str | Path # an output file or folder
     "Remove the temporary siblings of `path` (`atomic_path` / `atomic_dir`) whose process is no longer running."
     path, out = Path(path), []
     if not path.parent.is_dir(): return out
+    legacy = re.compile(rf"^\.{re.escape(path.name)}\.(?:partial-|tmp)[A-Za-z0-9_]{{8}}$")  # earlier versions': no PID
     for p in path.parent.iterdir():
+        if legacy.match(p.name) and p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True); out.append(p); continue
         m = _TEMP_NAME.match(p.name) or _HOST_NAME.match(p.name)
         if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or _running(int(m["pid"])): continue
         if m.groupdict().get("host") not in (None, socket.gethostname()): continue  # another machine's writer
