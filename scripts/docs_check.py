@@ -91,8 +91,7 @@ PANDOC_ATTRS = re.compile(r"(\[[^\]]*\]\([^)]*\))\{[^}]*\}")
 _opt_re = re.compile(r"^#\|\s*([\w-]+):\s*(.*?)\s*$")
 
 def prepare(nb, widget_models: set) -> None:
-    "Quarto's cell options as nbconvert tags, plotly JSON as HTML, widget views without state dropped."
-    import plotly.io as pio
+    "Quarto's cell options as nbconvert tags, widget views without state dropped (figures' HTML: `plotly_docs_html`)."
     keep = []
     for c in nb.cells:
         if c.cell_type == "raw": continue
@@ -112,8 +111,6 @@ def prepare(nb, widget_models: set) -> None:
                 if not d: continue
                 if "text/markdown" in d:  # show_doc's Pandoc link attributes, e.g. [source](...){target="_blank"}
                     d["text/markdown"] = PANDOC_ATTRS.sub(r"\1", "".join(d["text/markdown"]))
-                if "application/vnd.plotly.v1+json" in d and "text/html" not in d:
-                    d["text/html"] = pio.to_html(d["application/vnd.plotly.v1+json"], include_plotlyjs=False, full_html=False)
                 m = EXPLORER_REPR.match("".join(d.get("text/plain", "")))
                 if m and "text/html" in d:  # an explorer's static figure: marked so the browser test finds it
                     d["text/html"] = f'<div class="vl-explorer-static" data-explorer="{m[1]}">{"".join(d["text/html"])}</div>'

@@ -17,20 +17,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import subprocess
 from pathlib import Path
 
+from vlasteer.report import PLOTLY_MIME, plotly_json_html
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
-
-
-def _joined(o):
-    "`o` with `source` lists joined back into strings."
-    if isinstance(o, dict): return {k: "".join(v) if k == "source" and isinstance(v, list) else _joined(v) for k, v in o.items()}
-    return [_joined(v) for v in o] if isinstance(o, list) else o
 
 
 def _has_source(o) -> bool:
@@ -42,9 +35,7 @@ def figure_once(data: dict) -> None:
     """Keep one copy of a plotly figure: its JSON, or its HTML when the JSON holds a `source` key (images): nbdev's and
     execnb's notebook writers split every `source` string into lines, which breaks both the figure and their reader."""
     if PLOTLY_MIME not in data: return
-    if _has_source(data[PLOTLY_MIME]):
-        import plotly.io as pio
-        data["text/html"] = pio.to_html(_joined(data.pop(PLOTLY_MIME)), include_plotlyjs="cdn", full_html=False)
+    if _has_source(data[PLOTLY_MIME]): data["text/html"] = plotly_json_html(data.pop(PLOTLY_MIME))
     else: data.pop("text/html", None)
 
 

@@ -322,12 +322,13 @@ class Explorer:
     def draw(self, out): # an `ipywidgets.Output`
         "Set `out`'s message to the current figure (not displayed: no kernel needed, nothing leaks into the cell)."
         out.outputs = (plotly_output(self.figure()),)
-        if getattr(self, "_pane", None) is not None: self._pane.value = self.extra_html()
+        pane = getattr(out, "pane", None)  # the HTML pane `layout` put beside this Output (each widget its own)
+        if pane is not None: pane.value = self.extra_html()
     def layout(self, controls: list, out): # -> ipywidgets VBox: the controls, the figure, the `extra_html` pane
         "The widget's box: controls in a row, the figure's `Output`, and an HTML pane `draw` keeps in step."
         import ipywidgets as W
-        self._pane = W.HTML(self.extra_html())
-        return W.VBox([W.HBox(controls), out, self._pane])
+        out.pane = W.HTML(self.extra_html())
+        return W.VBox([W.HBox(controls), out, out.pane])
     def static_bundle(self) -> dict:
         "The mime bundle of the current state's figure, for a page without a kernel."
         return {"text/plain": self.describe(),

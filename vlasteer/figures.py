@@ -262,7 +262,7 @@ class SteeringExplorer(CardExplorer):
             self.state = SteeringState(pair.value, method.value, float(alpha.value)); self.draw(out)
         for c in (pair, method, alpha): c.observe(update, names="value")
         box = self.layout([pair, method, alpha], out); update()
-        box.controls, box.out, box.film = (pair, method, alpha), out, self._pane
+        box.controls, box.out, box.film = (pair, method, alpha), out, out.pane
         return box
 
 # %% ../nbs/09c_figures.ipynb #c5d8a264

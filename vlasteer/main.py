@@ -707,11 +707,12 @@ def steered_unit_cards(ctx: JobContext, res) -> dict: # pair -> [FeatureCard]
     from vlasteer.directions import direction_card, explorer_data, latent_card, load_pair_direction
     from vlasteer.figures import best_layer
     from vlasteer.slices import layer_dir, load_slices
-    layers, seed, out = ctx.state["layers"], ctx.config.seed, {}
+    layers, seed, out, by_layer = ctx.state["layers"], ctx.config.seed, {}, {}
     for pair in dict.fromkeys(res.table().pair):
         l = best_layer(res, pair, "raw")
         l = l if l in layers else layers[len(layers) // 2]
-        slices = load_slices(layer_dir(ctx.work / "residuals" / "slices", l))
+        if l not in by_layer: by_layer[l] = load_slices(layer_dir(ctx.work / "residuals" / "slices", l))  # read once
+        slices = by_layer[l]
         d = load_pair_direction(ctx.state["directions"][pair][l])
         top = explorer_data(ctx.state["saes"][l], [d], slices, top=1)[pair]
         out[pair] = [direction_card(d, slices, seed=seed), latent_card(top, 0, seed=seed)]

@@ -14,7 +14,7 @@ from .cli import atomic_path, png_data_uri
 
 # %% auto #0
 __all__ = ['REPORT_FORMAT', 'PLOTLY_MIME', 'section', 'text_html', 'table_html', 'figure_id', 'item_html', 'report_html',
-           'write_report', 'image_strip', 'check_report', 'report_figure_ids', 'plotly_docs_html']
+           'write_report', 'image_strip', 'check_report', 'report_figure_ids', 'plotly_json_html', 'plotly_docs_html']
 
 # %% ../nbs/00b_report.ipynb #e08284a1
 REPORT_FORMAT = "vlasteer.main_job/1"
@@ -136,10 +136,13 @@ def _joined_sources(o):
         return {k: "".join(v) if k == "source" and isinstance(v, list) else _joined_sources(v) for k, v in o.items()}
     return [_joined_sources(v) for v in o] if isinstance(o, list) else o
 
+def plotly_json_html(fig: dict) -> str: # a figure's plotly JSON, as an output stores it
+    "The HTML that draws a figure's JSON, plotly.js from its CDN (image sources a notebook reader split joined back)."
+    import plotly.io as pio
+    return pio.to_html(_joined_sources(fig), include_plotlyjs="cdn", full_html=False)
+
 def plotly_docs_html(cell): # an nbdev notebook cell (processed in place)
     "nbdev docs processor: each plotly output stored as JSON only gets the HTML that draws it on the site."
-    import plotly.io as pio
     for o in cell.get("outputs") or []:
         d = o.get("data") or {}
-        if PLOTLY_MIME in d and "text/html" not in d:
-            d["text/html"] = pio.to_html(_joined_sources(d[PLOTLY_MIME]), include_plotlyjs="cdn", full_html=False)
+        if PLOTLY_MIME in d and "text/html" not in d: d["text/html"] = plotly_json_html(d[PLOTLY_MIME])
